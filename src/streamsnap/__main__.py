@@ -1,0 +1,3 @@
+from streamsnap.cli import main
+
+raise SystemExit(main())

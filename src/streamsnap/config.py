@@ -1,0 +1,95 @@
+"""The one settings object of streamsnap: defaults < TOML config file < environment < flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "STREAMSNAP_"
+
+
+def _setting(default: Any, help: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the server, with its default and meaning."""
+
+    host: str = _setting("0.0.0.0", "Address to listen on (HTTP and WebSocket share it).")
+    port: int = _setting(8080, "TCP port to listen on.")
+    ice_addresses: list[str] = _setting(
+        [], "IPv4 addresses to offer as ICE host candidates; empty: every interface, loopback included."
+    )
+    ice_servers: list[str] = _setting([], "STUN/TURN server urls used when gathering candidates.")
+    keepalive_interval: float = _setting(5.0, "Seconds between the server's pings to each client.")
+    keepalive_timeout: float = _setting(30.0, "A client silent for this many seconds is dropped.")
+    connect_timeout: float = _setting(20.0, "Seconds for a publisher's media to start flowing.")
+    max_frame_age_ms: float = _setting(
+        1000.0, "Oldest cached frame a snapshot may show; older means asking for a fresh keyframe."
+    )
+    keyframe_timeout: float = _setting(3.0, "Seconds a snapshot waits for a decodable frame.")
+    snapshot_workers: int = _setting(2, "Threads that decode and encode pictures.")
+    png_compress_level: int = _setting(1, "zlib level of snapshot PNGs (0-9; 1 is fast).")
+    gop_max_frames: int = _setting(300, "Encoded frames kept per stream after its last keyframe.")
+    gop_max_bytes: int = _setting(4 * 1024 * 1024, "Bytes kept per stream after its last keyframe.")
+    max_streams_per_session: int = _setting(16, "Streams one session may publish at once.")
+    max_pending_snapshots: int = _setting(64, "Snapshot requests one session may have in flight.")
+    max_message_bytes: int = _setting(1024 * 1024, "Largest WebSocket message accepted (closed with 1009 above).")
+    log_level: str = _setting("info", "Log level: debug, info, warning or error.")
+
+
+class SettingsError(ValueError):
+    """A setting could not be read; the message names it."""
+
+
+def _convert(name: str, kind: Any, value: Any) -> Any:
+    target = {"str": str, "int": int, "float": float, "list[str]": list}[str(kind)]
+    if target is list:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise SettingsError(f"{name}: expected a list of strings, got {value!r}")
+    if (target is int and isinstance(value, float)) or isinstance(value, bool):
+        raise SettingsError(f"{name}: expected {target.__name__}, got {value!r}")
+    try:
+        return target(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}: expected {target.__name__}, got {value!r}") from None
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from the defaults, then `config_file` (TOML), then STREAMSNAP_* variables, then `overrides`."""
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"config file {config_file}: {exc}") from None
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in fields:
+                raise SettingsError(f"config file {config_file}: unknown setting {key!r}")
+            values[name] = _convert(name, fields[name].type, value)
+    env = os.environ if environ is None else environ
+    for name, f in fields.items():
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _convert(ENV_PREFIX + name.upper(), f.type, raw)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _convert(name, fields[name].type, value)
+    return Settings(**values)

@@ -1,0 +1,135 @@
+"""Encoded video frames as they arrive, and the bounded cache the snapshot engine decodes from.
+
+Nothing here decodes: a stream nobody asks a picture of costs one list append per frame
+and at most `max_bytes` of memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+H264_NAL_IDR = 5
+H264_NAL_SPS = 7
+
+
+def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) when `data` is a VP8 keyframe (RFC 6386 9.1), else None."""
+    if len(data) < 10 or data[0] & 0x01 or data[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = int.from_bytes(data[6:8], "little") & 0x3FFF
+    height = int.from_bytes(data[8:10], "little") & 0x3FFF
+    return width, height
+
+
+def h264_nal_types(data: bytes) -> set[int]:
+    """NAL unit types in an Annex-B access unit (as aiortc's depayloader emits it)."""
+    types: set[int] = set()
+    pos = data.find(b"\x00\x00\x01")
+    while pos != -1 and pos + 3 < len(data):
+        types.add(data[pos + 3] & 0x1F)
+        pos = data.find(b"\x00\x00\x01", pos + 3)
+    return types
+
+
+def is_keyframe(codec: str, data: bytes) -> bool:
+    """Whether a decoder can start from this access unit alone."""
+    if codec == "VP8":
+        return vp8_keyframe_size(data) is not None
+    if codec == "H264":
+        types = h264_nal_types(data)
+        return H264_NAL_IDR in types and H264_NAL_SPS in types
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """One complete encoded video frame."""
+
+    data: bytes
+    "The access unit (VP8 frame, or H.264 Annex-B)."
+    timestamp: int
+    "RTP timestamp (90 kHz)."
+    keyframe: bool
+    "Whether decoding can start here."
+    arrival: float
+    "Monotonic time at which its last packet arrived."
+
+
+class GopCache:
+    """The frames since the last keyframe, bounded in count and bytes.
+
+    When a group outgrows the bounds it is dropped whole: a partial group cannot be
+    decoded, and a fresh keyframe (requested by PLI) is then cheaper than keeping it.
+    """
+
+    def __init__(self, codec: str, *, max_frames: int, max_bytes: int,
+                 clock: Callable[[], float]) -> None:
+        self.codec = codec
+        self.max_frames = max_frames
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._frames: list[EncodedFrame] = []
+        self._bytes = 0
+        self._keyframe_waiters: list[asyncio.Future[None]] = []
+        self.frames_received = 0
+        "Complete frames seen since the stream started."
+        self.keyframes_received = 0
+        "Keyframes among them."
+        self.last_arrival: float | None = None
+        "When the newest frame arrived (decodable or not)."
+        self.size: tuple[int, int] | None = None
+        "Picture size, when the bitstream tells it cheaply (VP8 keyframes)."
+
+    def add(self, data: bytes, timestamp: int) -> EncodedFrame:
+        """Record one frame, as it arrives."""
+        now = self._clock()
+        keyframe = is_keyframe(self.codec, data)
+        frame = EncodedFrame(data, timestamp, keyframe, now)
+        self.frames_received += 1
+        self.last_arrival = now
+        if keyframe:
+            self.keyframes_received += 1
+            if self.codec == "VP8":
+                self.size = vp8_keyframe_size(data)
+            self._frames = [frame]
+            self._bytes = len(data)
+            waiters, self._keyframe_waiters = self._keyframe_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        elif self._frames:
+            self._frames.append(frame)
+            self._bytes += len(data)
+            if len(self._frames) > self.max_frames or self._bytes > self.max_bytes:
+                self.clear()
+        return frame
+
+    def clear(self) -> None:
+        """Forget the cached group (after loss, or when it outgrew the bounds)."""
+        self._frames = []
+        self._bytes = 0
+
+    def group(self) -> list[EncodedFrame]:
+        """The cached group: a keyframe and every frame after it, oldest first (may be empty)."""
+        return list(self._frames)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes held by the cached group."""
+        return self._bytes
+
+    def next_keyframe(self) -> asyncio.Future[None]:
+        """A future resolved when the next keyframe arrives."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._keyframe_waiters.append(waiter)
+        return waiter
+
+    def close(self) -> None:
+        """The stream ended: wake every waiter with an error, free the frames."""
+        self.clear()
+        waiters, self._keyframe_waiters = self._keyframe_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("stream ended"))

@@ -1,0 +1,198 @@
+"""WebRTC ingest: one aiortc peer connection per published stream, with decoding switched off.
+
+aiortc decodes every received frame in a thread and queues the pictures without bound,
+whether anyone reads them or not. streamsnap puts a `ReceiverTap` where aiortc's decoder
+input queue would be: complete encoded frames go to a bounded `GopCache` instead, and the
+snapshot engine decodes from it only when a picture is asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+import ifaddr
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import OperationError
+
+from streamsnap.media.frames import GopCache
+from streamsnap.protocol.constants import Info
+
+logger = logging.getLogger(__name__)
+
+# aiortc's RTCRtpReceiver reads its decoder input from this (name-mangled) attribute.
+_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+
+
+class IngestError(Exception):
+    """The offer cannot be served; `info` is the WCS info string for the client."""
+
+    def __init__(self, info: str, detail: str = "") -> None:
+        super().__init__(f"{info}: {detail}" if detail else info)
+        self.info = info
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Network and memory settings of the ingest layer."""
+
+    ice_addresses: Sequence[str] = ()
+    "Local IPv4 addresses to gather host candidates on; empty: every interface, loopback included."
+    ice_servers: Sequence[str] = ()
+    "STUN/TURN urls (e.g. stun:stun.example.org:3478)."
+    gop_max_frames: int = 300
+    "Encoded frames kept per stream after the last keyframe."
+    gop_max_bytes: int = 4 * 1024 * 1024
+    "Bytes kept per stream after the last keyframe."
+    connect_timeout: float = 20.0
+    "Seconds for ICE and DTLS to connect and media to start."
+
+
+def local_ipv4_addresses() -> list[str]:
+    """Every IPv4 address of this host, loopback included."""
+    return [ip.ip for adapter in ifaddr.get_adapters() for ip in adapter.ips if isinstance(ip.ip, str)]
+
+
+def announce_addresses(addresses: Sequence[str]) -> None:
+    """Make aioice gather host candidates on exactly `addresses` (empty: all IPv4, loopback too).
+
+    aioice offers no per-connection setting for this and leaves 127.0.0.1 out, which local
+    use and tests need; its module-level address lookup is the one place to set it.
+    """
+    chosen = list(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return chosen or local_ipv4_addresses()
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
+class ReceiverTap:
+    """Stands where aiortc's decoder input queue is, so that nothing is decoded.
+
+    aiortc calls `put((codec, frame))` on the event loop for each complete frame and
+    `put(None)` when it stops; its decoder thread blocks in `get()` until then.
+    """
+
+    def __init__(self, on_frame: Callable[[str, bytes, int], None] | None) -> None:
+        self._on_frame = on_frame
+        self._stopped = threading.Event()
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            self._stopped.set()
+            return
+        codec, frame = item
+        if self._on_frame is not None:
+            self._on_frame(codec.name, frame.data, frame.timestamp)
+
+    def get(self) -> None:
+        self._stopped.wait()
+
+
+@dataclass
+class IngestPeer:
+    """The server side of one publisher's peer connection."""
+
+    name: str
+    settings: IngestSettings
+    clock: Callable[[], float] = time.monotonic
+    video: GopCache | None = None
+    "Encoded video of the stream, once the first frame arrived."
+    has_video: bool = False
+    "Whether the negotiated session carries video."
+    media_started: asyncio.Future[None] = field(init=False)
+    "Resolved when media flows (first video frame; connected, for audio-only)."
+    ended: asyncio.Future[str] = field(init=False)
+    "Resolved with a WCS info string when the connection fails or closes."
+    _pc: RTCPeerConnection | None = None
+    _video_receiver: Any = None
+    _closed: bool = False
+
+    def __post_init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.media_started = loop.create_future()
+        self.ended = loop.create_future()
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Negotiate the offer; return the SDP answer with the server's candidates."""
+        servers = [RTCIceServer(urls=url) for url in self.settings.ice_servers]
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self._pc = pc
+        pc.on("connectionstatechange", self._on_connection_state)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except OperationError as exc:
+            raise IngestError(Info.NO_COMMON_CODECS, str(exc)) from None
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise IngestError(Info.INVALID_SDP, str(exc) or type(exc).__name__) from None
+        for transceiver in pc.getTransceivers():
+            receiver = transceiver.receiver
+            if transceiver.kind == "video":
+                self.has_video = True
+                self._video_receiver = receiver
+                setattr(receiver, _DECODER_QUEUE, ReceiverTap(self._on_video_frame))
+            else:
+                setattr(receiver, _DECODER_QUEUE, ReceiverTap(None))
+        if not pc.getTransceivers():
+            raise IngestError(Info.NO_COMMON_CODECS, "the offer has no audio or video")
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        return str(pc.localDescription.sdp)
+
+    async def request_keyframe(self) -> bool:
+        """Send a PLI to the publisher; False when there is nobody to send it to yet."""
+        receiver = self._video_receiver
+        if receiver is None or self._closed:
+            return False
+        sources = receiver.getSynchronizationSources()
+        if not sources:
+            return False
+        for source in sources:
+            await receiver._send_rtcp_pli(source.source)
+        return True
+
+    async def close(self) -> None:
+        """Tear down the peer connection; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.video is not None:
+            self.video.close()
+        if not self.ended.done():
+            self.ended.set_result(Info.STOPPED_BY_PUBLISHER)
+        if self._pc is not None:
+            await self._pc.close()
+
+    def _on_video_frame(self, codec: str, data: bytes, timestamp: int) -> None:
+        video = self.video
+        if video is None or video.codec != codec:
+            video = self.video = GopCache(
+                codec,
+                max_frames=self.settings.gop_max_frames,
+                max_bytes=self.settings.gop_max_bytes,
+                clock=self.clock,
+            )
+        video.add(data, timestamp)
+        if not self.media_started.done():
+            self.media_started.set_result(None)
+
+    async def _on_connection_state(self) -> None:
+        pc = self._pc
+        if pc is None:
+            return
+        state = pc.connectionState
+        logger.debug("stream %s: connection %s", self.name, state)
+        if state == "connected" and not self.has_video and not self.media_started.done():
+            self.media_started.set_result(None)
+        elif state == "failed" and not self.ended.done():
+            ice_failed = pc.iceConnectionState == "failed"
+            self.ended.set_result(Info.ICE_ERROR if ice_failed else Info.DTLS_ERROR)
+        elif state == "closed" and not self.ended.done():
+            self.ended.set_result(Info.FAILED_BY_ERROR)

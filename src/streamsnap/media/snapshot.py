@@ -1,0 +1,198 @@
+"""The snapshot engine: a picture of a live stream, decoded only when asked for.
+
+For each request the engine picks the cheaper of two ways to the freshest picture:
+decode the cached group (the last keyframe and the frames after it), or ask the
+publisher for a new keyframe (PLI) and decode that alone. Requests for one stream that
+arrive while a picture is being made share it. Decoding and encoding run in a bounded
+thread pool, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from streamsnap.media.frames import EncodedFrame, GopCache
+from streamsnap.media.imaging import DecodeError, Picture, decode_latest, encode_png
+from streamsnap.protocol.constants import Info
+
+logger = logging.getLogger(__name__)
+
+
+class VideoSource(Protocol):
+    """What the engine needs of a live stream (an `IngestPeer` is one)."""
+
+    name: str
+    has_video: bool
+    video: GopCache | None
+    media_started: asyncio.Future[None]
+    ended: asyncio.Future[str]
+
+    async def request_keyframe(self) -> bool: ...
+
+
+class SnapshotError(Exception):
+    """No picture could be made; `info` is the WCS info string for the client."""
+
+    def __init__(self, info: str) -> None:
+        super().__init__(info)
+        self.info = info
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Settings of the snapshot engine."""
+
+    max_frame_age_ms: float = 1000.0
+    "A cached picture older than this is not used; a fresh keyframe is asked for instead."
+    keyframe_timeout: float = 3.0
+    "Seconds to wait for a decodable frame before answering with a failure."
+    pli_interval: float = 0.5
+    "Seconds between repeated keyframe requests while waiting."
+    workers: int = 2
+    "Threads that decode and encode."
+    png_compress_level: int = 1
+    "zlib level of PNG output (0-9)."
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A picture of a stream, encoded."""
+
+    png: bytes
+    width: int
+    height: int
+    frame_arrival: float
+    "Monotonic time at which the depicted frame arrived."
+
+
+@dataclass
+class EngineStats:
+    """Counters the engine keeps (exposed as metrics, read by tests)."""
+
+    requests: int = 0
+    "Requests received."
+    coalesced: int = 0
+    "Requests served by a picture already being made."
+    decodes: int = 0
+    "Groups decoded."
+    frames_decoded: int = 0
+    "Encoded frames decoded, over all groups."
+    keyframe_requests: int = 0
+    "PLIs sent."
+    failures: int = 0
+    "Requests answered with an error."
+
+
+class SnapshotEngine:
+    """Makes pictures of streams on request."""
+
+    def __init__(self, settings: EngineSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.stats = EngineStats()
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="snapshot")
+        self._in_flight: dict[int, asyncio.Task[Snapshot]] = {}
+        # Running estimates that decide between decoding the cached group and a PLI.
+        self._decode_seconds_per_frame = 0.002
+        self._keyframe_wait_seconds = 0.1
+
+    async def request(self, source: VideoSource) -> Snapshot:
+        """The freshest picture of `source`; raises `SnapshotError`."""
+        self.stats.requests += 1
+        key = id(source)
+        task = self._in_flight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._take(source))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        else:
+            self.stats.coalesced += 1
+        try:
+            return await asyncio.shield(task)
+        except SnapshotError:
+            self.stats.failures += 1
+            raise
+
+    def close(self) -> None:
+        """Stop the worker threads (pending work finishes first)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _take(self, source: VideoSource) -> Snapshot:
+        video = await self._first_frames(source)
+        group = video.group()
+        max_age = self.settings.max_frame_age_ms / 1000
+        if group and self._clock() - group[-1].arrival <= max_age and self._cache_is_cheaper(len(group)):
+            try:
+                return await self._render(video.codec, group)
+            except DecodeError as exc:
+                logger.info("stream %s: cached group not decodable (%s), asking for a keyframe",
+                            source.name, exc)
+                video.clear()
+        return await self._render_next_keyframe(source, video)
+
+    async def _first_frames(self, source: VideoSource) -> GopCache:
+        """The stream's frame cache, once media flows (a stream may be asked for as it starts)."""
+        started_or_ended: list[asyncio.Future[Any]] = [source.media_started, source.ended]
+        await asyncio.wait(started_or_ended, timeout=self.settings.keyframe_timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if source.ended.done():
+            raise SnapshotError(Info.STREAM_NOT_FOUND)
+        if not source.media_started.done():
+            raise SnapshotError(Info.PUBLISH_NOT_READY)
+        if not source.has_video:
+            raise SnapshotError(Info.NO_VIDEO)
+        if source.video is None:
+            raise SnapshotError(Info.PUBLISH_NOT_READY)
+        return source.video
+
+    async def _render_next_keyframe(self, source: VideoSource, video: GopCache) -> Snapshot:
+        deadline = self._clock() + self.settings.keyframe_timeout
+        while (remaining := deadline - self._clock()) > 0:
+            started = self._clock()
+            waiter = video.next_keyframe()
+            if await source.request_keyframe():
+                self.stats.keyframe_requests += 1
+            keyframe_or_end: list[asyncio.Future[Any]] = [waiter, source.ended]
+            done, _ = await asyncio.wait(
+                keyframe_or_end, timeout=min(self.settings.pli_interval, remaining),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if source.ended.done():
+                waiter.cancel()
+                raise SnapshotError(Info.STREAM_NOT_FOUND)
+            if waiter not in done:
+                waiter.cancel()
+                continue
+            if waiter.exception() is not None:
+                raise SnapshotError(Info.STREAM_NOT_FOUND)
+            self._keyframe_wait_seconds = 0.8 * self._keyframe_wait_seconds + 0.2 * (self._clock() - started)
+            group = video.group()
+            if not group:
+                continue
+            try:
+                return await self._render(video.codec, group)
+            except DecodeError as exc:
+                logger.info("stream %s: keyframe not decodable (%s)", source.name, exc)
+        raise SnapshotError(Info.NO_DECODABLE_FRAME)
+
+    def _cache_is_cheaper(self, frames: int) -> bool:
+        return frames * self._decode_seconds_per_frame <= self._keyframe_wait_seconds
+
+    async def _render(self, codec: str, group: list[EncodedFrame]) -> Snapshot:
+        loop = asyncio.get_running_loop()
+        started = self._clock()
+        picture: Picture = await loop.run_in_executor(self._pool, decode_latest, codec, group)
+        per_frame = (self._clock() - started) / max(1, picture.frames_decoded)
+        self._decode_seconds_per_frame = 0.8 * self._decode_seconds_per_frame + 0.2 * per_frame
+        self.stats.decodes += 1
+        self.stats.frames_decoded += picture.frames_decoded
+        png = await loop.run_in_executor(
+            self._pool, encode_png, picture.image, self.settings.png_compress_level
+        )
+        return Snapshot(png, picture.image.width, picture.image.height, picture.frame.arrival)

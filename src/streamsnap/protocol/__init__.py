@@ -1,0 +1,1 @@
+"""The WCS protocol, sans I/O: message types, codec and the per-session state machine."""

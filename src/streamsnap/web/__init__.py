@@ -1,0 +1,1 @@
+"""The aiohttp shell: WebSocket signaling, static client files, and (later) REST and metrics."""

@@ -1,0 +1,55 @@
+"""What every request handler shares: settings, the stream registry, the snapshot engine."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from streamsnap import __version__
+from streamsnap.config import Settings
+from streamsnap.media.ingest import IngestSettings
+from streamsnap.media.snapshot import EngineSettings, SnapshotEngine
+from streamsnap.protocol.session import SessionConfig
+from streamsnap.streams import LocalStreamRegistry, StreamRegistry
+
+
+@dataclass
+class Services:
+    """The server's shared parts, built once from the settings."""
+
+    settings: Settings
+    registry: StreamRegistry
+    engine: SnapshotEngine
+    ingest: IngestSettings
+    session_config: SessionConfig
+    clock: Callable[[], float] = time.monotonic
+    sessions: set[object] = field(default_factory=set)
+    "Live session runners (for shutdown)."
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        """Build every part from `settings`."""
+        engine = SnapshotEngine(
+            EngineSettings(
+                max_frame_age_ms=settings.max_frame_age_ms,
+                keyframe_timeout=settings.keyframe_timeout,
+                workers=settings.snapshot_workers,
+                png_compress_level=settings.png_compress_level,
+            )
+        )
+        ingest = IngestSettings(
+            ice_addresses=tuple(settings.ice_addresses),
+            ice_servers=tuple(settings.ice_servers),
+            gop_max_frames=settings.gop_max_frames,
+            gop_max_bytes=settings.gop_max_bytes,
+            connect_timeout=settings.connect_timeout,
+        )
+        session_config = SessionConfig(
+            keepalive_interval=settings.keepalive_interval,
+            keepalive_timeout=settings.keepalive_timeout,
+            server_version=__version__,
+            max_streams=settings.max_streams_per_session,
+            max_pending_snapshots=settings.max_pending_snapshots,
+        )
+        return cls(settings, LocalStreamRegistry(), engine, ingest, session_config)

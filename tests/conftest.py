@@ -1,0 +1,125 @@
+"""Fixtures shared by every kind of test: real servers on free loopback ports."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from streamsnap.config import Settings
+from streamsnap.web.app import SERVICES, create_app
+from streamsnap.web.services import Services
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+# Loopback only: tests never send traffic anywhere else.
+TEST_SETTINGS = Settings(host="127.0.0.1", port=0, ice_addresses=["127.0.0.1"], keepalive_interval=1.0)
+
+
+@dataclass
+class RunningServer:
+    """A streamsnap server started by a test."""
+
+    port: int
+    services: Services | None = None
+    "In-process servers expose their parts, for counters; None for subprocesses."
+
+    @property
+    def ws_url(self) -> str:
+        """The signaling url, with a random-looking path as the official example makes."""
+        return f"ws://127.0.0.1:{self.port}/k3j5h2q9"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process servers (settings overridable per call); all are stopped at teardown."""
+    runners: list[web.AppRunner] = []
+
+    async def start(**overrides: Any) -> RunningServer:
+        app = create_app(replace(TEST_SETTINGS, **overrides))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return RunningServer(port, app[SERVICES])
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def server(start_server: Callable[..., Any]) -> RunningServer:
+    """One in-process server with the test settings."""
+    result: RunningServer = await start_server()
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server_process() -> Iterator[RunningServer]:
+    """`streamsnap serve` in a subprocess, as a user starts it."""
+    port = free_port()
+    env = os.environ | {"STREAMSNAP_ICE_ADDRESSES": "127.0.0.1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stdout.read() if proc.stdout else ''}") from None
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError("server did not start listening")
+    yield RunningServer(port)
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def png_image(data: bytes) -> Image.Image:
+    """Open PNG bytes, asserting they are a PNG."""
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    image.load()
+    return image
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Folder for files a person may want to look at after the run (screenshots, snapshots)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -58,6 +58,8 @@ def _convert(name: str, kind: Any, value: Any) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
         raise SettingsError(f"{name}: expected a list of strings, got {value!r}")
+    if target is str and not isinstance(value, str):
+        raise SettingsError(f"{name}: expected str, got {value!r}")
     if (target is int and isinstance(value, float)) or isinstance(value, bool):
         raise SettingsError(f"{name}: expected {target.__name__}, got {value!r}")
     try:
@@ -93,3 +95,14 @@ def load_settings(
         if value is not None:
             values[name] = _convert(name, fields[name].type, value)
     return Settings(**values)
+
+
+def settings_table() -> str:
+    """The settings as a markdown table (the README's table is this, checked by a test)."""
+    rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        shown = ",".join(default) if isinstance(default, list) else str(default)
+        shown = f"`{shown}`" if shown else "*(empty)*"
+        rows.append(f"| `{f.name}` | `{ENV_PREFIX}{f.name.upper()}` | {shown} | {f.metadata['help']} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,1 @@
+"""Media layer: aiortc ingest, the frame cache and the snapshot engine."""

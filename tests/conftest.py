@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import hypothesis  # noqa: F401  # see below
 import pytest
 from aiohttp import web
 from PIL import Image
@@ -20,6 +21,10 @@ from PIL import Image
 from streamsnap.config import Settings
 from streamsnap.web.app import SERVICES, create_app
 from streamsnap.web.services import Services
+
+# hypothesis is imported here, at collection, on purpose: imported late (by its pytest
+# plugin's end-of-run summary, when only integration tests ran), CPython 3.11.7's parser
+# fails with "AST constructor recursion depth mismatch" and pytest ends in INTERNALERROR.
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import cast
 
 import av
@@ -21,6 +22,35 @@ from streamsnap.media.frames import EncodedFrame
 _DECODERS = {"VP8": "vp8", "H264": "h264"}
 
 
+class ImageFormat(StrEnum):
+    """Image file formats a snapshot can be encoded to."""
+
+    PNG = "png"
+    JPEG = "jpeg"
+    WEBP = "webp"
+
+    @property
+    def content_type(self) -> str:
+        """The MIME type of files of this format."""
+        return f"image/{self.value}"
+
+
+DEFAULT_QUALITY = {ImageFormat.JPEG: 85, ImageFormat.WEBP: 80}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What file a caller wants of a picture."""
+
+    format: ImageFormat = ImageFormat.PNG
+    width: int | None = None
+    "Output width; with only one of width/height given, the other keeps the aspect ratio."
+    height: int | None = None
+    "Output height."
+    quality: int | None = None
+    "JPEG/WebP quality 1-100 (ignored for PNG); None: the format's default."
+
+
 class DecodeError(Exception):
     """The group did not decode to a picture."""
 
@@ -29,12 +59,17 @@ class DecodeError(Exception):
 class Picture:
     """A decoded picture and the frame it came from."""
 
-    image: Image.Image
-    "RGB picture at the stream's native size."
-    frame: EncodedFrame
+    frame: av.VideoFrame
+    "The decoded frame, at the stream's native size and pixel format."
+    source: EncodedFrame
     "The encoded frame it depicts (its arrival time gives the picture's age)."
     frames_decoded: int
     "How many encoded frames were decoded to get it."
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Native (width, height)."""
+        return self.frame.width, self.frame.height
 
 
 def decode_latest(codec: str, group: Sequence[EncodedFrame]) -> Picture:
@@ -59,11 +94,32 @@ def decode_latest(codec: str, group: Sequence[EncodedFrame]) -> Picture:
         raise DecodeError(f"{codec} decode failed: {exc}") from None
     if last is None or last.pts is None or not 0 <= last.pts < len(group):
         raise DecodeError(f"{codec} group of {len(group)} frames gave no picture")
-    return Picture(Image.fromarray(last.to_ndarray(format="rgb24")), group[last.pts], len(group))
+    return Picture(last, group[last.pts], len(group))
 
 
-def encode_png(image: Image.Image, compress_level: int) -> bytes:
-    """PNG bytes of `image`; level 1 is several times faster than Pillow's default 6."""
+def output_size(native: tuple[int, int], spec: ImageSpec) -> tuple[int, int]:
+    """The size to encode at: native, exact, or scaled to one given side keeping the aspect ratio."""
+    width, height = native
+    if spec.width and spec.height:
+        return spec.width, spec.height
+    if spec.width:
+        return spec.width, max(1, round(height * spec.width / width))
+    if spec.height:
+        return max(1, round(width * spec.height / height)), spec.height
+    return width, height
+
+
+def encode(picture: Picture, spec: ImageSpec, png_compress_level: int) -> bytes:
+    """The picture as an image file of `spec` (scaled and converted to RGB by swscale in one pass)."""
+    width, height = output_size(picture.size, spec)
+    rgb = picture.frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+    image = Image.fromarray(rgb)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=compress_level)
+    if spec.format is ImageFormat.PNG:
+        image.save(buffer, format="PNG", compress_level=png_compress_level)
+    else:
+        quality = spec.quality or DEFAULT_QUALITY[spec.format]
+        # WebP method 0 is the fastest encoder setting; the quality knob still applies.
+        options = {"method": 0} if spec.format is ImageFormat.WEBP else {}
+        image.save(buffer, format=spec.format.name, quality=quality, **options)
     return buffer.getvalue()

@@ -12,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from streamsnap.media.frames import EncodedFrame, GopCache
-from streamsnap.media.imaging import DecodeError, Picture, decode_latest, encode_png
+from streamsnap.media.imaging import DecodeError, ImageFormat, ImageSpec, Picture, decode_latest, encode, output_size
 from streamsnap.protocol.constants import Info
 
 logger = logging.getLogger(__name__)
+
+
+PNG = ImageSpec()
+"A PNG at the stream's native size: what the WCS protocol answers with."
 
 
 class VideoSource(Protocol):
@@ -64,7 +68,9 @@ class EngineSettings:
 class Snapshot:
     """A picture of a stream, encoded."""
 
-    png: bytes
+    data: bytes
+    "The image file."
+    format: ImageFormat
     width: int
     height: int
     frame_arrival: float
@@ -83,6 +89,8 @@ class EngineStats:
     "Groups decoded."
     frames_decoded: int = 0
     "Encoded frames decoded, over all groups."
+    encodes: int = 0
+    "Image files encoded (coalesced requests for the same format and size share one)."
     keyframe_requests: int = 0
     "PLIs sent."
     failures: int = 0
@@ -97,36 +105,49 @@ class SnapshotEngine:
         self.stats = EngineStats()
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="snapshot")
-        self._in_flight: dict[int, asyncio.Task[Snapshot]] = {}
+        self._pictures: dict[int, asyncio.Task[Picture]] = {}
+        self._encodings: dict[tuple[int, ImageSpec], asyncio.Task[bytes]] = {}
         # Running estimates that decide between decoding the cached group and a PLI.
         self._decode_seconds_per_frame = 0.002
         self._keyframe_wait_seconds = 0.1
 
-    async def request(self, source: VideoSource) -> Snapshot:
-        """The freshest picture of `source`; raises `SnapshotError`."""
+    async def request(
+        self, source: VideoSource, spec: ImageSpec = PNG, *, max_age_ms: float | None = None
+    ) -> Snapshot:
+        """The freshest picture of `source` as `spec` asks; raises `SnapshotError`.
+
+        `max_age_ms` bounds how old a cached frame may be (default: the engine's setting).
+        """
         self.stats.requests += 1
-        key = id(source)
-        task = self._in_flight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._take(source))
-            self._in_flight[key] = task
-            task.add_done_callback(lambda _: self._in_flight.pop(key, None))
-        else:
-            self.stats.coalesced += 1
         try:
-            return await asyncio.shield(task)
+            picture = await self._shared(self._pictures, id(source), lambda: self._take(source, max_age_ms))
         except SnapshotError:
             self.stats.failures += 1
             raise
+        data = await self._shared(self._encodings, (id(picture), spec), lambda: self._encode(picture, spec))
+        width, height = output_size(picture.size, spec)
+        return Snapshot(data, spec.format, width, height, picture.source.arrival)
+
+    async def _shared(self, in_flight: dict[Any, asyncio.Task[Any]], key: Any,
+                      start: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        """Join the task under `key`, or start it: concurrent equal requests do the work once."""
+        task = in_flight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(start())
+            in_flight[key] = task
+            task.add_done_callback(lambda _: in_flight.pop(key, None))
+        elif in_flight is self._pictures:
+            self.stats.coalesced += 1
+        return await asyncio.shield(task)
 
     def close(self) -> None:
         """Stop the worker threads (pending work finishes first)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _take(self, source: VideoSource) -> Snapshot:
+    async def _take(self, source: VideoSource, max_age_ms: float | None) -> Picture:
         video = await self._first_frames(source)
         group = video.group()
-        max_age = self.settings.max_frame_age_ms / 1000
+        max_age = (self.settings.max_frame_age_ms if max_age_ms is None else max_age_ms) / 1000
         if group and self._clock() - group[-1].arrival <= max_age and self._cache_is_cheaper(len(group)):
             try:
                 return await self._render(video.codec, group)
@@ -151,7 +172,7 @@ class SnapshotEngine:
             raise SnapshotError(Info.PUBLISH_NOT_READY)
         return source.video
 
-    async def _render_next_keyframe(self, source: VideoSource, video: GopCache) -> Snapshot:
+    async def _render_next_keyframe(self, source: VideoSource, video: GopCache) -> Picture:
         deadline = self._clock() + self.settings.keyframe_timeout
         while (remaining := deadline - self._clock()) > 0:
             started = self._clock()
@@ -184,15 +205,16 @@ class SnapshotEngine:
     def _cache_is_cheaper(self, frames: int) -> bool:
         return frames * self._decode_seconds_per_frame <= self._keyframe_wait_seconds
 
-    async def _render(self, codec: str, group: list[EncodedFrame]) -> Snapshot:
-        loop = asyncio.get_running_loop()
+    async def _render(self, codec: str, group: list[EncodedFrame]) -> Picture:
         started = self._clock()
-        picture: Picture = await loop.run_in_executor(self._pool, decode_latest, codec, group)
+        picture = await asyncio.get_running_loop().run_in_executor(self._pool, decode_latest, codec, group)
         per_frame = (self._clock() - started) / max(1, picture.frames_decoded)
         self._decode_seconds_per_frame = 0.8 * self._decode_seconds_per_frame + 0.2 * per_frame
         self.stats.decodes += 1
         self.stats.frames_decoded += picture.frames_decoded
-        png = await loop.run_in_executor(
-            self._pool, encode_png, picture.image, self.settings.png_compress_level
-        )
-        return Snapshot(png, picture.image.width, picture.image.height, picture.frame.arrival)
+        return picture
+
+    async def _encode(self, picture: Picture, spec: ImageSpec) -> bytes:
+        self.stats.encodes += 1
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, encode, picture, spec, self.settings.png_compress_level)

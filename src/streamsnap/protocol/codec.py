@@ -71,7 +71,7 @@ def decode(text: str | bytes) -> ClientMessage:
     except RecursionError:  # msgspec recurses per nesting level; a 2 kB frame can exhaust it
         raise ProtocolError(Info.MALFORMED_MESSAGE, detail="JSON nested too deeply") from None
     except UnicodeError as exc:
-        raise ProtocolError(Info.MALFORMED_MESSAGE, detail=f"invalid text: {exc.reason}") from None
+        raise ProtocolError(Info.MALFORMED_MESSAGE, detail=f"invalid text: {exc}") from None
     method = frame.message
     if method in (Message.PING, Message.PONG):
         return Ping() if method == Message.PING else Pong()

@@ -177,7 +177,7 @@ class SessionRunner:
         self.log.info("snapshot of %s: %dx%d, frame age %.0f ms", action.name, snap.width, snap.height, age_ms)
         await self.execute(
             self.session.snapshot_completed(
-                action.request_id, action.name, base64.b64encode(snap.png).decode(),
+                action.request_id, action.name, base64.b64encode(snap.data).decode(),
                 width=snap.width, height=snap.height, frame_age_ms=age_ms,
             )
         )

@@ -44,14 +44,41 @@ class Settings:
     max_pending_snapshots: int = _setting(64, "Snapshot requests one session may have in flight.")
     max_message_bytes: int = _setting(1024 * 1024, "Largest WebSocket message accepted (closed with 1009 above).")
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
+    log_format: str = _setting("text", "Log lines as `text` or `json` (one object a line, with session and stream).")
+    node_name: str = _setting("", "Name of this server in stream listings; empty: the host name.")
+    rest_port: int = _setting(0, "Second TCP port serving only `/rest-api/…` (WCS clients expect 8081); 0: off.")
+    tls_port: int = _setting(8443, "TCP port for https and wss when a certificate is configured.")
+    tls_cert: str = _setting("", "PEM certificate (chain) file; with `tls_key`, serves https + wss on `tls_port`.")
+    tls_key: str = _setting("", "PEM private key file of `tls_cert`.")
+    tls_self_signed: bool = _setting(False, "Serve https + wss with a throwaway self-signed certificate.")
+    public_ip: str = _setting(
+        "", "Address announced in place of local host candidates (a server behind 1:1 NAT); empty: as bound."
+    )
+    image_max_width: int = _setting(3840, "Largest `width` an image url may ask for.")
+    image_max_height: int = _setting(2160, "Largest `height` an image url may ask for.")
+    thumbnail_interval: float = _setting(0.0, "Seconds between thumbnails of every live stream; 0: off.")
+    thumbnail_dir: str = _setting("thumbnails", "Directory thumbnails are written to (`<name>.jpg`).")
+    thumbnail_width: int = _setting(0, "Thumbnail width (height keeps the aspect); 0: the stream's own size.")
+    thumbnail_quality: int = _setting(80, "JPEG quality of thumbnails (1-100).")
+    thumbnail_history: int = _setting(0, "Older thumbnails kept per stream in `<dir>/<name>/`; 0: none.")
+    thumbnail_webhook: str = _setting("", "URL that gets a POST `{name, path, taken_at}` per thumbnail; empty: none.")
 
 
 class SettingsError(ValueError):
     """A setting could not be read; the message names it."""
 
 
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _convert(name: str, kind: Any, value: Any) -> Any:
-    target = {"str": str, "int": int, "float": float, "list[str]": list}[str(kind)]
+    target = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list}[str(kind)]
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+            return _BOOLEANS[value.strip().lower()]
+        raise SettingsError(f"{name}: expected true or false, got {value!r}")
     if target is list:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
@@ -102,7 +129,12 @@ def settings_table() -> str:
     rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(Settings):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        shown = ",".join(default) if isinstance(default, list) else str(default)
+        if isinstance(default, list):
+            shown = ",".join(default)
+        elif isinstance(default, bool):
+            shown = str(default).lower()
+        else:
+            shown = str(default)
         shown = f"`{shown}`" if shown else "*(empty)*"
         rows.append(f"| `{f.name}` | `{ENV_PREFIX}{f.name.upper()}` | {shown} | {f.metadata['help']} |")
     return "\n".join(rows) + "\n"

@@ -12,18 +12,17 @@ from aiohttp import web
 from streamsnap import __version__
 from streamsnap.config import Settings
 from streamsnap.media.ingest import announce_addresses
-from streamsnap.web.services import Services
+from streamsnap.web.errors import json_error
+from streamsnap.web.health import add_health_routes
+from streamsnap.web.images import add_image_routes
+from streamsnap.web.rest import add_rest_routes
+from streamsnap.web.services import SERVICES, Services
 from streamsnap.web.websocket import SessionRunner
 
 logger = logging.getLogger(__name__)
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
-SERVICES = web.AppKey("services", Services)
-
-
-def json_error(status: int, message: str) -> web.Response:
-    """An HTTP error with a JSON body."""
-    return web.json_response({"error": message, "status": status}, status=status)
+__all__ = ["SERVICES", "create_app", "create_rest_app", "json_error"]
 
 
 async def version(request: web.Request) -> web.Response:
@@ -58,6 +57,7 @@ async def signaling(request: web.Request) -> web.StreamResponse:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     announce_addresses(services.settings.ice_addresses)
+    services.ready = True
     yield
     runners = list(services.sessions)
     for runner in runners:
@@ -68,14 +68,30 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services.engine.close()
 
 
+async def _not_ready(app: web.Application) -> None:
+    app[SERVICES].ready = False
+
+
 def create_app(settings: Settings) -> web.Application:
     """The whole server as an aiohttp application."""
     app = web.Application()
     app[SERVICES] = Services.from_settings(settings)
     app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_not_ready)
     app.router.add_get("/version", version)
+    add_health_routes(app)
+    add_rest_routes(app)
+    add_image_routes(app)
     app.router.add_get("/", landing)
     if CLIENT_DIR.is_dir():
         app.router.add_static("/client/", CLIENT_DIR, show_index=False)
     app.router.add_get("/{tail:.*}", signaling)
+    return app
+
+
+def create_rest_app(services: Services) -> web.Application:
+    """Only the WCS REST methods, for the second port WCS clients expect (`rest_port`), sharing `services`."""
+    app = web.Application()
+    app[SERVICES] = services
+    add_rest_routes(app)
     return app

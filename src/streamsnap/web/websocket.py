@@ -123,7 +123,8 @@ class SessionRunner:
     async def _publish(self, action: StartPublish) -> None:
         sid = action.stream_id
         peer = IngestPeer(action.name, self.services.ingest, clock=self.services.clock)
-        stream = PublishedStream(action.name, self.session.session_id, sid, peer)
+        stream = PublishedStream(action.name, self.session.session_id, sid, peer, has_audio=action.has_audio,
+                                 terminate=lambda info: self.terminate(sid, info))
         if not await self.services.registry.claim(stream):
             self.log.info("publish %s refused: name in use", action.name)
             await peer.close()
@@ -153,6 +154,10 @@ class SessionRunner:
             return
         info = await asyncio.shield(peer.ended)
         await self.execute(self.session.publish_failed(sid, info))
+
+    async def terminate(self, stream_id: str, info: str) -> None:
+        """End stream `stream_id` from outside this session (REST terminate): its publisher gets UNPUBLISHED."""
+        await self.execute(self.session.publish_terminated(stream_id, info))
 
     async def _stop_publish(self, action: StopPublish) -> None:
         stream = self._streams.pop(action.stream_id, None)

@@ -15,6 +15,7 @@ from streamsnap.media.ingest import announce_addresses
 from streamsnap.web.errors import json_error
 from streamsnap.web.health import add_health_routes
 from streamsnap.web.images import add_image_routes
+from streamsnap.web.metrics import add_metrics_route
 from streamsnap.web.rest import add_rest_routes
 from streamsnap.web.services import SERVICES, Services
 from streamsnap.web.websocket import SessionRunner
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_not_ready)
     app.router.add_get("/version", version)
     add_health_routes(app)
+    add_metrics_route(app)
     add_rest_routes(app)
     add_image_routes(app)
     app.router.add_get("/", landing)

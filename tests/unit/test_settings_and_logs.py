@@ -1,0 +1,68 @@
+"""Settings added for the HTTP side (booleans, precedence), JSON log lines, the SDP address rewrite."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from streamsnap.config import SettingsError, load_settings
+from streamsnap.logs import ContextAdapter, JsonFormatter
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_keep_the_extras_off() -> None:
+    settings = load_settings(environ={})
+    assert settings.rest_port == 0
+    assert settings.tls_self_signed is False
+    assert settings.thumbnail_interval == 0.0
+    assert settings.public_ip == ""
+    assert settings.log_format == "text"
+
+
+def test_file_then_environment_then_flags(tmp_path: Path) -> None:
+    config = tmp_path / "streamsnap.toml"
+    config.write_text('tls_self_signed = true\nrest_port = 8081\nthumbnail_interval = 10\npublic_ip = "203.0.113.7"\n')
+    settings = load_settings(config, environ={})
+    assert (settings.tls_self_signed, settings.rest_port, settings.thumbnail_interval) == (True, 8081, 10.0)
+    settings = load_settings(config, environ={"STREAMSNAP_TLS_SELF_SIGNED": "no", "STREAMSNAP_REST_PORT": "9091"})
+    assert (settings.tls_self_signed, settings.rest_port) == (False, 9091)
+    settings = load_settings(config, {"tls_self_signed": True, "public_ip": "198.51.100.1"},
+                             environ={"STREAMSNAP_TLS_SELF_SIGNED": "0", "STREAMSNAP_PUBLIC_IP": "192.0.2.1"})
+    assert (settings.tls_self_signed, settings.public_ip) == (True, "198.51.100.1")
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", ""])
+def test_bad_booleans_are_refused_by_name(raw: str) -> None:
+    with pytest.raises(SettingsError, match="STREAMSNAP_TLS_SELF_SIGNED"):
+        load_settings(environ={"STREAMSNAP_TLS_SELF_SIGNED": raw})
+
+
+def test_a_number_is_not_a_boolean_in_toml(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("tls_self_signed = 1\n")
+    with pytest.raises(SettingsError, match="tls_self_signed"):
+        load_settings(config, environ={})
+
+
+def test_json_log_lines_merge_fixed_and_per_call_context() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("streamsnap.test.json")
+    logger.addHandler(Keep())
+    logger.setLevel(logging.INFO)
+    log = ContextAdapter(logger, {"session": "abc"})
+    log.info("stream %s publishing", "cam", extra={"stream": "cam"})
+    log.info("no stream here")
+    lines = [json.loads(JsonFormatter().format(record)) for record in records]
+    assert lines[0]["message"] == "stream cam publishing"
+    assert (lines[0]["session"], lines[0]["stream"]) == ("abc", "cam")
+    assert lines[1]["session"] == "abc" and "stream" not in lines[1]
+    assert lines[0]["level"] == "info" and lines[0]["logger"] == "streamsnap.test.json"

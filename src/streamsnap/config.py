@@ -121,7 +121,26 @@ def load_settings(
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _convert(name, fields[name].type, value)
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_ranges(settings)
+    return settings
+
+
+_CHOICES = {"log_format": ("text", "json"), "log_level": ("debug", "info", "warning", "error")}
+_RANGES = {
+    "port": (0, 65535), "rest_port": (0, 65535), "tls_port": (0, 65535), "thumbnail_quality": (1, 100),
+    "thumbnail_width": (0, 1 << 14), "thumbnail_history": (0, 1 << 20), "image_max_width": (1, 1 << 14),
+    "image_max_height": (1, 1 << 14), "thumbnail_interval": (0, 1 << 20),
+}
+
+
+def _check_ranges(settings: Settings) -> None:
+    for name, choices in _CHOICES.items():
+        if getattr(settings, name) not in choices:
+            raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {getattr(settings, name)!r}")
+    for name, (low, high) in _RANGES.items():
+        if not low <= getattr(settings, name) <= high:
+            raise SettingsError(f"{name}: expected {low}..{high}, got {getattr(settings, name)!r}")
 
 
 def settings_table() -> str:

@@ -66,3 +66,13 @@ def test_json_log_lines_merge_fixed_and_per_call_context() -> None:
     assert (lines[0]["session"], lines[0]["stream"]) == ("abc", "cam")
     assert lines[1]["session"] == "abc" and "stream" not in lines[1]
     assert lines[0]["level"] == "info" and lines[0]["logger"] == "streamsnap.test.json"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("STREAMSNAP_LOG_FORMAT", "xml"), ("STREAMSNAP_THUMBNAIL_QUALITY", "0"), ("STREAMSNAP_REST_PORT", "70000"),
+     ("STREAMSNAP_IMAGE_MAX_WIDTH", "0")],
+)
+def test_out_of_range_settings_are_refused_by_name(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable.removeprefix("STREAMSNAP_").lower()):
+        load_settings(environ={variable: value})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from aiohttp import web
 from streamsnap import __version__
 from streamsnap.config import Settings
 from streamsnap.media.ingest import announce_addresses
+from streamsnap.thumbnails import Thumbnailer, ThumbnailSettings
 from streamsnap.web.errors import json_error
 from streamsnap.web.health import add_health_routes
 from streamsnap.web.images import add_image_routes
@@ -58,8 +60,13 @@ async def signaling(request: web.Request) -> web.StreamResponse:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     announce_addresses(services.settings.ice_addresses)
+    thumbnails = _start_thumbnails(services)
     services.ready = True
     yield
+    if thumbnails is not None:
+        thumbnails.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await thumbnails
     runners = list(services.sessions)
     for runner in runners:
         assert isinstance(runner, SessionRunner)
@@ -67,6 +74,26 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*(r.shutdown_tasks() for r in runners if isinstance(r, SessionRunner)),
                          return_exceptions=True)
     services.engine.close()
+
+
+def _start_thumbnails(services: Services) -> asyncio.Task[None] | None:
+    settings = services.settings
+    if settings.thumbnail_interval <= 0:
+        return None
+    thumbnailer = Thumbnailer(
+        ThumbnailSettings(
+            interval=settings.thumbnail_interval,
+            directory=Path(settings.thumbnail_dir),
+            width=settings.thumbnail_width or None,
+            quality=settings.thumbnail_quality,
+            history=settings.thumbnail_history,
+            webhook=settings.thumbnail_webhook,
+        ),
+        services.registry,
+        services.engine,
+    )
+    logger.info("thumbnails every %.1f s in %s", settings.thumbnail_interval, settings.thumbnail_dir)
+    return asyncio.ensure_future(thumbnailer.run())
 
 
 async def _not_ready(app: web.Application) -> None:

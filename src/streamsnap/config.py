@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -135,6 +136,11 @@ _RANGES = {
 
 
 def _check_ranges(settings: Settings) -> None:
+    if settings.public_ip:
+        try:
+            ipaddress.ip_address(settings.public_ip)
+        except ValueError:
+            raise SettingsError(f"public_ip: expected an IP address, got {settings.public_ip!r}") from None
     for name, choices in _CHOICES.items():
         if getattr(settings, name) not in choices:
             raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {getattr(settings, name)!r}")

@@ -192,3 +192,20 @@ async def test_rest_on_its_own_port(start_full_server: Callable[..., Any], http:
             assert [s["name"] for s in await response.json()] == ["two-ports"]
     finally:
         await publisher.close()
+
+
+async def test_public_ip_is_announced_in_place_of_host_candidates(start_server: Callable[..., Any]) -> None:
+    # 127.0.0.2 stands for the NAT's public side; the server still binds 127.0.0.1.
+    server = await start_server(public_ip="127.0.0.2")
+    publisher = await WcsClient.connect(server.ws_url)
+    try:
+        # Media flows all the same: the server's own checks reach the publisher, which learns the real address.
+        publication = await publisher.publish("natted", [PatternTrack(320, 240)])
+        assert publication.pc is not None
+        answer = publication.pc.remoteDescription.sdp
+        candidates = [line for line in answer.splitlines() if line.startswith("a=candidate:")]
+        assert candidates
+        assert all(line.split(" ")[4] == "127.0.0.2" for line in candidates if " typ host" in line)
+        assert "127.0.0.1" not in answer
+    finally:
+        await publisher.close()

@@ -10,6 +10,7 @@ import pytest
 
 from streamsnap.config import SettingsError, load_settings
 from streamsnap.logs import ContextAdapter, JsonFormatter
+from streamsnap.media.candidates import announce_public_address
 
 pytestmark = pytest.mark.unit
 
@@ -76,3 +77,25 @@ def test_json_log_lines_merge_fixed_and_per_call_context() -> None:
 def test_out_of_range_settings_are_refused_by_name(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable.removeprefix("STREAMSNAP_").lower()):
         load_settings(environ={variable: value})
+
+
+ANSWER = "\r\n".join([
+    "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0",
+    "m=video 40001 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 10.0.0.5",
+    "a=candidate:1 1 udp 2130706431 10.0.0.5 40001 typ host",
+    "a=candidate:2 1 udp 2130706431 172.17.0.1 40002 typ host",
+    "a=candidate:3 1 udp 1694498815 198.51.100.9 40001 typ srflx raddr 10.0.0.5 rport 40001",
+    "a=end-of-candidates", "",
+])
+
+
+def test_public_address_replaces_host_candidates_only() -> None:
+    rewritten = announce_public_address(ANSWER, "203.0.113.7")
+    lines = rewritten.split("\r\n")
+    assert "c=IN IP4 203.0.113.7" in lines
+    assert "a=candidate:1 1 udp 2130706431 203.0.113.7 40001 typ host" in lines
+    assert "a=candidate:2 1 udp 2130706431 203.0.113.7 40002 typ host" in lines
+    assert "a=candidate:3 1 udp 1694498815 198.51.100.9 40001 typ srflx raddr 10.0.0.5 rport 40001" in lines
+    assert announce_public_address(ANSWER, "") == ANSWER
+    with pytest.raises(ValueError):
+        announce_public_address(ANSWER, "not-an-address")

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from streamsnap.logs import ContextAdapter
+from streamsnap.media.candidates import announce_public_address
 from streamsnap.media.ingest import IngestError, IngestPeer
 from streamsnap.media.snapshot import SnapshotError
 from streamsnap.protocol import codec
@@ -138,6 +139,7 @@ class SessionRunner:
             self.log.info("publish %s refused: %s", action.name, exc, extra={"stream": action.name})
             await self.execute(self.session.publish_failed(sid, exc.info))
             return
+        answer = announce_public_address(answer, self.services.settings.public_ip)
         await self.execute(self.session.publish_answered(sid, answer))
         started_or_ended: list[asyncio.Future[Any]] = [peer.media_started, peer.ended]
         done, _ = await asyncio.wait(

@@ -18,6 +18,7 @@ from streamsnap.web.errors import json_error
 from streamsnap.web.health import add_health_routes
 from streamsnap.web.images import add_image_routes
 from streamsnap.web.metrics import add_metrics_route
+from streamsnap.web.openapi import add_openapi_route
 from streamsnap.web.rest import add_rest_routes
 from streamsnap.web.services import SERVICES, Services
 from streamsnap.web.websocket import SessionRunner
@@ -110,6 +111,7 @@ def create_app(settings: Settings) -> web.Application:
     add_health_routes(app)
     add_metrics_route(app)
     add_rest_routes(app)
+    add_openapi_route(app)
     add_image_routes(app)
     app.router.add_get("/", landing)
     if CLIENT_DIR.is_dir():
@@ -123,4 +125,5 @@ def create_rest_app(services: Services) -> web.Application:
     app = web.Application()
     app[SERVICES] = services
     add_rest_routes(app)
+    add_openapi_route(app)
     return app

@@ -30,6 +30,8 @@ class Settings:
         [], "IPv4 addresses to offer as ICE host candidates; empty: every interface, loopback included."
     )
     ice_servers: list[str] = _setting([], "STUN/TURN server urls used when gathering candidates.")
+    turn_username: str = _setting("", "User name for the `turn:`/`turns:` urls of `ice_servers`.")
+    turn_password: str = _setting("", "Password for the `turn:`/`turns:` urls of `ice_servers`.")
     keepalive_interval: float = _setting(5.0, "Seconds between the server's pings to each client.")
     keepalive_timeout: float = _setting(30.0, "A client silent for this many seconds is dropped.")
     connect_timeout: float = _setting(20.0, "Seconds for a publisher's media to start flowing.")

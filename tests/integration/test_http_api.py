@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiortc import RTCPeerConnection
+from aiortc import AudioStreamTrack, RTCPeerConnection
 from PIL import Image
 
 from streamsnap.media.pattern import PatternTrack, read_counter
@@ -151,6 +151,9 @@ async def test_image_url_of_a_stream_without_picture_yet_is_503(
             assert response.status == 503
             assert response.headers["Retry-After"] == "1"
             assert (await response.json())["error"] == "Publish stream is not ready"
+        # WCS's REST answers a snapshot that could not be taken with 500
+        status, answer = await post(http, f"{server.http_url}/rest-api/stream/snapshot", {"streamName": "pending"})
+        assert (status, answer["error"]) == (500, "Publish stream is not ready")
         assert watched.status == "PENDING"
     finally:
         await pc.close()
@@ -241,3 +244,14 @@ async def test_wcs_rest_bad_bodies_are_400(server: RunningServer, http: aiohttp.
     assert status == 400
     assert answer["status"] == 400
     assert answer.get("field") == field
+
+
+async def test_image_url_of_an_audio_only_stream_is_404(server: RunningServer, http: aiohttp.ClientSession) -> None:
+    publisher = await WcsClient.connect(server.ws_url)
+    try:
+        await publisher.publish("voice", [AudioStreamTrack()])
+        async with http.get(f"{server.http_url}/streams/voice/snapshot.png") as response:
+            assert response.status == 404
+            assert (await response.json())["error"] == "Stream has no video"
+    finally:
+        await publisher.close()

@@ -11,6 +11,7 @@ import pytest
 from streamsnap.config import SettingsError, load_settings
 from streamsnap.logs import ContextAdapter, JsonFormatter
 from streamsnap.media.candidates import announce_public_address
+from streamsnap.media.ingest import IngestSettings, ice_server
 
 pytestmark = pytest.mark.unit
 
@@ -99,3 +100,11 @@ def test_public_address_replaces_host_candidates_only() -> None:
     assert announce_public_address(ANSWER, "") == ANSWER
     with pytest.raises(ValueError):
         announce_public_address(ANSWER, "not-an-address")
+
+
+def test_turn_urls_carry_the_configured_credentials() -> None:
+    settings = IngestSettings(ice_servers=("stun:stun.invalid:3478", "turn:turn.invalid:3478"),
+                              turn_username="snap", turn_password="secret")
+    stun, turn = (ice_server(url, settings) for url in settings.ice_servers)
+    assert (stun.urls, stun.username, stun.credential) == ("stun:stun.invalid:3478", None, None)
+    assert (turn.urls, turn.username, turn.credential) == ("turn:turn.invalid:3478", "snap", "secret")

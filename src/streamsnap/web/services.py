@@ -48,6 +48,8 @@ class Services:
         ingest = IngestSettings(
             ice_addresses=tuple(settings.ice_addresses),
             ice_servers=tuple(settings.ice_servers),
+            turn_username=settings.turn_username,
+            turn_password=settings.turn_password,
             gop_max_frames=settings.gop_max_frames,
             gop_max_bytes=settings.gop_max_bytes,
             connect_timeout=settings.connect_timeout,

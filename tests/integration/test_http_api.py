@@ -236,6 +236,7 @@ async def test_wcs_rest_find_snapshot_terminate(server: RunningServer, http: aio
         ("find", b'{"published": "yes"}', "published"),
         ("terminate", b'{"mediaSessionIds": "one"}', "mediaSessionIds"),
         ("terminate", b'"everything"', None),
+        ("find", b'{"name": "' + b"x" * 70_000 + b'"}', None),
     ],
 )
 async def test_wcs_rest_bad_bodies_are_400(server: RunningServer, http: aiohttp.ClientSession,

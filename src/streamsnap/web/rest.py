@@ -82,7 +82,7 @@ async def read_body(request: web.Request, kind: type[Body], *, empty_ok: bool) -
     """The JSON body as `kind`; raises `BadBody`."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise BadBody(f"body larger than {MAX_BODY_BYTES} bytes", None)
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    raw = await request.read()  # bounded by the application's client_max_size (413 above it)
     if len(raw) > MAX_BODY_BYTES:
         raise BadBody(f"body larger than {MAX_BODY_BYTES} bytes", None)
     if not raw.strip():

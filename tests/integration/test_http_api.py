@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 from aiortc import AudioStreamTrack, RTCPeerConnection
 from PIL import Image
 
@@ -254,5 +255,18 @@ async def test_image_url_of_an_audio_only_stream_is_404(server: RunningServer, h
         async with http.get(f"{server.http_url}/streams/voice/snapshot.png") as response:
             assert response.status == 404
             assert (await response.json())["error"] == "Stream has no video"
+    finally:
+        await publisher.close()
+
+
+async def test_image_url_of_a_name_with_a_slash_and_a_space(server: RunningServer,
+                                                           http: aiohttp.ClientSession) -> None:
+    publisher = await WcsClient.connect(server.ws_url)
+    try:
+        await publisher.publish("lobby/cam 1", [PatternTrack(320, 240)])
+        url = yarl.URL(f"{server.http_url}/streams/lobby%2Fcam%201/snapshot.png", encoded=True)
+        async with http.get(url) as response:
+            assert response.status == 200
+            assert png_image(await response.read()).size == (320, 240)
     finally:
         await publisher.close()

@@ -28,7 +28,19 @@ def _serve_parser(commands: Any) -> None:
                        help="IPv4 address to offer as ICE candidate (repeat; default: every interface)")
     serve.add_argument("--ice-server", action="append", dest="ice_servers", metavar="URL",
                        help="STUN/TURN url (repeat)")
+    serve.add_argument("--public-ip", metavar="IP",
+                       help="address to announce in place of local candidates (behind 1:1 NAT)")
+    serve.add_argument("--tls-cert", metavar="PEM", help="certificate file: serve https + wss on --tls-port too")
+    serve.add_argument("--tls-key", metavar="PEM", help="private key file of --tls-cert")
+    serve.add_argument("--tls-self-signed", action="store_true", default=None,
+                       help="serve https + wss with a throwaway self-signed certificate (for trying from a LAN)")
+    serve.add_argument("--tls-port", type=int, help=f"https + wss port (default {Settings.tls_port})")
+    serve.add_argument("--rest-port", type=int, help="also serve /rest-api/ alone on this port (WCS uses 8081)")
+    serve.add_argument("--thumbnail-interval", type=float, metavar="SECONDS",
+                       help="write a thumbnail of every live stream this often (default: off)")
+    serve.add_argument("--thumbnail-dir", metavar="DIR", help="where thumbnails go")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=["text", "json"])
 
 
 def _publish_parser(commands: Any) -> None:
@@ -70,25 +82,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from streamsnap.web.app import create_app
+    from streamsnap.logs import configure_logging
+    from streamsnap.web.server import Server, ServerError
 
     try:
         settings = load_settings(args.config, {
             "host": args.host, "port": args.port, "ice_addresses": args.ice_addresses,
-            "ice_servers": args.ice_servers, "log_level": args.log_level,
+            "ice_servers": args.ice_servers, "log_level": args.log_level, "log_format": args.log_format,
+            "public_ip": args.public_ip, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+            "tls_self_signed": args.tls_self_signed, "tls_port": args.tls_port, "rest_port": args.rest_port,
+            "thumbnail_interval": args.thumbnail_interval, "thumbnail_dir": args.thumbnail_dir,
         })
-    except SettingsError as exc:
+        configure_logging(settings.log_level, settings.log_format)
+    except (SettingsError, ValueError) as exc:
         print(f"streamsnap: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aioice").setLevel(logging.WARNING)
-    logging.getLogger("aiortc").setLevel(logging.WARNING)
-    print(f"streamsnap {__version__} on http://{settings.host}:{settings.port}/ "
-          f"(example: /client/examples/demo/streaming/stream-snapshot/stream-snapshot.html)", flush=True)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                handle_signals=True, shutdown_timeout=5.0)
+    server = Server(settings)
+
+    async def run() -> None:
+        await server.start()
+        try:
+            for listener in server.listeners:
+                print(f"streamsnap {__version__}: {listener.role} on "
+                      f"{listener.scheme}://{settings.host}:{listener.port}/", flush=True)
+            if server.certificate is not None:
+                print(f"self-signed certificate, SHA-256 {server.certificate.fingerprint}", flush=True)
+            print("example page: /client/examples/demo/streaming/stream-snapshot/stream-snapshot.html", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(run())
+    except ServerError as exc:
+        print(f"streamsnap: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ class Settings:
         [], "IPv4 addresses to offer as ICE host candidates; empty: every interface, loopback included."
     )
     ice_servers: list[str] = _setting([], "STUN/TURN server urls used when gathering candidates.")
+    turn_username: str = _setting("", "User name for the `turn:`/`turns:` urls of `ice_servers`.")
+    turn_password: str = _setting("", "Password for the `turn:`/`turns:` urls of `ice_servers`.")
     keepalive_interval: float = _setting(5.0, "Seconds between the server's pings to each client.")
     keepalive_timeout: float = _setting(30.0, "A client silent for this many seconds is dropped.")
     connect_timeout: float = _setting(20.0, "Seconds for a publisher's media to start flowing.")
@@ -44,14 +47,41 @@ class Settings:
     max_pending_snapshots: int = _setting(64, "Snapshot requests one session may have in flight.")
     max_message_bytes: int = _setting(1024 * 1024, "Largest WebSocket message accepted (closed with 1009 above).")
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
+    log_format: str = _setting("text", "Log lines as `text` or `json` (one object a line, with session and stream).")
+    node_name: str = _setting("", "Name of this server in stream listings; empty: the host name.")
+    rest_port: int = _setting(0, "Second TCP port serving only `/rest-api/…` (WCS clients expect 8081); 0: off.")
+    tls_port: int = _setting(8443, "TCP port for https and wss when a certificate is configured.")
+    tls_cert: str = _setting("", "PEM certificate (chain) file; with `tls_key`, serves https + wss on `tls_port`.")
+    tls_key: str = _setting("", "PEM private key file of `tls_cert`.")
+    tls_self_signed: bool = _setting(False, "Serve https + wss with a throwaway self-signed certificate.")
+    public_ip: str = _setting(
+        "", "Address announced in place of local host candidates (a server behind 1:1 NAT); empty: as bound."
+    )
+    image_max_width: int = _setting(3840, "Largest `width` an image url may ask for.")
+    image_max_height: int = _setting(2160, "Largest `height` an image url may ask for.")
+    thumbnail_interval: float = _setting(0.0, "Seconds between thumbnails of every live stream; 0: off.")
+    thumbnail_dir: str = _setting("thumbnails", "Directory thumbnails are written to (`<name>.jpg`).")
+    thumbnail_width: int = _setting(0, "Thumbnail width (height keeps the aspect); 0: the stream's own size.")
+    thumbnail_quality: int = _setting(80, "JPEG quality of thumbnails (1-100).")
+    thumbnail_history: int = _setting(0, "Older thumbnails kept per stream in `<dir>/<name>/`; 0: none.")
+    thumbnail_webhook: str = _setting("", "URL that gets a POST `{name, path, taken_at}` per thumbnail; empty: none.")
 
 
 class SettingsError(ValueError):
     """A setting could not be read; the message names it."""
 
 
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _convert(name: str, kind: Any, value: Any) -> Any:
-    target = {"str": str, "int": int, "float": float, "list[str]": list}[str(kind)]
+    target = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list}[str(kind)]
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+            return _BOOLEANS[value.strip().lower()]
+        raise SettingsError(f"{name}: expected true or false, got {value!r}")
     if target is list:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
@@ -94,7 +124,31 @@ def load_settings(
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _convert(name, fields[name].type, value)
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_ranges(settings)
+    return settings
+
+
+_CHOICES = {"log_format": ("text", "json"), "log_level": ("debug", "info", "warning", "error")}
+_RANGES = {
+    "port": (0, 65535), "rest_port": (0, 65535), "tls_port": (0, 65535), "thumbnail_quality": (1, 100),
+    "thumbnail_width": (0, 1 << 14), "thumbnail_history": (0, 1 << 20), "image_max_width": (1, 1 << 14),
+    "image_max_height": (1, 1 << 14), "thumbnail_interval": (0, 1 << 20),
+}
+
+
+def _check_ranges(settings: Settings) -> None:
+    if settings.public_ip:
+        try:
+            ipaddress.ip_address(settings.public_ip)
+        except ValueError:
+            raise SettingsError(f"public_ip: expected an IP address, got {settings.public_ip!r}") from None
+    for name, choices in _CHOICES.items():
+        if getattr(settings, name) not in choices:
+            raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {getattr(settings, name)!r}")
+    for name, (low, high) in _RANGES.items():
+        if not low <= getattr(settings, name) <= high:
+            raise SettingsError(f"{name}: expected {low}..{high}, got {getattr(settings, name)!r}")
 
 
 def settings_table() -> str:
@@ -102,7 +156,12 @@ def settings_table() -> str:
     rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(Settings):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        shown = ",".join(default) if isinstance(default, list) else str(default)
+        if isinstance(default, list):
+            shown = ",".join(default)
+        elif isinstance(default, bool):
+            shown = str(default).lower()
+        else:
+            shown = str(default)
         shown = f"`{shown}`" if shown else "*(empty)*"
         rows.append(f"| `{f.name}` | `{ENV_PREFIX}{f.name.upper()}` | {shown} | {f.metadata['help']} |")
     return "\n".join(rows) + "\n"

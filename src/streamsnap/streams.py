@@ -8,6 +8,7 @@ that reason, although the local registry never waits.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,6 +25,10 @@ class PublishedStream:
     peer: IngestPeer
     since: float = field(default_factory=time.time)
     "Wall-clock time the stream was claimed."
+    has_audio: bool = False
+    "Whether the publisher offered audio."
+    terminate: Callable[[str], Awaitable[None]] | None = None
+    "Ends the stream from outside (REST terminate): the publisher gets UNPUBLISHED with this info."
 
 
 class StreamRegistry(Protocol):

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 import logging
+import ssl
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,11 +82,13 @@ class WcsClient:
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod
-    async def connect(cls, url: str, *, timeout: float = 10.0, **connection: Any) -> WcsClient:
-        """Open a session on `url` (any path) and wait for `getUserData`."""
+    async def connect(cls, url: str, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
+                      **connection: Any) -> WcsClient:
+        """Open a session on `url` (any path) and wait for `getUserData`; `ssl_context` for wss with own trust."""
         http = aiohttp.ClientSession()
         try:
-            ws = await http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=timeout))
+            ws = await http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
+                                       ssl=ssl_context if ssl_context is not None else True)
         except BaseException:
             await http.close()
             raise

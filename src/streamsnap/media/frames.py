@@ -79,6 +79,8 @@ class GopCache:
         "Keyframes among them."
         self.last_arrival: float | None = None
         "When the newest frame arrived (decodable or not)."
+        self.first_arrival: float | None = None
+        "When the first frame arrived (with `frames_received`, gives the average frame rate)."
         self.size: tuple[int, int] | None = None
         "Picture size, when the bitstream tells it cheaply (VP8 keyframes)."
 
@@ -89,6 +91,8 @@ class GopCache:
         frame = EncodedFrame(data, timestamp, keyframe, now)
         self.frames_received += 1
         self.last_arrival = now
+        if self.first_arrival is None:
+            self.first_arrival = now
         if keyframe:
             self.keyframes_received += 1
             if self.codec == "VP8":
@@ -114,6 +118,13 @@ class GopCache:
     def group(self) -> list[EncodedFrame]:
         """The cached group: a keyframe and every frame after it, oldest first (may be empty)."""
         return list(self._frames)
+
+    @property
+    def fps(self) -> float | None:
+        """Average frames per second since the first frame; None before two frames."""
+        if self.first_arrival is None or self.last_arrival is None or self.last_arrival <= self.first_arrival:
+            return None
+        return (self.frames_received - 1) / (self.last_arrival - self.first_arrival)
 
     @property
     def cached_bytes(self) -> int:

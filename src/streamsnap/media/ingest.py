@@ -46,6 +46,10 @@ class IngestSettings:
     "Local IPv4 addresses to gather host candidates on; empty: every interface, loopback included."
     ice_servers: Sequence[str] = ()
     "STUN/TURN urls (e.g. stun:stun.example.org:3478)."
+    turn_username: str = ""
+    "User name for the turn: and turns: urls among `ice_servers`."
+    turn_password: str = ""
+    "Password (credential) for the turn: and turns: urls."
     gop_max_frames: int = 300
     "Encoded frames kept per stream after the last keyframe."
     gop_max_bytes: int = 4 * 1024 * 1024
@@ -71,6 +75,14 @@ def announce_addresses(addresses: Sequence[str]) -> None:
         return chosen or local_ipv4_addresses()
 
     aioice.ice.get_host_addresses = host_addresses
+
+
+def ice_server(url: str, settings: IngestSettings) -> RTCIceServer:
+    """The aiortc description of one STUN/TURN url; TURN ones carry the configured credentials."""
+    if url.startswith(("turn:", "turns:")):
+        return RTCIceServer(urls=url, username=settings.turn_username or None,
+                            credential=settings.turn_password or None)
+    return RTCIceServer(urls=url)
 
 
 class ReceiverTap:
@@ -122,7 +134,7 @@ class IngestPeer:
 
     async def answer(self, offer_sdp: str) -> str:
         """Negotiate the offer; return the SDP answer with the server's candidates."""
-        servers = [RTCIceServer(urls=url) for url in self.settings.ice_servers]
+        servers = [ice_server(url, self.settings) for url in self.settings.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self._pc = pc
         pc.on("connectionstatechange", self._on_connection_state)

@@ -10,11 +10,12 @@ thread pool, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streamsnap.media.frames import EncodedFrame, GopCache
@@ -77,6 +78,9 @@ class Snapshot:
     "Monotonic time at which the depicted frame arrived."
 
 
+LATENCY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
 @dataclass
 class EngineStats:
     """Counters the engine keeps (exposed as metrics, read by tests)."""
@@ -95,6 +99,24 @@ class EngineStats:
     "PLIs sent."
     failures: int = 0
     "Requests answered with an error."
+    decode_seconds: float = 0.0
+    "Time spent decoding, over all groups."
+    encode_seconds: float = 0.0
+    "Time spent encoding image files."
+    outcomes: dict[str, int] = field(default_factory=dict)
+    "Finished requests by outcome: 'ok', or the failure's info string."
+    latency_bounds: tuple[float, ...] = LATENCY_BOUNDS
+    "Upper bounds (seconds) of the request latency histogram's buckets."
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    "Requests per bucket (not cumulative); the last one counts those above every bound."
+    latency_sum: float = 0.0
+    "Seconds spent answering requests, summed."
+
+    def finished(self, outcome: str, seconds: float) -> None:
+        """Count one answered request."""
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.latency_counts[bisect.bisect_left(self.latency_bounds, seconds)] += 1
+        self.latency_sum += seconds
 
 
 class SnapshotEngine:
@@ -119,12 +141,15 @@ class SnapshotEngine:
         `max_age_ms` bounds how old a cached frame may be (default: the engine's setting).
         """
         self.stats.requests += 1
+        started = self._clock()
         try:
             picture = await self._shared(self._pictures, id(source), lambda: self._take(source, max_age_ms))
-        except SnapshotError:
+        except SnapshotError as exc:
             self.stats.failures += 1
+            self.stats.finished(exc.info, self._clock() - started)
             raise
         data = await self._shared(self._encodings, (id(picture), spec), lambda: self._encode(picture, spec))
+        self.stats.finished("ok", self._clock() - started)
         width, height = output_size(picture.size, spec)
         return Snapshot(data, spec.format, width, height, picture.source.arrival)
 
@@ -208,6 +233,7 @@ class SnapshotEngine:
     async def _render(self, codec: str, group: list[EncodedFrame]) -> Picture:
         started = self._clock()
         picture = await asyncio.get_running_loop().run_in_executor(self._pool, decode_latest, codec, group)
+        self.stats.decode_seconds += self._clock() - started
         per_frame = (self._clock() - started) / max(1, picture.frames_decoded)
         self._decode_seconds_per_frame = 0.8 * self._decode_seconds_per_frame + 0.2 * per_frame
         self.stats.decodes += 1
@@ -217,4 +243,8 @@ class SnapshotEngine:
     async def _encode(self, picture: Picture, spec: ImageSpec) -> bytes:
         self.stats.encodes += 1
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, encode, picture, spec, self.settings.png_compress_level)
+        started = self._clock()
+        try:
+            return await loop.run_in_executor(self._pool, encode, picture, spec, self.settings.png_compress_level)
+        finally:
+            self.stats.encode_seconds += self._clock() - started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,18 +13,20 @@ from aiohttp import web
 from streamsnap import __version__
 from streamsnap.config import Settings
 from streamsnap.media.ingest import announce_addresses
-from streamsnap.web.services import Services
+from streamsnap.thumbnails import Thumbnailer, ThumbnailSettings
+from streamsnap.web.errors import json_error
+from streamsnap.web.health import add_health_routes
+from streamsnap.web.images import add_image_routes
+from streamsnap.web.metrics import add_metrics_route
+from streamsnap.web.openapi import add_openapi_route
+from streamsnap.web.rest import add_rest_routes
+from streamsnap.web.services import SERVICES, Services
 from streamsnap.web.websocket import SessionRunner
 
 logger = logging.getLogger(__name__)
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
-SERVICES = web.AppKey("services", Services)
-
-
-def json_error(status: int, message: str) -> web.Response:
-    """An HTTP error with a JSON body."""
-    return web.json_response({"error": message, "status": status}, status=status)
+__all__ = ["SERVICES", "create_app", "create_rest_app", "json_error"]
 
 
 async def version(request: web.Request) -> web.Response:
@@ -58,7 +61,13 @@ async def signaling(request: web.Request) -> web.StreamResponse:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     announce_addresses(services.settings.ice_addresses)
+    thumbnails = _start_thumbnails(services)
+    services.ready = True
     yield
+    if thumbnails is not None:
+        thumbnails.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await thumbnails
     runners = list(services.sessions)
     for runner in runners:
         assert isinstance(runner, SessionRunner)
@@ -68,14 +77,53 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services.engine.close()
 
 
+def _start_thumbnails(services: Services) -> asyncio.Task[None] | None:
+    settings = services.settings
+    if settings.thumbnail_interval <= 0:
+        return None
+    thumbnailer = Thumbnailer(
+        ThumbnailSettings(
+            interval=settings.thumbnail_interval,
+            directory=Path(settings.thumbnail_dir),
+            width=settings.thumbnail_width or None,
+            quality=settings.thumbnail_quality,
+            history=settings.thumbnail_history,
+            webhook=settings.thumbnail_webhook,
+        ),
+        services.registry,
+        services.engine,
+    )
+    logger.info("thumbnails every %.1f s in %s", settings.thumbnail_interval, settings.thumbnail_dir)
+    return asyncio.ensure_future(thumbnailer.run())
+
+
+async def _not_ready(app: web.Application) -> None:
+    app[SERVICES].ready = False
+
+
 def create_app(settings: Settings) -> web.Application:
     """The whole server as an aiohttp application."""
     app = web.Application()
     app[SERVICES] = Services.from_settings(settings)
     app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_not_ready)
     app.router.add_get("/version", version)
+    add_health_routes(app)
+    add_metrics_route(app)
+    add_rest_routes(app)
+    add_openapi_route(app)
+    add_image_routes(app)
     app.router.add_get("/", landing)
     if CLIENT_DIR.is_dir():
         app.router.add_static("/client/", CLIENT_DIR, show_index=False)
     app.router.add_get("/{tail:.*}", signaling)
+    return app
+
+
+def create_rest_app(services: Services) -> web.Application:
+    """Only the WCS REST methods, for the second port WCS clients expect (`rest_port`), sharing `services`."""
+    app = web.Application()
+    app[SERVICES] = services
+    add_rest_routes(app)
+    add_openapi_route(app)
     return app

@@ -6,12 +6,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 from streamsnap import __version__
 from streamsnap.config import Settings
 from streamsnap.media.ingest import IngestSettings
 from streamsnap.media.snapshot import EngineSettings, SnapshotEngine
 from streamsnap.protocol.session import SessionConfig
 from streamsnap.streams import LocalStreamRegistry, StreamRegistry
+from streamsnap.web.catalog import node_name
 
 
 @dataclass
@@ -26,6 +29,10 @@ class Services:
     clock: Callable[[], float] = time.monotonic
     sessions: set[object] = field(default_factory=set)
     "Live session runners (for shutdown)."
+    node: str = ""
+    "Name of this server in stream listings."
+    ready: bool = False
+    "True once the server has started, until it begins to shut down (`/readyz`)."
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -41,6 +48,8 @@ class Services:
         ingest = IngestSettings(
             ice_addresses=tuple(settings.ice_addresses),
             ice_servers=tuple(settings.ice_servers),
+            turn_username=settings.turn_username,
+            turn_password=settings.turn_password,
             gop_max_frames=settings.gop_max_frames,
             gop_max_bytes=settings.gop_max_bytes,
             connect_timeout=settings.connect_timeout,
@@ -52,4 +61,8 @@ class Services:
             max_streams=settings.max_streams_per_session,
             max_pending_snapshots=settings.max_pending_snapshots,
         )
-        return cls(settings, LocalStreamRegistry(), engine, ingest, session_config)
+        return cls(settings, LocalStreamRegistry(), engine, ingest, session_config, node=node_name(settings.node_name))
+
+
+SERVICES = web.AppKey("services", Services)
+"Where an application keeps its `Services`."

@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from streamsnap.logs import ContextAdapter
+from streamsnap.media.candidates import announce_public_address
 from streamsnap.media.ingest import IngestError, IngestPeer
 from streamsnap.media.snapshot import SnapshotError
 from streamsnap.protocol import codec
@@ -47,7 +49,7 @@ class SessionRunner:
             now=services.clock(),
             config=services.session_config,
         )
-        self.log = logging.LoggerAdapter(logger, {"session": self.session.session_id})
+        self.log = ContextAdapter(logger, {"session": self.session.session_id})
         self._streams: dict[str, PublishedStream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -123,9 +125,10 @@ class SessionRunner:
     async def _publish(self, action: StartPublish) -> None:
         sid = action.stream_id
         peer = IngestPeer(action.name, self.services.ingest, clock=self.services.clock)
-        stream = PublishedStream(action.name, self.session.session_id, sid, peer)
+        stream = PublishedStream(action.name, self.session.session_id, sid, peer, has_audio=action.has_audio,
+                                 terminate=lambda info: self.terminate(sid, info))
         if not await self.services.registry.claim(stream):
-            self.log.info("publish %s refused: name in use", action.name)
+            self.log.info("publish %s refused: name in use", action.name, extra={"stream": action.name})
             await peer.close()
             await self.execute(self.session.publish_failed(sid, Info.NAME_IN_USE))
             return
@@ -133,9 +136,10 @@ class SessionRunner:
         try:
             answer = await peer.answer(action.sdp)
         except IngestError as exc:
-            self.log.info("publish %s refused: %s", action.name, exc)
+            self.log.info("publish %s refused: %s", action.name, exc, extra={"stream": action.name})
             await self.execute(self.session.publish_failed(sid, exc.info))
             return
+        answer = announce_public_address(answer, self.services.settings.public_ip)
         await self.execute(self.session.publish_answered(sid, answer))
         started_or_ended: list[asyncio.Future[Any]] = [peer.media_started, peer.ended]
         done, _ = await asyncio.wait(
@@ -144,21 +148,25 @@ class SessionRunner:
             return_when=asyncio.FIRST_COMPLETED,
         )
         if peer.media_started in done:
-            self.log.info("stream %s publishing", action.name)
+            self.log.info("stream %s publishing", action.name, extra={"stream": action.name})
             await self.execute(self.session.publish_started(sid))
         else:
             info = peer.ended.result() if peer.ended.done() else Info.ICE_TIMEOUT
-            self.log.info("stream %s failed to start: %s", action.name, info)
+            self.log.info("stream %s failed to start: %s", action.name, info, extra={"stream": action.name})
             await self.execute(self.session.publish_failed(sid, info))
             return
         info = await asyncio.shield(peer.ended)
         await self.execute(self.session.publish_failed(sid, info))
 
+    async def terminate(self, stream_id: str, info: str) -> None:
+        """End stream `stream_id` from outside this session (REST terminate): its publisher gets UNPUBLISHED."""
+        await self.execute(self.session.publish_terminated(stream_id, info))
+
     async def _stop_publish(self, action: StopPublish) -> None:
         stream = self._streams.pop(action.stream_id, None)
         if stream is None:
             return
-        self.log.info("stream %s stopped: %s", stream.name, action.info)
+        self.log.info("stream %s stopped: %s", stream.name, action.info, extra={"stream": stream.name})
         await self.services.registry.release(stream)
         await stream.peer.close()
 
@@ -170,11 +178,12 @@ class SessionRunner:
         try:
             snap = await self.services.engine.request(stream.peer)
         except SnapshotError as exc:
-            self.log.info("snapshot of %s failed: %s", action.name, exc.info)
+            self.log.info("snapshot of %s failed: %s", action.name, exc.info, extra={"stream": action.name})
             await self.execute(self.session.snapshot_failed(action.request_id, action.name, exc.info))
             return
         age_ms = (self.services.clock() - snap.frame_arrival) * 1000
-        self.log.info("snapshot of %s: %dx%d, frame age %.0f ms", action.name, snap.width, snap.height, age_ms)
+        self.log.info("snapshot of %s: %dx%d, frame age %.0f ms", action.name, snap.width, snap.height, age_ms,
+                      extra={"stream": action.name})
         await self.execute(
             self.session.snapshot_completed(
                 action.request_id, action.name, base64.b64encode(snap.data).decode(),

@@ -1,0 +1,143 @@
+"""Periodic thumbnails: every N seconds, the latest picture of each live stream as `<dir>/<name>.jpg`.
+
+Each picture comes from the snapshot engine, so a stream costs one decode per interval at
+most (none while its cached group is fresh enough to share), never continuous decoding.
+Files are replaced atomically (write a temporary file, then `os.replace`), so a reader never
+sees half a picture. Optionally older pictures are kept in `<dir>/<name>/` (the newest
+`history` of them), and a webhook gets `{name, path, taken_at}` for each new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+
+from streamsnap.media.imaging import ImageFormat, ImageSpec
+from streamsnap.media.snapshot import SnapshotEngine, SnapshotError
+from streamsnap.streams import PublishedStream, StreamRegistry
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ThumbnailSettings:
+    """What the thumbnailer does."""
+
+    interval: float
+    "Seconds between rounds."
+    directory: Path
+    width: int | None = None
+    "Thumbnail width, height keeping the aspect; None: the stream's size."
+    quality: int = 80
+    history: int = 0
+    "Older pictures kept per stream; 0: only the current one."
+    webhook: str = ""
+    "URL to POST `{name, path, taken_at}` to after each picture; empty: none."
+
+
+def file_stem(name: str) -> str:
+    """A file name for stream `name`: percent-encoded, so any name is safe and distinct ('.' too)."""
+    return quote(name, safe="").replace(".", "%2E") or "%00"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def store(directory: Path, name: str, data: bytes, taken_at: datetime, history: int) -> Path:
+    """Write one thumbnail (and its history copy, pruning the oldest); return the current file's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = file_stem(name)
+    current = directory / f"{stem}.jpg"
+    _write_atomically(current, data)
+    if history > 0:
+        folder = directory / stem
+        folder.mkdir(exist_ok=True)
+        _write_atomically(folder / f"{taken_at.strftime('%Y%m%dT%H%M%S.%fZ')}.jpg", data)
+        kept = sorted(path for path in folder.glob("*.jpg"))  # names sort as times do
+        for old in kept[:-history]:
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+    return current
+
+
+class Thumbnailer:
+    """Runs the rounds until cancelled."""
+
+    def __init__(self, settings: ThumbnailSettings, registry: StreamRegistry, engine: SnapshotEngine,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.engine = engine
+        self.wall_clock = wall_clock
+        self.written = 0
+        "Thumbnails written so far."
+        self._http: aiohttp.ClientSession | None = None
+
+    async def run(self) -> None:
+        """Take a round every `interval` seconds (rounds never overlap)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                started = loop.time()
+                await self.round()
+                await asyncio.sleep(max(0.0, self.settings.interval - (loop.time() - started)))
+        finally:
+            if self._http is not None:
+                await self._http.close()
+
+    async def round(self) -> None:
+        """One thumbnail of every live stream."""
+        streams = await self.registry.all()
+        await asyncio.gather(*(self._one(stream) for stream in streams))
+
+    async def _one(self, stream: PublishedStream) -> None:
+        spec = ImageSpec(format=ImageFormat.JPEG, width=self.settings.width, quality=self.settings.quality)
+        try:
+            # A picture up to one interval old is as good as a new one for a thumbnail.
+            picture = await self.engine.request(stream.peer, spec, max_age_ms=self.settings.interval * 1000)
+        except SnapshotError as exc:
+            logger.debug("no thumbnail of %s: %s", stream.name, exc.info, extra={"stream": stream.name})
+            return
+        taken_at = self.wall_clock()
+        try:
+            path = await asyncio.to_thread(store, self.settings.directory, stream.name, picture.data, taken_at,
+                                           self.settings.history)
+        except OSError as exc:
+            logger.warning("thumbnail of %s not written: %s", stream.name, exc, extra={"stream": stream.name})
+            return
+        self.written += 1
+        if self.settings.webhook:
+            await self._notify(stream.name, path, taken_at)
+
+    async def _notify(self, name: str, path: Path, taken_at: datetime) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_SECONDS))
+        body = {"name": name, "path": str(path),
+                "taken_at": taken_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+        try:
+            async with self._http.post(self.settings.webhook, json=body) as response:
+                if response.status >= 400:
+                    logger.warning("thumbnail webhook answered %d", response.status, extra={"stream": name})
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("thumbnail webhook failed: %s", exc or type(exc).__name__, extra={"stream": name})

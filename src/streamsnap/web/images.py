@@ -1,0 +1,120 @@
+"""The image url any tool can fetch (`GET /streams/{name}/snapshot.png|jpg|webp`) and `GET /streams`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+
+from streamsnap.config import Settings
+from streamsnap.media.imaging import ImageFormat, ImageSpec, output_size
+from streamsnap.media.snapshot import SnapshotError
+from streamsnap.protocol.constants import Info
+from streamsnap.web.catalog import describe
+from streamsnap.web.errors import json_error
+from streamsnap.web.services import SERVICES
+
+logger = logging.getLogger(__name__)
+
+EXTENSIONS = {"png": ImageFormat.PNG, "jpg": ImageFormat.JPEG, "webp": ImageFormat.WEBP}
+RETRY_AFTER_SECONDS = 1
+MAX_AGE_LIMIT_MS = 3_600_000.0
+
+
+class ImageQuery(msgspec.Struct, frozen=True):
+    """Query parameters of the image url (all optional)."""
+
+    width: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    height: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    quality: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+    max_age_ms: Annotated[float, msgspec.Meta(ge=0, le=MAX_AGE_LIMIT_MS)] | None = None
+
+
+class BadParameter(Exception):
+    """A query parameter is out of range or of the wrong type."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def parse_query(query: dict[str, str], settings: Settings) -> ImageQuery:
+    """Typed, range-checked query parameters; raises `BadParameter`."""
+    known = {key: value for key, value in query.items() if key in ImageQuery.__struct_fields__}
+    try:
+        parsed = msgspec.convert(known, type=ImageQuery, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        field = next((name for name in ImageQuery.__struct_fields__ if f"$.{name}`" in message), None)
+        raise BadParameter(field, message) from None
+    if parsed.width is not None and parsed.width > settings.image_max_width:
+        raise BadParameter("width", f"width may be at most {settings.image_max_width}")
+    if parsed.height is not None and parsed.height > settings.image_max_height:
+        raise BadParameter("height", f"height may be at most {settings.image_max_height}")
+    return parsed
+
+
+def _error_for(info: str) -> web.Response:
+    if info == Info.PUBLISH_NOT_READY:
+        return json_error(503, info, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    if info == Info.NO_DECODABLE_FRAME:
+        return json_error(504, info)
+    if info in (Info.STREAM_NOT_FOUND, Info.NO_VIDEO):
+        return json_error(404, info)
+    return json_error(500, info)
+
+
+async def stream_image(request: web.Request) -> web.Response:
+    """GET /streams/{name}/snapshot.{png,jpg,webp}: the stream's picture now, as that file."""
+    services = request.app[SERVICES]
+    name = request.match_info["name"]
+    image_format = EXTENSIONS[request.match_info["ext"]]
+    try:
+        query = parse_query(dict(request.query), services.settings)
+    except BadParameter as exc:
+        return json_error(400, str(exc), field=exc.field)
+    stream = await services.registry.lookup(name)
+    if stream is None:
+        return json_error(404, Info.STREAM_NOT_FOUND)
+    spec = ImageSpec(format=image_format, width=query.width, height=query.height,
+                     quality=None if image_format is ImageFormat.PNG else query.quality)
+    video = stream.peer.video
+    if video is not None and video.size is not None:  # a side computed from the aspect must fit too
+        width, height = output_size(video.size, spec)
+        if width > services.settings.image_max_width or height > services.settings.image_max_height:
+            return json_error(400, f"{width}x{height} is larger than the limit "
+                              f"{services.settings.image_max_width}x{services.settings.image_max_height}",
+                              field="width" if query.width else "height")
+    max_age = services.settings.max_frame_age_ms if query.max_age_ms is None else query.max_age_ms
+    try:
+        picture = await services.engine.request(stream.peer, spec, max_age_ms=max_age)
+    except SnapshotError as exc:
+        logger.info("image of %s failed: %s", name, exc.info, extra={"stream": name})
+        return _error_for(exc.info)
+    age_ms = max(0.0, (services.clock() - picture.frame_arrival) * 1000)
+    return web.Response(
+        body=picture.data,
+        content_type=image_format.content_type,
+        headers={
+            "Cache-Control": "no-store",
+            "X-Frame-Age-Ms": f"{age_ms:.1f}",
+            "X-Image-Width": str(picture.width),
+            "X-Image-Height": str(picture.height),
+        },
+    )
+
+
+async def list_streams(request: web.Request) -> web.Response:
+    """GET /streams: every live stream (name, codec, size, fps, since, node) as a JSON list."""
+    services = request.app[SERVICES]
+    streams = await services.registry.all()
+    body = msgspec.json.encode([describe(stream, services.node) for stream in streams])
+    return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def add_image_routes(app: web.Application) -> None:
+    """Route the image url and the stream listing of `app`."""
+    app.router.add_get("/streams", list_streams)
+    app.router.add_get("/streams/{name}/snapshot.{ext:png|jpg|webp}", stream_image)

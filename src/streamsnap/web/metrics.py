@@ -1,0 +1,89 @@
+"""Prometheus `/metrics`: a collector that reads the counters the server keeps anyway.
+
+Nothing in the core calls into prometheus-client: each scrape builds the metric families
+from `EngineStats`, the session set and the live streams' frame caches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from streamsnap import __version__
+from streamsnap.streams import PublishedStream
+from streamsnap.web.services import SERVICES, Services
+
+
+class ServerCollector(Collector):
+    """The server's state at one scrape."""
+
+    def __init__(self, services: Services, streams: Sequence[PublishedStream]) -> None:
+        self.services = services
+        self.streams = streams
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.services.engine.stats
+        info = GaugeMetricFamily("streamsnap_info", "Version and node name of this server.",
+                                 labels=["version", "node"])
+        info.add_metric([__version__, self.services.node], 1)
+        yield info
+        yield GaugeMetricFamily("streamsnap_sessions", "Open WebSocket sessions.", value=len(self.services.sessions))
+        yield GaugeMetricFamily("streamsnap_streams", "Live published streams.", value=len(self.streams))
+
+        snapshots = CounterMetricFamily("streamsnap_snapshots", "Snapshot requests answered, by result "
+                                        "('ok' or the failure's info string).", labels=["result"])
+        for result, count in sorted(stats.outcomes.items()):
+            snapshots.add_metric([result], count)
+        yield snapshots
+
+        buckets: list[tuple[str, float]] = []
+        cumulative = 0
+        for bound, count in zip(stats.latency_bounds, stats.latency_counts, strict=False):
+            cumulative += count
+            buckets.append((repr(bound), cumulative))
+        buckets.append(("+Inf", sum(stats.latency_counts)))
+        latency = HistogramMetricFamily("streamsnap_snapshot_latency_seconds",
+                                        "Time from a snapshot request to its answer.")
+        latency.add_metric([], buckets, sum_value=stats.latency_sum)
+        yield latency
+
+        yield CounterMetricFamily("streamsnap_decode_seconds", "Seconds spent decoding video.",
+                                  value=stats.decode_seconds)
+        yield CounterMetricFamily("streamsnap_encode_seconds", "Seconds spent encoding image files.",
+                                  value=stats.encode_seconds)
+        yield CounterMetricFamily("streamsnap_decodes", "Groups of frames decoded.", value=stats.decodes)
+        yield CounterMetricFamily("streamsnap_frames_decoded", "Encoded frames decoded.", value=stats.frames_decoded)
+        yield CounterMetricFamily("streamsnap_encodes", "Image files encoded.", value=stats.encodes)
+        yield CounterMetricFamily("streamsnap_snapshots_coalesced",
+                                  "Requests served by a picture already being made.", value=stats.coalesced)
+        yield CounterMetricFamily("streamsnap_plis_sent", "Keyframe requests (RTCP PLI) sent to publishers.",
+                                  value=stats.keyframe_requests)
+
+        frames = CounterMetricFamily("streamsnap_stream_frames_received",
+                                     "Encoded video frames received, per live stream.", labels=["stream"])
+        fps = GaugeMetricFamily("streamsnap_stream_fps", "Average frames per second, per live stream.",
+                                labels=["stream"])
+        for stream in self.streams:
+            video = stream.peer.video
+            frames.add_metric([stream.name], video.frames_received if video is not None else 0)
+            if video is not None and video.fps is not None:
+                fps.add_metric([stream.name], video.fps)
+        yield frames
+        yield fps
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the Prometheus text exposition."""
+    services = request.app[SERVICES]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServerCollector(services, await services.registry.all()))
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_metrics_route(app: web.Application) -> None:
+    """Route `/metrics`."""
+    app.router.add_get("/metrics", metrics)

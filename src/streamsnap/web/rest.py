@@ -1,0 +1,179 @@
+"""WCS-style REST under `/rest-api/`: POST JSON in, JSON out, the methods and answers WCS documents.
+
+Bodies are validated with msgspec at the edge; a bad one gets 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+from typing import Annotated, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from streamsnap.media.snapshot import SnapshotError
+from streamsnap.protocol.constants import Info
+from streamsnap.streams import PublishedStream
+from streamsnap.web.catalog import describe_wcs, status_of
+from streamsnap.web.errors import json_error
+from streamsnap.web.services import SERVICES, Services
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class SnapshotBody(msgspec.Struct, frozen=True, rename="camel"):
+    """Body of `/rest-api/stream/snapshot`."""
+
+    stream_name: NonEmpty
+
+
+class StreamFilter(msgspec.Struct, frozen=True, rename="camel"):
+    """Body of `/rest-api/stream/find` and `/terminate`: every given field must match."""
+
+    name: str | None = None
+    media_session_id: str | None = None
+    media_session_ids: list[str] | None = None
+    session_id: str | None = None
+    published: bool | None = None
+    status: str | None = None
+    display: list[str] | None = None
+    "Accepted for compatibility (WCS adds e.g. metrics); streamsnap adds nothing."
+
+    def matches(self, stream: PublishedStream) -> bool:
+        """Whether `stream` passes every field given."""
+        return (
+            (self.name is None or stream.name == self.name)
+            and (self.media_session_id is None or stream.stream_id == self.media_session_id)
+            and (self.media_session_ids is None or stream.stream_id in self.media_session_ids)
+            and (self.session_id is None or stream.session_id == self.session_id)
+            and (self.published is None or self.published)  # every stream here is a published one
+            and (self.status is None or status_of(stream) == self.status)
+        )
+
+
+class SnapshotAnswer(msgspec.Struct, frozen=True):
+    """Answer of `/rest-api/stream/snapshot`."""
+
+    data: str
+    "The PNG, base64."
+
+
+class BadBody(Exception):
+    """The request body is not what the method takes; `field` names the culprit when there is one."""
+
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+_FIELD_IN_ERROR = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)|missing required field `([^`]+)`")
+
+Body = TypeVar("Body")
+
+
+async def read_body(request: web.Request, kind: type[Body], *, empty_ok: bool) -> Body:
+    """The JSON body as `kind`; raises `BadBody`."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise BadBody(f"body larger than {MAX_BODY_BYTES} bytes", None)
+    raw = await request.read()  # bounded by the application's client_max_size (413 above it)
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadBody(f"body larger than {MAX_BODY_BYTES} bytes", None)
+    if not raw.strip():
+        if not empty_ok:
+            raise BadBody("a JSON object body is required", None)
+        raw = b"{}"
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        match = _FIELD_IN_ERROR.search(str(exc))
+        field = (match.group(1) or match.group(2)) if match else None
+        raise BadBody(str(exc), field) from None
+    except msgspec.DecodeError as exc:
+        raise BadBody(f"body is not JSON: {exc}", None) from None
+
+
+def _bad(exc: BadBody) -> web.Response:
+    return json_error(400, str(exc), field=exc.field)
+
+
+def _json(value: object, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(value), status=status, content_type="application/json")
+
+
+async def _matching(services: Services, wanted: StreamFilter) -> list[PublishedStream]:
+    return [stream for stream in await services.registry.all() if wanted.matches(stream)]
+
+
+async def find_all(request: web.Request) -> web.Response:
+    """POST (or GET) /rest-api/stream/find_all: every live stream; 404 when there is none, as WCS answers."""
+    services = request.app[SERVICES]
+    streams = await services.registry.all()
+    if not streams:
+        return json_error(404, Info.STREAM_NOT_FOUND)
+    return _json([describe_wcs(stream, services.node) for stream in streams])
+
+
+async def find(request: web.Request) -> web.Response:
+    """POST /rest-api/stream/find: the live streams matching the body's fields; 404 when none does."""
+    services = request.app[SERVICES]
+    try:
+        wanted = await read_body(request, StreamFilter, empty_ok=True)
+    except BadBody as exc:
+        return _bad(exc)
+    streams = await _matching(services, wanted)
+    if not streams:
+        return json_error(404, Info.STREAM_NOT_FOUND)
+    return _json([describe_wcs(stream, services.node) for stream in streams])
+
+
+async def terminate(request: web.Request) -> web.Response:
+    """POST /rest-api/stream/terminate: end the matching streams (an empty body matches all), as WCS does.
+
+    Each publisher gets UNPUBLISHED "Stopped by rest /terminate". 200 with an empty body; 404 when none matched.
+    """
+    services = request.app[SERVICES]
+    try:
+        wanted = await read_body(request, StreamFilter, empty_ok=True)
+    except BadBody as exc:
+        return _bad(exc)
+    streams = [stream for stream in await _matching(services, wanted) if stream.terminate is not None]
+    if not streams:
+        return json_error(404, Info.STREAM_NOT_FOUND)
+    for stream in streams:
+        logger.info("stream %s terminated by REST", stream.name, extra={"stream": stream.name})
+    await asyncio.gather(*(stream.terminate(Info.STOPPED_BY_REST) for stream in streams if stream.terminate))
+    return web.Response(status=200)
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    """POST /rest-api/stream/snapshot {streamName}: 200 {data: base64 PNG}; 404 unknown; 500 when it failed."""
+    services = request.app[SERVICES]
+    try:
+        body = await read_body(request, SnapshotBody, empty_ok=False)
+    except BadBody as exc:
+        return _bad(exc)
+    stream = await services.registry.lookup(body.stream_name)
+    if stream is None:
+        return json_error(404, Info.STREAM_NOT_FOUND)
+    try:
+        picture = await services.engine.request(stream.peer)
+    except SnapshotError as exc:
+        status = 404 if exc.info == Info.STREAM_NOT_FOUND else 500
+        return json_error(status, exc.info)
+    return _json(SnapshotAnswer(base64.b64encode(picture.data).decode()))
+
+
+def add_rest_routes(app: web.Application) -> None:
+    """Route the WCS REST methods of `app` (whose `SERVICES` must be set)."""
+    app.router.add_post("/rest-api/stream/find_all", find_all)
+    app.router.add_get("/rest-api/stream/find_all", find_all)
+    app.router.add_post("/rest-api/stream/find", find)
+    app.router.add_post("/rest-api/stream/terminate", terminate)
+    app.router.add_post("/rest-api/stream/snapshot", snapshot)

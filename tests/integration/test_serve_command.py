@@ -1,0 +1,69 @@
+"""`streamsnap serve` with the HTTP-side flags, in a subprocess as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_serve_with_self_signed_tls_rest_port_and_json_logs() -> None:
+    port, tls_port, rest_port = free_port(), free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--tls-self-signed", "--tls-port", str(tls_port), "--rest-port", str(rest_port), "--log-format", "json"],
+        env=os.environ | {"STREAMSNAP_ICE_ADDRESSES": "127.0.0.1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(5)]
+        assert f"http on http://127.0.0.1:{port}/" in lines[0], lines
+        assert f"https on https://127.0.0.1:{tls_port}/" in "".join(lines)
+        assert f"rest on http://127.0.0.1:{rest_port}/" in "".join(lines)
+        printed = next(line for line in lines if "SHA-256" in line).split()[-1]
+
+        served = ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(
+            ssl.get_server_certificate(("127.0.0.1", tls_port), timeout=10)))
+        digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(served)).hexdigest().upper()
+        assert printed == ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+        trusting = ssl.create_default_context(cadata=served)
+        with urllib.request.urlopen(f"https://127.0.0.1:{tls_port}/healthz", context=trusting, timeout=10) as answer:
+            assert json.load(answer) == {"status": "ok"}
+        request = urllib.request.Request(f"http://127.0.0.1:{rest_port}/rest-api/stream/find_all", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as none_live:
+            urllib.request.urlopen(request, timeout=10)
+        assert none_live.value.code == 404
+        assert json.load(none_live.value)["error"] == "Stream not found"
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 0, stderr
+    log_lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert log_lines, stderr
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in log_lines)
+
+
+def test_bad_settings_stop_serve_with_the_setting_named() -> None:
+    result = subprocess.run([sys.executable, "-m", "streamsnap", "serve", "--rest-port", "99999"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "rest_port" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "streamsnap", "serve", "--tls-cert", "/nonexistent.pem",
+                             "--tls-key", "/nonexistent.key", "--port", str(free_port()),
+                             "--tls-port", str(free_port())],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "/nonexistent.pem" in result.stderr

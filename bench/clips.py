@@ -8,8 +8,8 @@ the current position.
 from __future__ import annotations
 
 import pickle
-from fractions import Fraction
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av

@@ -20,8 +20,8 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_PTIME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.clips import Clip, load_clip  # noqa: E402
-from streamsnap.wcsclient import WcsClient  # noqa: E402
+from bench.clips import Clip, load_clip
+from streamsnap.wcsclient import WcsClient
 
 _FORCE_KEYFRAME = "_RTCRtpSender__force_keyframe"
 

@@ -14,12 +14,11 @@ import json
 import os
 from typing import Any
 
+import aioice.ice
+import ifaddr
 from aiohttp import WSMsgType, web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
-
-import aioice.ice
-import ifaddr
 
 
 class DiscardingQueue:

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.integration
 MAX_LAG_FRAMES = 20
 
 
-async def publish(server: RunningServer, name: str, size: tuple[int, int] = (320, 240)) -> tuple[WcsClient, PatternTrack]:
+async def publish(
+    server: RunningServer, name: str, size: tuple[int, int] = (320, 240)
+) -> tuple[WcsClient, PatternTrack]:
     client = await WcsClient.connect(server.ws_url)
     track = PatternTrack(*size)
     await client.publish(name, [track])
@@ -43,7 +45,7 @@ async def test_fresh_picture_after_long_idle_uses_a_new_keyframe(start_server: C
             # aiortc's encoder may start a new group when the bitrate changes; wait until the
             # group has outgrown the bound again, so that nothing decodable is cached.
             async with asyncio.timeout(5):
-                while video.group():
+                while video.group():  # noqa: ASYNC110 -- polling a cache the test does not own
                     await asyncio.sleep(0.02)
             requests_before = stats.keyframe_requests
             picture = await client.snapshot("idle")
@@ -98,7 +100,7 @@ async def test_a_hundred_concurrent_requests_cost_one_decode(server: RunningServ
 
 
 async def test_requests_over_the_wire_are_coalesced(server: RunningServer) -> None:
-    client, track = await publish(server, "wire", (640, 480))
+    client, _ = await publish(server, "wire", (640, 480))
     viewers = [await WcsClient.connect(server.ws_url) for _ in range(4)]
     try:
         assert server.services is not None

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from streamsnap.media.frames import EncodedFrame, GopCache
 from streamsnap.media.imaging import DecodeError, ImageFormat, ImageSpec, Picture, decode_latest, encode, output_size
@@ -24,6 +24,8 @@ from streamsnap.protocol.constants import Info
 
 logger = logging.getLogger(__name__)
 
+
+_T = TypeVar("_T")
 
 PNG = ImageSpec()
 "A PNG at the stream's native size: what the WCS protocol answers with."
@@ -231,20 +233,25 @@ class SnapshotEngine:
         return frames * self._decode_seconds_per_frame <= self._keyframe_wait_seconds
 
     async def _render(self, codec: str, group: list[EncodedFrame]) -> Picture:
-        started = self._clock()
-        picture = await asyncio.get_running_loop().run_in_executor(self._pool, decode_latest, codec, group)
-        self.stats.decode_seconds += self._clock() - started
-        per_frame = (self._clock() - started) / max(1, picture.frames_decoded)
-        self._decode_seconds_per_frame = 0.8 * self._decode_seconds_per_frame + 0.2 * per_frame
+        picture, seconds = await self._in_pool(decode_latest, codec, group)
+        self.stats.decode_seconds += seconds
+        # Timed inside the worker: time spent queued for a worker says nothing of decode cost.
+        self._decode_seconds_per_frame = 0.8 * self._decode_seconds_per_frame + 0.2 * seconds / picture.frames_decoded
         self.stats.decodes += 1
         self.stats.frames_decoded += picture.frames_decoded
         return picture
 
     async def _encode(self, picture: Picture, spec: ImageSpec) -> bytes:
         self.stats.encodes += 1
-        loop = asyncio.get_running_loop()
-        started = self._clock()
-        try:
-            return await loop.run_in_executor(self._pool, encode, picture, spec, self.settings.png_compress_level)
-        finally:
-            self.stats.encode_seconds += self._clock() - started
+        data, seconds = await self._in_pool(encode, picture, spec, self.settings.png_compress_level)
+        self.stats.encode_seconds += seconds
+        return data
+
+    async def _in_pool(self, function: Callable[..., _T], *args: Any) -> tuple[_T, float]:
+        """Run `function` in the worker pool; return its result and the seconds it ran."""
+
+        def timed() -> tuple[_T, float]:
+            started = time.perf_counter()
+            return function(*args), time.perf_counter() - started
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, timed)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import hypothesis  # noqa: F401  # see below
 import pytest
 from aiohttp import web
@@ -28,6 +29,10 @@ from streamsnap.web.services import Services
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+
+# How far behind the publisher's newest frame a snapshot may be: the frame in flight
+# through encoder, network and jitter buffer, plus the time to answer.
+MAX_LAG_FRAMES = 20
 
 # Loopback only: tests never send traffic anywhere else.
 TEST_SETTINGS = Settings(host="127.0.0.1", port=0, ice_addresses=["127.0.0.1"], keepalive_interval=1.0)
@@ -121,6 +126,13 @@ def png_image(data: bytes) -> Image.Image:
     assert image.format == "PNG"
     image.load()
     return image
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client for the tests (every request bounded in time)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+        yield session
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -17,17 +17,10 @@ from PIL import Image
 
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.wcsclient import PublishFailed, WcsClient
-from tests.conftest import RunningServer, png_image
+from tests.conftest import MAX_LAG_FRAMES, RunningServer, png_image
 
 pytestmark = pytest.mark.integration
 
-MAX_LAG_FRAMES = 20
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
-        yield session
 
 
 def decode(data: bytes, expected_format: str) -> Image.Image:

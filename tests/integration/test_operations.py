@@ -19,17 +19,10 @@ from streamsnap.logs import JsonFormatter
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.wcsclient import WcsClient
 from streamsnap.web.server import Server
-from tests.conftest import TEST_SETTINGS, RunningServer, free_port
+from tests.conftest import MAX_LAG_FRAMES, TEST_SETTINGS, RunningServer, free_port
 
 pytestmark = pytest.mark.integration
 
-MAX_LAG_FRAMES = 20
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
-        yield session
 
 
 @pytest.fixture

@@ -11,13 +11,10 @@ from aiortc import AudioStreamTrack
 
 from streamsnap.media.pattern import FPS, SECOND_COLOURS, PatternTrack, read_colour, read_counter
 from streamsnap.wcsclient import PublishFailed, SnapshotFailed, WcsClient
-from tests.conftest import RunningServer, png_image
+from tests.conftest import MAX_LAG_FRAMES, RunningServer, png_image
 
 pytestmark = pytest.mark.integration
 
-# How far behind the publisher's newest frame a snapshot may be: the frame in flight
-# through encoder, network and jitter buffer, plus the time to answer.
-MAX_LAG_FRAMES = 20
 
 
 def assert_colour(picture: Any, counter: int) -> None:

@@ -14,11 +14,10 @@ import pytest
 from streamsnap.media.imaging import ImageFormat, ImageSpec
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.wcsclient import WcsClient
-from tests.conftest import RunningServer, png_image
+from tests.conftest import MAX_LAG_FRAMES, RunningServer, png_image
 
 pytestmark = pytest.mark.integration
 
-MAX_LAG_FRAMES = 20
 
 
 async def publish(

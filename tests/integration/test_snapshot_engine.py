@@ -117,7 +117,8 @@ async def test_requests_over_the_wire_are_coalesced(server: RunningServer) -> No
 
 
 async def test_memory_stays_bounded_without_a_second_keyframe(start_server: Callable[..., Any]) -> None:
-    # aiortc's encoder sends one keyframe at the start and then only when asked.
+    # aiortc's encoder sends a keyframe at the start (and again when told a new bitrate),
+    # then only when asked: the cache has to stay within its bound on its own.
     server: RunningServer = await start_server(gop_max_frames=1000, gop_max_bytes=60_000)
     client, track = await publish(server, "long-gop", (640, 480))
     try:
@@ -125,16 +126,19 @@ async def test_memory_stays_bounded_without_a_second_keyframe(start_server: Call
         stream = await server.services.registry.lookup("long-gop")
         assert stream is not None and stream.peer.video is not None
         video = stream.peer.video
+        await asyncio.sleep(0.5)
+        keyframes, frames = video.keyframes_received, video.frames_received
         largest = 0
         for _ in range(40):
             await asyncio.sleep(0.05)
             largest = max(largest, video.cached_bytes)
-        assert video.keyframes_received == 1
-        assert video.frames_received > 40
+        assert video.frames_received - frames > 40
+        assert video.keyframes_received - keyframes <= 1
         assert 0 < largest <= 60_000
+        keyframes = video.keyframes_received
         picture = await client.snapshot("long-gop")  # still served, through a fresh keyframe
         assert 0 <= track.counter - read_counter(png_image(picture.png)) <= MAX_LAG_FRAMES
-        assert video.keyframes_received == 2
+        assert video.keyframes_received > keyframes
     finally:
         await client.close()
 

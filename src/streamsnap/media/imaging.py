@@ -14,6 +14,7 @@ from typing import cast
 
 import av
 from av.video.codeccontext import VideoCodecContext
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from streamsnap.media.frames import EncodedFrame
@@ -112,7 +113,9 @@ def output_size(native: tuple[int, int], spec: ImageSpec) -> tuple[int, int]:
 def encode(picture: Picture, spec: ImageSpec, png_compress_level: int) -> bytes:
     """The picture as an image file of `spec` (scaled and converted to RGB by swscale in one pass)."""
     width, height = output_size(picture.size, spec)
-    rgb = picture.frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+    # A reformatter of its own: `VideoFrame.reformat` shares one per frame, and two workers
+    # encoding the same picture at once (PNG and JPEG of one moment) deadlock on it.
+    rgb = VideoReformatter().reformat(picture.frame, width=width, height=height, format="rgb24").to_ndarray()
     image = Image.fromarray(rgb)
     buffer = io.BytesIO()
     if spec.format is ImageFormat.PNG:

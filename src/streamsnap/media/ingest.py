@@ -22,6 +22,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.exceptions import OperationError
 
 from streamsnap.media.frames import GopCache
+from streamsnap.media.receiver import VideoReceivePath
 from streamsnap.protocol.constants import Info
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class IngestSettings:
     "Bytes kept per stream after the last keyframe."
     connect_timeout: float = 20.0
     "Seconds for ICE and DTLS to connect and media to start."
+    max_publish_bitrate: int = 2_500_000
+    "Bits per second a publisher is told (REMB) it may send."
 
 
 def local_ipv4_addresses() -> list[str]:
@@ -124,7 +127,7 @@ class IngestPeer:
     ended: asyncio.Future[str] = field(init=False)
     "Resolved with a WCS info string when the connection fails or closes."
     _pc: RTCPeerConnection | None = None
-    _video_receiver: Any = None
+    _video_path: VideoReceivePath | None = None
     _closed: bool = False
 
     def __post_init__(self) -> None:
@@ -148,8 +151,12 @@ class IngestPeer:
             receiver = transceiver.receiver
             if transceiver.kind == "video":
                 self.has_video = True
-                self._video_receiver = receiver
-                setattr(receiver, _DECODER_QUEUE, ReceiverTap(self._on_video_frame))
+                # Nothing reaches aiortc's decoder queue any more (the lean path hands frames
+                # on itself); the tap still stands there so its thread idles instead of decoding.
+                setattr(receiver, _DECODER_QUEUE, ReceiverTap(None))
+                self._video_path = VideoReceivePath(
+                    receiver, self._on_video_frame, self._on_video_gap, self.settings.max_publish_bitrate
+                )
             else:
                 setattr(receiver, _DECODER_QUEUE, ReceiverTap(None))
         if not pc.getTransceivers():
@@ -160,20 +167,16 @@ class IngestPeer:
 
     async def request_keyframe(self) -> bool:
         """Send a PLI to the publisher; False when there is nobody to send it to yet."""
-        receiver = self._video_receiver
-        if receiver is None or self._closed:
+        if self._video_path is None or self._closed:
             return False
-        sources = receiver.getSynchronizationSources()
-        if not sources:
-            return False
-        for source in sources:
-            await receiver._send_rtcp_pli(source.source)
-        return True
+        return await self._video_path.request_keyframe()
 
     async def close(self) -> None:
         """Tear down the peer connection; idempotent."""
         if self._closed:
             return
+        if self._video_path is not None:
+            self._video_path.close()
         self._closed = True
         if self.video is not None:
             self.video.close()
@@ -181,6 +184,11 @@ class IngestPeer:
             self.ended.set_result(Info.STOPPED_BY_PUBLISHER)
         if self._pc is not None:
             await self._pc.close()
+
+    def _on_video_gap(self) -> None:
+        # A frame was lost for good: the frames after it cannot be decoded from the cached group.
+        if self.video is not None:
+            self.video.clear()
 
     def _on_video_frame(self, codec: str, data: bytes, timestamp: int) -> None:
         video = self.video

@@ -117,7 +117,12 @@ def _serve(args: argparse.Namespace) -> int:
             await server.stop()
 
     try:
-        asyncio.run(run())
+        if settings.event_loop == "uvloop":
+            import uvloop
+
+            uvloop.run(run())
+        else:
+            asyncio.run(run())
     except ServerError as exc:
         print(f"streamsnap: {exc}", file=sys.stderr)
         return 1

@@ -43,6 +43,10 @@ class Settings:
     png_compress_level: int = _setting(1, "zlib level of snapshot PNGs (0-9; 1 is fast).")
     gop_max_frames: int = _setting(300, "Encoded frames kept per stream after its last keyframe.")
     gop_max_bytes: int = _setting(4 * 1024 * 1024, "Bytes kept per stream after its last keyframe.")
+    max_publish_bitrate: int = _setting(
+        2_500_000, "Bits per second publishers are told (REMB, once a second) they may send."
+    )
+    event_loop: str = _setting("uvloop", "Event loop of `serve`: uvloop (less CPU per packet) or asyncio.")
     max_streams_per_session: int = _setting(16, "Streams one session may publish at once.")
     max_pending_snapshots: int = _setting(64, "Snapshot requests one session may have in flight.")
     max_message_bytes: int = _setting(1024 * 1024, "Largest WebSocket message accepted (closed with 1009 above).")
@@ -129,7 +133,10 @@ def load_settings(
     return settings
 
 
-_CHOICES = {"log_format": ("text", "json"), "log_level": ("debug", "info", "warning", "error")}
+_CHOICES = {
+    "event_loop": ("uvloop", "asyncio"), "log_format": ("text", "json"),
+    "log_level": ("debug", "info", "warning", "error"),
+}
 _RANGES = {
     "port": (0, 65535), "rest_port": (0, 65535), "tls_port": (0, 65535), "thumbnail_quality": (1, 100),
     "thumbnail_width": (0, 1 << 14), "thumbnail_history": (0, 1 << 20), "image_max_width": (1, 1 << 14),

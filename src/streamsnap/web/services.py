@@ -53,6 +53,7 @@ class Services:
             gop_max_frames=settings.gop_max_frames,
             gop_max_bytes=settings.gop_max_bytes,
             connect_timeout=settings.connect_timeout,
+            max_publish_bitrate=settings.max_publish_bitrate,
         )
         session_config = SessionConfig(
             keepalive_interval=settings.keepalive_interval,

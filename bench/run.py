@@ -218,7 +218,7 @@ def table(rows: list[Any], columns: list[tuple[str, str]]) -> str:
         cells = []
         for name, _ in columns:
             value = getattr(row, name)
-            cells.append(f"{value:.4f}" if isinstance(value, float) and value < 1 else
+            cells.append("0" if value == 0 else f"{value:.4f}" if isinstance(value, float) and value < 1 else
                          f"{value:.1f}" if isinstance(value, float) else str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

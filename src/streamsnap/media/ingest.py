@@ -54,7 +54,7 @@ class IngestSettings:
     gop_max_frames: int = 300
     "Encoded frames kept per stream after the last keyframe."
     gop_max_bytes: int = 4 * 1024 * 1024
-    "Bytes kept per stream after the last keyframe."
+    "Bytes kept per stream after the last keyframe (a keyframe larger than this is kept alone)."
     connect_timeout: float = 20.0
     "Seconds for ICE and DTLS to connect and media to start."
     max_publish_bitrate: int = 2_500_000

@@ -88,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"streamsnap {__version__} on http://{settings.host}:{settings.port}/ "
           f"(example: /client/examples/demo/streaming/stream-snapshot/stream-snapshot.html)", flush=True)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                handle_signals=True, shutdown_timeout=5.0)
+                handle_signals=True, shutdown_timeout=settings.shutdown_grace + 2.0)
     return 0
 
 

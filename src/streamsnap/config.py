@@ -44,6 +44,27 @@ class Settings:
     max_pending_snapshots: int = _setting(64, "Snapshot requests one session may have in flight.")
     max_message_bytes: int = _setting(1024 * 1024, "Largest WebSocket message accepted (closed with 1009 above).")
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
+    # Reliability and access control (docs/reliability.md).
+    max_sessions: int = _setting(1000, "WebSocket sessions the server holds at once; more are refused.")
+    max_connections_per_ip: int = _setting(50, "WebSocket sessions one client address may hold at once.")
+    max_streams: int = _setting(200, "Published streams on the whole server; more are refused.")
+    max_snapshots_in_flight: int = _setting(256, "Snapshot requests in flight on the whole server.")
+    message_rate: float = _setting(50.0, "Messages per second one session may send on average.")
+    message_burst: int = _setting(100, "Messages one session may send in a burst above the rate; then closed.")
+    rtp_timeout: float = _setting(10.0, "A publisher that sends no video for this many seconds is FAILED.")
+    shutdown_grace: float = _setting(5.0, "Seconds a stopping server gives in-flight snapshots to finish.")
+    allowed_origins: list[str] = _setting(
+        [], "Origins (scheme://host[:port]) browsers may connect from; empty: any. '*' allows any."
+    )
+    auth_secret: str = _setting("", "HS256 secret of access tokens; set: every session needs a valid token.")
+    auth_issuer: str = _setting("", "Required `iss` claim of access tokens, when set.")
+    backend_url: str = _setting("", "Application backend that authorizes connect, publishStream and snapshot.")
+    backend_secret: str = _setting("", "HMAC-SHA256 key to sign backend requests (X-Streamsnap-Signature).")
+    backend_timeout: float = _setting(3.0, "Seconds to wait for the backend's answer.")
+    backend_fail_open: bool = _setting(False, "Allow the action when the backend cannot be reached (default: refuse).")
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 class SettingsError(ValueError):
@@ -51,7 +72,13 @@ class SettingsError(ValueError):
 
 
 def _convert(name: str, kind: Any, value: Any) -> Any:
-    target = {"str": str, "int": int, "float": float, "list[str]": list}[str(kind)]
+    target = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list}[str(kind)]
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+            return _BOOLEANS[value.strip().lower()]
+        raise SettingsError(f"{name}: expected true or false, got {value!r}")
     if target is list:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]

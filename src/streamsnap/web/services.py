@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streamsnap import __version__
+from streamsnap.access import AccessControl, BackendHooks, HookSettings, TokenPolicy
 from streamsnap.config import Settings
 from streamsnap.media.ingest import IngestSettings
 from streamsnap.media.snapshot import EngineSettings, SnapshotEngine
@@ -23,9 +24,15 @@ class Services:
     engine: SnapshotEngine
     ingest: IngestSettings
     session_config: SessionConfig
+    access: AccessControl = field(default_factory=lambda: AccessControl(TokenPolicy(""), BackendHooks(HookSettings())))
+    "Tokens, Origin allow-list and backend hooks (all off by default)."
     clock: Callable[[], float] = time.monotonic
     sessions: set[object] = field(default_factory=set)
     "Live session runners (for shutdown)."
+    draining: bool = False
+    "Set when the server stops: new publishes and snapshots are refused."
+    snapshots_in_flight: int = 0
+    "Snapshot requests being served, over every session."
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -51,5 +58,13 @@ class Services:
             server_version=__version__,
             max_streams=settings.max_streams_per_session,
             max_pending_snapshots=settings.max_pending_snapshots,
+            message_rate=settings.message_rate,
+            message_burst=settings.message_burst,
         )
-        return cls(settings, LocalStreamRegistry(), engine, ingest, session_config)
+        access = AccessControl(
+            TokenPolicy(settings.auth_secret, issuer=settings.auth_issuer),
+            BackendHooks(HookSettings(settings.backend_url, settings.backend_secret, settings.backend_timeout,
+                                      settings.backend_fail_open)),
+            tuple(settings.allowed_origins),
+        )
+        return cls(settings, LocalStreamRegistry(), engine, ingest, session_config, access)

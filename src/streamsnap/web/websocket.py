@@ -180,6 +180,10 @@ class SessionRunner:
             self.log.info("publish %s refused: %s", action.name, exc)
             await self.execute(self.session.publish_failed(sid, exc.info))
             return
+        except Exception:  # an offer that breaks aiortc in a new way must still get an answer
+            self.log.exception("publish %s: offer could not be answered", action.name)
+            await self.execute(self.session.publish_failed(sid, Info.FAILED_BY_ERROR))
+            return
         await self.execute(self.session.publish_answered(sid, answer))
         started_or_ended: list[asyncio.Future[Any]] = [peer.media_started, peer.ended]
         done, _ = await asyncio.wait(

@@ -1,0 +1,99 @@
+"""Reference receivers for the benchmarks: plain aiortc, as a snapshot server without streamsnap's engine would be.
+
+    python bench/receivers.py --mode decode-all --port 8090   # aiortc default: every frame decoded and read
+    python bench/receivers.py --mode floor --port 8090        # aiortc with decoding replaced by nothing
+
+Each speaks just enough of the WCS protocol for bench/publisher.py (connection, publishStream, ping).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+import aioice.ice
+import ifaddr
+
+
+class DiscardingQueue:
+    """Stands in for aiortc's decoder input queue: frames are dropped, nothing is decoded."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._stopped = threading.Event()
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            self._stopped.set()
+
+    def get(self) -> None:
+        self._stopped.wait()
+
+
+async def drain(track: Any) -> None:
+    try:
+        while True:
+            await track.recv()
+    except MediaStreamError:
+        pass
+
+
+async def signaling(request: web.Request) -> web.WebSocketResponse:
+    mode = request.app["mode"]
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    pcs: list[RTCPeerConnection] = []
+    tasks: set[asyncio.Task[None]] = set()
+    async for frame in ws:
+        if frame.type is not WSMsgType.TEXT:
+            continue
+        message = json.loads(frame.data)
+        body = (message.get("data") or [None])[0]
+        if message["message"] == "connection":
+            await ws.send_str(json.dumps({"message": "getUserData", "data": [{"sessionId": "x", "authToken": "y"}]}))
+        elif message["message"] == "publishStream":
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pcs.append(pc)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="offer"))
+            for transceiver in pc.getTransceivers():
+                if mode == "floor":
+                    transceiver.receiver._RTCRtpReceiver__decoder_queue = DiscardingQueue()
+                else:
+                    task = asyncio.ensure_future(drain(transceiver.receiver.track))
+                    tasks.add(task)
+            await pc.setLocalDescription(await pc.createAnswer())
+            sid = body["mediaSessionId"]
+            await ws.send_str(json.dumps({"message": "setRemoteSDP", "data": [sid, pc.localDescription.sdp]}))
+            await ws.send_str(json.dumps({"message": "notifyStreamStatusEvent", "data": [
+                {"mediaSessionId": sid, "name": body["name"], "status": "PUBLISHING", "info": ""}]}))
+    for pc in pcs:
+        await pc.close()
+    return ws
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["decode-all", "floor"], required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cpu", type=int, help="pin this process to one CPU")
+    args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    addresses = [ip.ip for a in ifaddr.get_adapters() for ip in a.ips if isinstance(ip.ip, str)]
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if "127.0.0.1" in addresses else addresses
+    app = web.Application()
+    app["mode"] = args.mode
+    app.router.add_get("/{tail:.*}", signaling)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()

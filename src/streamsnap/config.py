@@ -69,6 +69,24 @@ class Settings:
     thumbnail_quality: int = _setting(80, "JPEG quality of thumbnails (1-100).")
     thumbnail_history: int = _setting(0, "Older thumbnails kept per stream in `<dir>/<name>/`; 0: none.")
     thumbnail_webhook: str = _setting("", "URL that gets a POST `{name, path, taken_at}` per thumbnail; empty: none.")
+    # Reliability and access control (docs/reliability.md).
+    max_sessions: int = _setting(1000, "WebSocket sessions the server holds at once; more are refused.")
+    max_connections_per_ip: int = _setting(50, "WebSocket sessions one client address may hold at once.")
+    max_streams: int = _setting(200, "Published streams on the whole server; more are refused.")
+    max_snapshots_in_flight: int = _setting(256, "Snapshot requests in flight on the whole server.")
+    message_rate: float = _setting(100.0, "Messages per second one session may send on average.")
+    message_burst: int = _setting(200, "Messages one session may send in a burst above the rate; then closed.")
+    rtp_timeout: float = _setting(10.0, "A publisher that sends no video for this many seconds is FAILED.")
+    shutdown_grace: float = _setting(5.0, "Seconds a stopping server gives in-flight snapshots to finish.")
+    allowed_origins: list[str] = _setting(
+        [], "Origins (scheme://host[:port]) browsers may connect from; empty: any. '*' allows any."
+    )
+    auth_secret: str = _setting("", "HS256 secret of access tokens; set: every session needs a valid token.")
+    auth_issuer: str = _setting("", "Required `iss` claim of access tokens, when set.")
+    backend_url: str = _setting("", "Application backend that authorizes connect, publishStream and snapshot.")
+    backend_secret: str = _setting("", "HMAC-SHA256 key to sign backend requests (X-Streamsnap-Signature).")
+    backend_timeout: float = _setting(3.0, "Seconds to wait for the backend's answer.")
+    backend_fail_open: bool = _setting(False, "Allow the action when the backend cannot be reached (default: refuse).")
 
 
 class SettingsError(ValueError):

@@ -145,7 +145,7 @@ class IngestPeer:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except OperationError as exc:
             raise IngestError(Info.NO_COMMON_CODECS, str(exc)) from None
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except (ValueError, KeyError, IndexError, TypeError, AssertionError) as exc:  # aiortc asserts on junk
             raise IngestError(Info.INVALID_SDP, str(exc) or type(exc).__name__) from None
         for transceiver in pc.getTransceivers():
             receiver = transceiver.receiver

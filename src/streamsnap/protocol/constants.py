@@ -53,6 +53,11 @@ class Info(StrEnum):
     UNSUPPORTED_METHOD = "Method is not supported"
     MALFORMED_MESSAGE = "Malformed message"
     INVALID_SDP = "Invalid SDP"
+    TOO_MANY_MESSAGES = "too many messages"
+    TOO_MANY_SESSIONS = "Too many sessions"
+    TOO_MANY_STREAMS = "too many streams on this server"
+    TOO_MANY_SNAPSHOTS = "too many snapshots in flight on this server"
+    SHUTTING_DOWN = "Stopped by server shutdown"
 
 
 class Message(StrEnum):

@@ -29,6 +29,10 @@ class SessionConfig:
     "Publish streams one session may hold at once."
     max_pending_snapshots: int = 64
     "Snapshot requests one session may have in flight."
+    message_rate: float = 100.0
+    "Messages per second a client may send on average (a token bucket refilled at this rate)."
+    message_burst: int = 200
+    "Messages a client may send at once; a client that empties the bucket is closed."
 
 
 # Actions: what the shell must do.
@@ -74,6 +78,8 @@ class CloseSession:
     """Close the connection; the session is over."""
 
     reason: str
+    code: int = 1000
+    "WebSocket close code (1000 normal, 1008 policy violation, 1001 going away)."
 
 
 Action = Send | StartPublish | StopPublish | TakeSnapshot | CloseSession
@@ -112,10 +118,14 @@ class Session:
     _pending_snapshots: dict[str, int] = field(default_factory=dict)
     _last_heard: float = 0.0
     _last_ping: float = 0.0
+    _allowance: float = 0.0
+    _refilled: float = 0.0
 
     def __post_init__(self) -> None:
         self._last_heard = self.now
         self._last_ping = self.now
+        self._allowance = float(self.config.message_burst)
+        self._refilled = self.now
 
     # What the client says.
 
@@ -123,6 +133,8 @@ class Session:
         """Handle one decoded client message."""
         if self.state is State.CLOSED:
             return []
+        if not self._within_rate(now):
+            return self._flooded(_method_of(message))
         self._last_heard = now
         if isinstance(message, msg.Ping):
             return [Send(msg.pong())]
@@ -147,6 +159,8 @@ class Session:
         """Answer a frame the codec could not decode."""
         if self.state is State.CLOSED:
             return []
+        if not self._within_rate(now):
+            return self._flooded(error.method or "unknown")
         self._last_heard = now
         info = f"{error.info}: {error.detail}" if error.detail else error.info
         return [Send(msg.fail(error.method or "unknown", info, id=error.id))]
@@ -211,6 +225,22 @@ class Session:
             self._last_ping = now
             return [Send(msg.ping())]
         return []
+
+    def refuse_connection(self, info: str) -> list[Action]:
+        """The shell refused this client (access control, limits): say why and close."""
+        if self.state is State.CLOSED:
+            return []
+        actions: list[Action] = [Send(msg.fail(Message.CONNECTION, info))]
+        return actions + self._close(info, code=1008)
+
+    def shutting_down(self, info: str) -> list[Action]:
+        """The server stops: end every publish stream (UNPUBLISHED with `info`), then close."""
+        if self.state is State.CLOSED:
+            return []
+        actions: list[Action] = []
+        for stream_id in list(self._streams):
+            actions += self.publish_terminated(stream_id, info)
+        return actions + self._close(info, code=1001)
 
     def disconnected(self) -> list[Action]:
         """The socket closed: stop everything the session published."""
@@ -282,13 +312,27 @@ class Session:
             self._pending_snapshots[request_id] = count - 1
         return True
 
-    def _close(self, info: str) -> list[Action]:
+    def _close(self, info: str, code: int = 1000) -> list[Action]:
         self.state = State.CLOSED
         actions: list[Action] = [StopPublish(sid, s.name, info) for sid, s in self._streams.items()]
         self._streams.clear()
         self._pending_snapshots.clear()
-        actions.append(CloseSession(info))
+        actions.append(CloseSession(info, code))
         return actions
+
+    def _within_rate(self, now: float) -> bool:
+        """Token bucket: `message_rate` per second, at most `message_burst` saved up."""
+        elapsed = max(0.0, now - self._refilled)
+        self._refilled = now
+        self._allowance = min(float(self.config.message_burst), self._allowance + elapsed * self.config.message_rate)
+        if self._allowance < 1.0:
+            return False
+        self._allowance -= 1.0
+        return True
+
+    def _flooded(self, method: str) -> list[Action]:
+        info = f"{Info.FAILED_BY_ERROR}: {Info.TOO_MANY_MESSAGES}"
+        return [Send(msg.fail(method, info)), *self._close(info, code=1008)]
 
     def _status(self, stream_id: str, stream: _PublishStream, info: str = "") -> msg.ServerMessage:
         return msg.stream_status(stream_id, stream.name, stream.status, info,

@@ -8,11 +8,15 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from streamsnap import __version__
+from streamsnap.access import origin_allowed
 from streamsnap.config import Settings
 from streamsnap.media.ingest import announce_addresses
+from streamsnap.protocol import codec
+from streamsnap.protocol import messages as msg
+from streamsnap.protocol.constants import Info, Message
 from streamsnap.thumbnails import Thumbnailer, ThumbnailSettings
 from streamsnap.web.errors import json_error
 from streamsnap.web.health import add_health_routes
@@ -48,14 +52,53 @@ async def signaling(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=services.settings.max_message_bytes)
     if not ws.can_prepare(request).ok:
         return json_error(404, f"no such resource: {request.path}")
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, services.access.allowed_origins):
+        logger.info("connection from %s refused: origin %s not allowed", request.remote, origin)
+        return json_error(403, f"{Info.RESTRICTED_ACCESS}: origin not allowed")
+    remote = request.remote or "unknown"
     await ws.prepare(request)
-    runner = SessionRunner(ws, services, request.remote or "unknown")
+    refusal = _connection_refusal(services, remote)
+    if refusal is not None:
+        # Refused after the upgrade, so that a WCS client sees why (a `fail`) before the close.
+        logger.info("connection from %s refused: %s", remote, refusal)
+        await ws.send_str(codec.encode(msg.fail(Message.CONNECTION, refusal)))
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=refusal.encode())
+        return ws
+    runner = SessionRunner(ws, services, remote, origin)
     services.sessions.add(runner)
     try:
         await runner.run()
     finally:
         services.sessions.discard(runner)
     return ws
+
+
+def _connection_refusal(services: Services, remote: str) -> str | None:
+    """Why a new WebSocket from `remote` is turned away (server draining or over a limit), or None."""
+    runners = [r for r in services.sessions if isinstance(r, SessionRunner)]
+    if services.draining:
+        return Info.SHUTTING_DOWN
+    if len(runners) >= services.settings.max_sessions:
+        return f"{Info.TOO_MANY_SESSIONS} on this server"
+    if sum(1 for r in runners if r.remote == remote) >= services.settings.max_connections_per_ip:
+        return f"{Info.TOO_MANY_SESSIONS} from {remote}"
+    return None
+
+
+async def _drain(app: web.Application) -> None:
+    """On shutdown (listening already stopped): refuse new work, let snapshots finish, end every stream."""
+    services = app[SERVICES]
+    services.draining = True
+    runners = [r for r in services.sessions if isinstance(r, SessionRunner)]
+    in_flight = [t for r in runners for t in r.snapshot_tasks]
+    if in_flight:
+        logger.info("shutdown: waiting up to %.1f s for %d snapshots", services.settings.shutdown_grace,
+                    len(in_flight))
+        await asyncio.wait(in_flight, timeout=services.settings.shutdown_grace)
+    if runners:
+        logger.info("shutdown: closing %d sessions", len(runners))
+    await asyncio.gather(*(r.shutdown(Info.SHUTTING_DOWN) for r in runners), return_exceptions=True)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -68,6 +111,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         thumbnails.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await thumbnails
+    await services.access.hooks.close()
     runners = list(services.sessions)
     for runner in runners:
         assert isinstance(runner, SessionRunner)
@@ -107,6 +151,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SERVICES] = Services.from_settings(settings)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_not_ready)
+    app.on_shutdown.append(_drain)
     app.router.add_get("/version", version)
     add_health_routes(app)
     add_metrics_route(app)

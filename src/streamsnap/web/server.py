@@ -77,7 +77,8 @@ class Server:
         app = create_app(settings)
         self._services = app[SERVICES]
         sites: list[tuple[web.AppRunner, socket.socket, ssl.SSLContext | None, str, str]] = []
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+        # Room for the drain (in-flight snapshots get `shutdown_grace`) before aiohttp cuts connections.
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace + 2.0)
         sites.append((runner, _listen(settings.host, settings.port), None, "http", "http"))
         if context is not None:
             sites.append((runner, _listen(settings.host, settings.tls_port), context, "https", "https"))

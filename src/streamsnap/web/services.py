@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from streamsnap import __version__
+from streamsnap.access import AccessControl, BackendHooks, HookSettings, TokenPolicy
 from streamsnap.config import Settings
 from streamsnap.media.ingest import IngestSettings
 from streamsnap.media.snapshot import EngineSettings, SnapshotEngine
@@ -26,6 +27,8 @@ class Services:
     engine: SnapshotEngine
     ingest: IngestSettings
     session_config: SessionConfig
+    access: AccessControl = field(default_factory=lambda: AccessControl(TokenPolicy(""), BackendHooks(HookSettings())))
+    "Tokens, Origin allow-list and backend hooks (all off by default)."
     clock: Callable[[], float] = time.monotonic
     sessions: set[object] = field(default_factory=set)
     "Live session runners (for shutdown)."
@@ -33,6 +36,10 @@ class Services:
     "Name of this server in stream listings."
     ready: bool = False
     "True once the server has started, until it begins to shut down (`/readyz`)."
+    draining: bool = False
+    "Set when the server stops: new publishes and snapshots are refused."
+    snapshots_in_flight: int = 0
+    "Snapshot requests being served, over every session."
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -61,8 +68,17 @@ class Services:
             server_version=__version__,
             max_streams=settings.max_streams_per_session,
             max_pending_snapshots=settings.max_pending_snapshots,
+            message_rate=settings.message_rate,
+            message_burst=settings.message_burst,
         )
-        return cls(settings, LocalStreamRegistry(), engine, ingest, session_config, node=node_name(settings.node_name))
+        access = AccessControl(
+            TokenPolicy(settings.auth_secret, issuer=settings.auth_issuer),
+            BackendHooks(HookSettings(settings.backend_url, settings.backend_secret, settings.backend_timeout,
+                                      settings.backend_fail_open)),
+            tuple(settings.allowed_origins),
+        )
+        return cls(settings, LocalStreamRegistry(), engine, ingest, session_config, access,
+                   node=node_name(settings.node_name))
 
 
 SERVICES = web.AppKey("services", Services)

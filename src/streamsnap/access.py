@@ -8,7 +8,8 @@ an action reach the session or the media; a refusal is answered "Restricted acce
 Access tokens are JWTs signed with HS256 by whoever holds `auth_secret` (the application's
 backend, or any JWT library). Claims streamsnap reads:
 
-- `rights`: a list of "publish" and/or "snapshot" (missing: no rights);
+- `rights`: a list of "publish", "snapshot" and/or "manage" (missing: no rights); "manage"
+  allows ending streams through the REST API (`/rest-api/stream/terminate`);
 - `streams`: optional list of shell-style name patterns (`cam-*`) the rights apply to;
 - `sub`, `exp`, `nbf`, `iss`: as JWT defines them (`exp` and `nbf` are checked when present).
 """
@@ -43,6 +44,7 @@ class Right(enum.StrEnum):
 
     PUBLISH = "publish"
     SNAPSHOT = "snapshot"
+    MANAGE = "manage"
 
 
 class HookEvent(enum.StrEnum):
@@ -62,6 +64,10 @@ class AccessDenied(Exception):
         self.detail = detail
 
 
+class NotAuthenticated(AccessDenied):
+    """The caller showed no valid token (HTTP answers 401 to this, 403 to other refusals)."""
+
+
 @dataclass(frozen=True)
 class Grant:
     """The rights one session (or REST caller) holds."""
@@ -77,7 +83,15 @@ class Grant:
         """Whether `right` may be used on stream `stream`."""
         if right not in self.rights:
             return False
+        return self.covers(stream)
+
+    def covers(self, stream: str) -> bool:
+        """Whether stream `stream` is within the grant's name patterns."""
         return not self.streams or any(fnmatch.fnmatchcase(stream, pattern) for pattern in self.streams)
+
+    def sees(self, stream: str) -> bool:
+        """Whether the holder may know that `stream` exists (some right covers it); listings hide the rest."""
+        return bool(self.rights) and self.covers(stream)
 
 
 OPEN_GRANT = Grant(frozenset(Right))
@@ -101,14 +115,14 @@ class TokenPolicy:
         if not self.enabled:
             return OPEN_GRANT
         if not token:
-            raise AccessDenied("no access token")
+            raise NotAuthenticated("no access token")
         try:
             claims = jwt.decode(
                 token, self.secret, algorithms=["HS256"], options={"require": ["rights"]},
                 issuer=self.issuer or None,
             )
         except jwt.PyJWTError as exc:
-            raise AccessDenied(f"invalid access token ({exc})") from None
+            raise NotAuthenticated(f"invalid access token ({exc})") from None
         return _grant_of(claims)
 
     def issue(self, rights: Sequence[Right | str], *, streams: Sequence[str] = (), subject: str | None = None,
@@ -133,7 +147,7 @@ class TokenPolicy:
             return OPEN_GRANT
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise AccessDenied("no bearer token")
+            raise NotAuthenticated("no bearer token")
         return self.grant(token.strip())
 
 
@@ -141,9 +155,9 @@ def _grant_of(claims: Mapping[str, Any]) -> Grant:
     rights_claim = claims.get("rights")
     streams_claim = claims.get("streams", [])
     if not isinstance(rights_claim, list) or not all(isinstance(r, str) for r in rights_claim):
-        raise AccessDenied("`rights` must be a list of strings")
+        raise NotAuthenticated("`rights` must be a list of strings")
     if not isinstance(streams_claim, list) or not all(isinstance(s, str) for s in streams_claim):
-        raise AccessDenied("`streams` must be a list of strings")
+        raise NotAuthenticated("`streams` must be a list of strings")
     known = {right.value for right in Right}
     rights = frozenset(Right(r) for r in rights_claim if r in known)
     subject = claims.get("sub")
@@ -254,5 +268,10 @@ class AccessControl:
         """Check `right` on `stream` against the grant, then the backend; raises `AccessDenied`."""
         if not grant.allows(right, stream):
             raise AccessDenied(f"no {right} right on {stream!r}")
-        event = HookEvent.PUBLISH_STREAM if right is Right.PUBLISH else HookEvent.SNAPSHOT
-        await self.hooks.authorize(event, fields)
+        event = _HOOK_OF.get(right)
+        if event is not None:
+            await self.hooks.authorize(event, fields)
+
+
+_HOOK_OF = {Right.PUBLISH: HookEvent.PUBLISH_STREAM, Right.SNAPSHOT: HookEvent.SNAPSHOT}
+"The backend event asked before using a right (WCS has no hook for REST terminate)."

@@ -1,4 +1,4 @@
-"""The `streamsnap` command: serve, publish, snapshot."""
+"""The `streamsnap` command: serve, publish, snapshot, token."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -43,6 +44,14 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument("--log-format", choices=["text", "json"])
 
 
+TOKEN_ENV = "STREAMSNAP_TOKEN"
+
+
+def _add_token_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                        help=f"access token, when the server requires one (default: ${TOKEN_ENV})")
+
+
 def _publish_parser(commands: Any) -> None:
     publish = commands.add_parser(
         "publish", help="publish a test pattern or a video file",
@@ -56,6 +65,7 @@ def _publish_parser(commands: Any) -> None:
     publish.add_argument("--codec", choices=["VP8", "H264"], help="video codec to insist on")
     publish.add_argument("--size", default="640x480", help="pattern size WIDTHxHEIGHT (default 640x480)")
     publish.add_argument("--duration", type=float, help="stop after this many seconds")
+    _add_token_option(publish)
 
 
 def _snapshot_parser(commands: Any) -> None:
@@ -68,6 +78,22 @@ def _snapshot_parser(commands: Any) -> None:
     snapshot.add_argument("name", help="stream name")
     snapshot.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
     snapshot.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+    _add_token_option(snapshot)
+
+
+def _token_parser(commands: Any) -> None:
+    token = commands.add_parser(
+        "token", help="print an access token",
+        description="Sign an access token with the server's auth_secret (from --config or "
+        "STREAMSNAP_AUTH_SECRET) and print it, for clients of a server with access control on.",
+    )
+    token.add_argument("rights", nargs="+", choices=["publish", "snapshot", "manage"], help="what it allows")
+    token.add_argument("--config", type=Path, help="TOML file of settings, as for serve")
+    token.add_argument("--stream", action="append", dest="streams", metavar="PATTERN", default=[],
+                       help="stream name pattern the rights cover, e.g. 'cam-*' (repeat; default: every stream)")
+    token.add_argument("--ttl", type=float, default=3600.0,
+                       help="seconds the token is valid (default 3600; 0: no expiry)")
+    token.add_argument("--subject", help="the token's `sub`, shown in the server's logs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(commands)
     _publish_parser(commands)
     _snapshot_parser(commands)
+    _token_parser(commands)
     return parser
 
 
@@ -145,7 +172,7 @@ async def _publish(args: argparse.Namespace) -> int:
     else:
         width, _, height = args.size.partition("x")
         track = PatternTrack(int(width), int(height))
-    client = await WcsClient.connect(args.url)
+    client = await WcsClient.connect(args.url, authToken=args.token)
     try:
         publication = await client.publish(args.name, [track], codec=args.codec)
         print(f"PUBLISHING {args.name}", flush=True)
@@ -179,7 +206,7 @@ async def _publish(args: argparse.Namespace) -> int:
 async def _snapshot(args: argparse.Namespace) -> int:
     from streamsnap.wcsclient import SnapshotFailed, WcsClient
 
-    client = await WcsClient.connect(args.url)
+    client = await WcsClient.connect(args.url, authToken=args.token)
     try:
         picture = await client.snapshot(args.name, timeout=args.timeout)
     except SnapshotFailed as exc:
@@ -197,15 +224,38 @@ async def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from streamsnap.access import TokenPolicy
+
+    try:
+        settings = load_settings(args.config, {})
+    except (SettingsError, ValueError) as exc:
+        print(f"streamsnap: {exc}", file=sys.stderr)
+        return 2
+    if not settings.auth_secret:
+        print("streamsnap: no auth_secret configured (set STREAMSNAP_AUTH_SECRET or use --config)", file=sys.stderr)
+        return 2
+    policy = TokenPolicy(settings.auth_secret, issuer=settings.auth_issuer)
+    print(policy.issue(args.rights, streams=args.streams, subject=args.subject, ttl=args.ttl or None))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `streamsnap` command."""
+    from streamsnap.wcsclient import SessionRefused
+
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "token":
+        return _token(args)
     logging.basicConfig(level=logging.WARNING)
     runner = _publish if args.command == "publish" else _snapshot
     try:
         return asyncio.run(runner(args))
+    except SessionRefused as exc:
+        print(f"streamsnap: {args.url}: session refused: {exc.info}", file=sys.stderr)
+        return 1
     except (OSError, TimeoutError) as exc:
         print(f"streamsnap: {args.url}: {exc or type(exc).__name__}", file=sys.stderr)
         return 1

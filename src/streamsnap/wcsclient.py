@@ -30,6 +30,14 @@ class SnapshotFailed(Exception):
         self.info = info
 
 
+class SessionRefused(Exception):
+    """The server refused the session (a `fail` to `connection`, or a close before `getUserData`)."""
+
+    def __init__(self, info: str) -> None:
+        super().__init__(info)
+        self.info = info
+
+
 class PublishFailed(Exception):
     """The stream did not reach the expected status; `info` is the server's reason."""
 
@@ -100,6 +108,8 @@ class WcsClient:
             client.user_data = await asyncio.wait_for(asyncio.shield(client._established), timeout)
         except BaseException:
             await client.close()
+            if client._established.done() and not client._established.cancelled():
+                client._established.exception()  # retrieved: the caller gets its own exception
             raise
         return client
 
@@ -185,6 +195,8 @@ class WcsClient:
                 if frame.type is aiohttp.WSMsgType.TEXT:
                     await self._dispatch(json.loads(frame.data))
         finally:
+            if not self._established.done():
+                self._established.set_exception(SessionRefused("closed before the session was established"))
             if not self.closed.done():
                 self.closed.set_result(None)
 
@@ -213,6 +225,8 @@ class WcsClient:
                 waiter.set_result(body)
         elif message == "fail":
             self.fails.put_nowait(body)
+            if body.get("apiMethod") == "connection" and not self._established.done():
+                self._established.set_exception(SessionRefused(str(body.get("info", ""))))
             publication = self.publications.get(body.get("id", ""))
             if publication is not None and body.get("apiMethod") == "StreamStatusEvent":
                 publication.status, publication.info = body.get("status", "FAILED"), body.get("info", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -115,7 +116,8 @@ async def backend() -> AsyncIterator[Backend]:
     await runner.cleanup()
 
 
-async def test_backend_hooks_allow_and_refuse(start_server: Callable[..., Any], backend: Backend) -> None:
+async def test_backend_hooks_allow_and_refuse(start_server: Callable[..., Any], backend: Backend,
+                                              http: aiohttp.ClientSession) -> None:
     server: RunningServer = await start_server(backend_url=backend.url, backend_secret=HOOK_KEY,
                                                backend_timeout=1.0)
     answer, code = await refused_connection(server.ws_url, custom={"user": "mallory"})
@@ -139,6 +141,13 @@ async def test_backend_hooks_allow_and_refuse(start_server: Callable[..., Any], 
         with pytest.raises(SnapshotFailed) as failed:
             await client.snapshot("forbidden-view")
         assert failed.value.info == "Restricted access"
+        # the HTTP ways to a picture ask the backend too
+        assert (await _call(http, "GET", f"{server.http_url}/streams/lobby/snapshot.png"))[0] == 200
+        status, _, data = await _call(http, "GET", f"{server.http_url}/streams/forbidden-view/snapshot.png")
+        assert (status, json.loads(data)["error"]) == (403, "Restricted access")
+        status, _, _ = await _call(http, "POST", f"{server.http_url}/rest-api/stream/snapshot", None,
+                                   {"streamName": "forbidden-view"})
+        assert status == 403
     finally:
         await client.close()
 
@@ -151,6 +160,8 @@ async def test_backend_hooks_allow_and_refuse(start_server: Callable[..., Any], 
     assert len(connect["sessionId"]) >= 8
     publish = backend.events[2]
     assert publish["sessionId"] == connect["sessionId"] and publish["mediaSessionId"]
+    assert [(e["event"], e["name"], e["source"]) for e in backend.events[-3:]] == [
+        ("snapshot", "lobby", "http"), ("snapshot", "forbidden-view", "http"), ("snapshot", "forbidden-view", "http")]
 
 
 async def test_unreachable_backend_fails_closed_or_open_as_configured(start_server: Callable[..., Any]) -> None:
@@ -161,3 +172,72 @@ async def test_unreachable_backend_fails_closed_or_open_as_configured(start_serv
     open_server: RunningServer = await start_server(backend_url=dead, backend_timeout=1.0, backend_fail_open=True)
     client = await WcsClient.connect(open_server.ws_url)
     await client.close()
+
+
+async def _call(http: aiohttp.ClientSession, method: str, url: str, token: str | None = None,
+                body: Any = None, **params: str) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    data = None if body is None else json.dumps(body).encode()
+    async with http.request(method, url, headers=headers, data=data, params=params) as response:
+        return response.status, dict(response.headers), await response.read()
+
+
+async def test_http_endpoints_need_a_token_with_the_right(start_server: Callable[..., Any],
+                                                          http: aiohttp.ClientSession) -> None:
+    server: RunningServer = await start_server(auth_secret=SECRET)
+    tokens = TokenPolicy(SECRET)
+    viewer = tokens.issue(["snapshot"], streams=["cam-*"])
+    operator = tokens.issue(["manage"], streams=["cam-*"])
+    publisher = await WcsClient.connect(server.ws_url, authToken=tokens.issue(["publish"]))
+    base, rest = server.http_url, f"{server.http_url}/rest-api/stream"
+    try:
+        track = PatternTrack(320, 240)
+        cam = await publisher.publish("cam-1", [track])
+        await publisher.publish("office", [PatternTrack(160, 120)])
+
+        # no token, a forged one, a malformed header: 401 with a challenge, on every guarded endpoint
+        for token in (None, "garbage", TokenPolicy("y" * 64).issue(["snapshot"])):
+            for method, url, body in [("GET", f"{base}/streams", None),
+                                      ("GET", f"{base}/streams/cam-1/snapshot.png", None),
+                                      ("POST", f"{rest}/find_all", None), ("POST", f"{rest}/find", {}),
+                                      ("POST", f"{rest}/snapshot", {"streamName": "cam-1"}),
+                                      ("POST", f"{rest}/terminate", {})]:
+                status, headers, data = await _call(http, method, url, token, body)
+                assert status == 401, (method, url, token)
+                assert headers["WWW-Authenticate"].startswith("Bearer")
+                assert json.loads(data)["error"] == "Restricted access"
+        async with http.get(f"{base}/streams", headers={"Authorization": f"Basic {viewer}"}) as response:
+            assert response.status == 401
+
+        # the viewer sees and pictures only its streams; the others look like no stream at all
+        status, _, data = await _call(http, "GET", f"{base}/streams", viewer)
+        assert status == 200 and [s["name"] for s in json.loads(data)] == ["cam-1"]
+        status, _, data = await _call(http, "POST", f"{rest}/find_all", viewer)
+        assert status == 200 and [s["name"] for s in json.loads(data)] == ["cam-1"]
+        assert (await _call(http, "POST", f"{rest}/find", viewer, {"name": "office"}))[0] == 404
+
+        status, _, data = await _call(http, "GET", f"{base}/streams/cam-1/snapshot.png", viewer)
+        assert status == 200
+        assert 0 <= track.counter - read_counter(png_image(data)) <= 20
+        # an <img> cannot send headers: the token may ride in the query
+        status, _, data = await _call(http, "GET", f"{base}/streams/cam-1/snapshot.jpg", None, access_token=viewer)
+        assert status == 200 and data[:2] == b"\xff\xd8"
+        status, _, data = await _call(http, "POST", f"{rest}/snapshot", viewer, {"streamName": "cam-1"})
+        assert status == 200 and png_image(base64.b64decode(json.loads(data)["data"])).size == (320, 240)
+        for method, url, body in [("GET", f"{base}/streams/office/snapshot.png", None),
+                                  ("POST", f"{rest}/snapshot", {"streamName": "office"}),
+                                  ("POST", f"{rest}/terminate", {"name": "cam-1"})]:  # no manage right
+            status, _, data = await _call(http, method, url, viewer, body)
+            assert (status, json.loads(data)["error"]) == (403, "Restricted access"), url
+        assert (await _call(http, "GET", f"{base}/streams/office/snapshot.png", operator))[0] == 403
+
+        # terminate: the operator may end cam-* streams, and only those
+        assert (await _call(http, "POST", f"{rest}/terminate", operator, {"name": "office"}))[0] == 404
+        assert (await _call(http, "POST", f"{rest}/terminate", operator, {}))[0] == 200
+        with pytest.raises(PublishFailed) as ended:
+            await publisher.wait_status(cam, "PUBLISHING", timeout=5)
+        assert (ended.value.status, ended.value.info) == ("UNPUBLISHED", "Stopped by rest /terminate")
+        assert server.services is not None
+        assert [s.name for s in await server.services.registry.all()] == ["office"]
+    finally:
+        await publisher.close()

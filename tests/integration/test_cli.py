@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
+from streamsnap.access import Right, TokenPolicy
 from streamsnap.media.pattern import read_counter
 from tests.conftest import RunningServer
 
@@ -33,7 +38,7 @@ def start_publisher(url: str, name: str, *extra: str) -> subprocess.Popen[str]:
 
 
 def test_help_of_every_command() -> None:
-    for command in ("serve", "publish", "snapshot"):
+    for command in ("serve", "publish", "snapshot", "token"):
         result = run(command, "--help")
         assert result.returncode == 0
         assert "usage: streamsnap " + command in result.stdout
@@ -89,3 +94,46 @@ def test_snapshot_against_a_closed_port_fails_clearly(tmp_path: Path) -> None:
     result = run("snapshot", "ws://127.0.0.1:9/", "x", "-o", str(tmp_path / "x.png"))
     assert result.returncode == 1
     assert result.stderr.startswith("streamsnap: ws://127.0.0.1:9/")
+
+
+async def run_async(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, str, str]:
+    """The command in a subprocess without blocking the in-process server's loop."""
+    proc = await asyncio.create_subprocess_exec(*STREAMSNAP, *args, env=os.environ | (env or {}),
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_tokens_from_the_command_line(start_server: Callable[..., Any], tmp_path: Path) -> None:
+    secret = "cli-secret-" + "0123456789abcdef" * 3
+    server: RunningServer = await start_server(auth_secret=secret)
+    with_secret = {"STREAMSNAP_AUTH_SECRET": secret}
+    code, publish_token, _ = await run_async("token", "publish", "--stream", "cli-*", "--subject", "cam",
+                                             env=with_secret)
+    assert code == 0
+    grant = TokenPolicy(secret).grant(publish_token.strip())
+    assert (grant.rights, grant.streams, grant.subject) == ({Right.PUBLISH}, ("cli-*",), "cam")
+    code, _, stderr = await run_async("token", "snapshot", env={"STREAMSNAP_AUTH_SECRET": ""})
+    assert code == 2 and "auth_secret" in stderr
+
+    out = tmp_path / "shot.png"
+    code, _, stderr = await run_async("snapshot", server.ws_url, "cli-cam", "-o", str(out), timeout=8)
+    assert (code, stderr.strip()) == (1, f"streamsnap: {server.ws_url}: session refused: Restricted access")
+
+    publisher = await asyncio.create_subprocess_exec(
+        *STREAMSNAP, "publish", server.ws_url, "cli-cam", "--size", "160x120", "--token", publish_token.strip(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert publisher.stdout is not None
+        line = await asyncio.wait_for(publisher.stdout.readline(), 20)
+        assert line.decode().strip() == "PUBLISHING cli-cam"
+        _, snapshot_token, _ = await run_async("token", "snapshot", env=with_secret)
+        code, stdout, stderr = await run_async("snapshot", server.ws_url, "cli-cam", "-o", str(out),
+                                               env={"STREAMSNAP_TOKEN": snapshot_token.strip()})
+        assert code == 0, stderr
+        assert "160x120" in stdout
+        assert Image.open(out).size == (160, 120)
+    finally:
+        publisher.send_signal(signal.SIGINT)
+        await asyncio.wait_for(publisher.communicate(), 15)

@@ -13,6 +13,7 @@ from streamsnap.access import (
     OPEN_GRANT,
     AccessDenied,
     Grant,
+    NotAuthenticated,
     Right,
     TokenPolicy,
     origin_allowed,
@@ -111,8 +112,16 @@ def test_token_rights_and_stream_patterns() -> None:
     assert grant.allows(Right.SNAPSHOT, "cam-7") and grant.allows(Right.SNAPSHOT, "lobby")
     assert not grant.allows(Right.SNAPSHOT, "office")
     assert not grant.allows(Right.PUBLISH, "cam-7")
-    everything = policy.grant(jwt.encode({"rights": ["publish", "snapshot", "unknown-right"]}, SECRET))
+    everything = policy.grant(jwt.encode({"rights": ["publish", "snapshot", "manage", "unknown-right"]}, SECRET))
     assert everything.rights == frozenset(Right) and everything.allows(Right.PUBLISH, "any")
+
+
+def test_a_grant_sees_the_streams_some_right_covers() -> None:
+    viewer = Grant(frozenset({Right.SNAPSHOT}), ("cam-*",))
+    assert viewer.sees("cam-1") and not viewer.sees("office")
+    assert not viewer.allows(Right.MANAGE, "cam-1")
+    assert not Grant(frozenset(), ()).sees("cam-1")  # a token with no right sees nothing
+    assert OPEN_GRANT.sees("anything") and OPEN_GRANT.allows(Right.MANAGE, "anything")
 
 
 @pytest.mark.parametrize(
@@ -133,7 +142,7 @@ def test_token_rights_and_stream_patterns() -> None:
          "streams-not-list", "other-algorithm", "alg-none"],
 )
 def test_bad_tokens_are_restricted_access(token: str | None) -> None:
-    with pytest.raises(AccessDenied) as denied:
+    with pytest.raises(NotAuthenticated) as denied:
         TokenPolicy(SECRET).grant(token)
     assert denied.value.info == "Restricted access"
 

@@ -8,12 +8,14 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
+from streamsnap.access import AccessDenied, Right
 from streamsnap.config import Settings
 from streamsnap.media.imaging import ImageFormat, ImageSpec, output_size
 from streamsnap.media.snapshot import SnapshotError
 from streamsnap.protocol.constants import Info
 from streamsnap.web.catalog import describe
 from streamsnap.web.errors import json_error
+from streamsnap.web.guard import authorize, refused, request_grant
 from streamsnap.web.services import SERVICES
 
 logger = logging.getLogger(__name__)
@@ -72,7 +74,11 @@ async def stream_image(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     image_format = EXTENSIONS[request.match_info["ext"]]
     try:
+        grant = request_grant(request)
         query = parse_query(dict(request.query), services.settings)
+        await authorize(request, grant, Right.SNAPSHOT, name)
+    except AccessDenied as exc:
+        return refused(request, exc)
     except BadParameter as exc:
         return json_error(400, str(exc), field=exc.field)
     stream = await services.registry.lookup(name)
@@ -109,7 +115,11 @@ async def stream_image(request: web.Request) -> web.Response:
 async def list_streams(request: web.Request) -> web.Response:
     """GET /streams: every live stream (name, codec, size, fps, since, node) as a JSON list."""
     services = request.app[SERVICES]
-    streams = await services.registry.all()
+    try:
+        grant = request_grant(request)
+    except AccessDenied as exc:
+        return refused(request, exc)
+    streams = [stream for stream in await services.registry.all() if grant.sees(stream.name)]
     body = msgspec.json.encode([describe(stream, services.node) for stream in streams])
     return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from streamsnap import __version__
 from streamsnap.config import Settings
 from streamsnap.web.catalog import StreamInfo, WcsStream
+from streamsnap.web.guard import TOKEN_PARAMETER
 from streamsnap.web.images import EXTENSIONS, MAX_AGE_LIMIT_MS, RETRY_AFTER_SECONDS
 from streamsnap.web.rest import SnapshotAnswer, SnapshotBody, StreamFilter
 from streamsnap.web.services import SERVICES
@@ -50,10 +51,26 @@ def _body(name: str, required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
 
 
+_SECURITY: list[dict[str, list[str]]] = [{}, {"bearer": []}]
+"A token is needed only when access control is on (`auth_secret` set)."
+
+_TOKEN_PARAMETER = {"name": TOKEN_PARAMETER, "in": "query", "schema": {"type": "string"},
+                    "description": "The access token, for clients that cannot send an Authorization header."}
+
+
+def _guarded(operation: dict[str, Any], *, refusal: str = "The token does not allow this.") -> dict[str, Any]:
+    """`operation` as one that checks access: the security requirement and the 401/403 answers."""
+    operation["security"] = _SECURITY
+    operation["responses"]["401"] = _error("Access control is on and the request has no valid token.", {
+        "WWW-Authenticate": {"schema": {"type": "string"}}})
+    operation["responses"]["403"] = _error(refusal)
+    return operation
+
+
 def _image_operation(ext: str, settings: Settings) -> dict[str, Any]:
     content_type = EXTENSIONS[ext].content_type
     return {
-        "get": {
+        "get": _guarded({
             "operationId": f"streamImage{ext.capitalize()}",
             "summary": f"The stream's picture now, as a {ext.upper()} file",
             "description": "Width and height scale the picture; with only one given the other keeps the "
@@ -69,6 +86,7 @@ def _image_operation(ext: str, settings: Settings) -> dict[str, Any]:
                 {"name": "quality", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                 {"name": "max_age_ms", "in": "query", "description": "Oldest frame the picture may show.",
                  "schema": {"type": "number", "minimum": 0, "maximum": MAX_AGE_LIMIT_MS}},
+                _TOKEN_PARAMETER,
             ],
             "responses": {
                 "200": {
@@ -88,7 +106,7 @@ def _image_operation(ext: str, settings: Settings) -> dict[str, Any]:
                                     "description": f"Seconds to wait ({RETRY_AFTER_SECONDS})."}}),
                 "504": _error("No decodable frame within the keyframe timeout."),
             },
-        }
+        }, refusal="The token has no snapshot right on this stream, or the backend refused."),
     }
 
 
@@ -112,36 +130,39 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "tags": ["operations"],
                              "responses": {"200": {"description": "Prometheus text exposition.",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/streams": {"get": {"operationId": "listStreams", "summary": "Live streams", "tags": ["images"],
-                             "responses": {"200": _json({"type": "array", "items": _ref("StreamInfo")},
-                                                        "Every live stream.")}}},
+        "/streams": {"get": _guarded({
+            "operationId": "listStreams", "summary": "Live streams (those the token may see)", "tags": ["images"],
+            "parameters": [_TOKEN_PARAMETER],
+            "responses": {"200": _json({"type": "array", "items": _ref("StreamInfo")}, "Every live stream.")}})},
         "/rest-api/stream/find_all": {
-            method: {"operationId": f"findAll{method.capitalize()}", "summary": "Every live stream (WCS)",
-                     "tags": ["wcs"], "responses": {"200": _json(stream_list, "The streams."),
-                                                    "404": _error("No stream is live.")}}
+            method: _guarded({"operationId": f"findAll{method.capitalize()}", "summary": "Every live stream (WCS)",
+                              "tags": ["wcs"], "responses": {"200": _json(stream_list, "The streams."),
+                                                             "404": _error("No stream is live.")}})
             for method in ("post", "get")
         },
-        "/rest-api/stream/find": {"post": {
+        "/rest-api/stream/find": {"post": _guarded({
             "operationId": "find", "summary": "Streams matching every given field (WCS)", "tags": ["wcs"],
             "requestBody": _body("StreamFilter", required=False),
             "responses": {"200": _json(stream_list, "The matching streams."),
                           "400": _error("Malformed body (`field` names the culprit)."),
-                          "404": _error("No stream matches.")}}},
-        "/rest-api/stream/terminate": {"post": {
+                          "404": _error("No stream matches.")}})},
+        "/rest-api/stream/terminate": {"post": _guarded({
             "operationId": "terminate", "tags": ["wcs"],
             "summary": "End the matching streams; an empty body matches every stream (WCS)",
             "description": "Each publisher gets UNPUBLISHED \"Stopped by rest /terminate\".",
             "requestBody": _body("StreamFilter", required=False),
             "responses": {"200": {"description": "Terminated (empty body, as WCS answers)."},
                           "400": _error("Malformed body (`field` names the culprit)."),
-                          "404": _error("No stream matches.")}}},
-        "/rest-api/stream/snapshot": {"post": {
+                          "404": _error("No stream matches.")}},
+            refusal="The token lacks the manage right on a matching stream.")},
+        "/rest-api/stream/snapshot": {"post": _guarded({
             "operationId": "snapshot", "summary": "A PNG of the stream now, base64 (WCS)", "tags": ["wcs"],
             "requestBody": _body("SnapshotBody"),
             "responses": {"200": _json(_ref("SnapshotAnswer"), "The picture."),
                           "400": _error("Malformed body (`field` names the culprit)."),
                           "404": _error("No live stream of that name."),
-                          "500": _error("The picture could not be taken (the error says why).")}}},
+                          "500": _error("The picture could not be taken (the error says why).")}},
+            refusal="The token has no snapshot right on this stream, or the backend refused.")},
         "/rest-api/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "tags": ["site"],
             "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document.")}}},
@@ -158,7 +179,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                            "`/client/` serves the browser client's files.",
         },
         "paths": paths,
-        "components": {"schemas": _schema_components()},
+        "components": {
+            "schemas": _schema_components(),
+            "securitySchemes": {"bearer": {
+                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "An HS256 access token signed with `auth_secret` (only when access control is on).",
+            }},
+        },
     }
 
 

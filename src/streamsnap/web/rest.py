@@ -14,11 +14,13 @@ from typing import Annotated, TypeVar
 import msgspec
 from aiohttp import web
 
+from streamsnap.access import AccessDenied, Grant, Right
 from streamsnap.media.snapshot import SnapshotError
 from streamsnap.protocol.constants import Info
 from streamsnap.streams import PublishedStream
 from streamsnap.web.catalog import describe_wcs, status_of
 from streamsnap.web.errors import json_error
+from streamsnap.web.guard import authorize, refused, request_grant
 from streamsnap.web.services import SERVICES, Services
 
 logger = logging.getLogger(__name__)
@@ -107,14 +109,19 @@ def _json(value: object, status: int = 200) -> web.Response:
     return web.Response(body=msgspec.json.encode(value), status=status, content_type="application/json")
 
 
-async def _matching(services: Services, wanted: StreamFilter) -> list[PublishedStream]:
-    return [stream for stream in await services.registry.all() if wanted.matches(stream)]
+async def _matching(services: Services, grant: Grant, wanted: StreamFilter) -> list[PublishedStream]:
+    """The live streams the grant may see that match `wanted` (streams it may not see do not exist for it)."""
+    return [stream for stream in await services.registry.all() if grant.sees(stream.name) and wanted.matches(stream)]
 
 
 async def find_all(request: web.Request) -> web.Response:
     """POST (or GET) /rest-api/stream/find_all: every live stream; 404 when there is none, as WCS answers."""
     services = request.app[SERVICES]
-    streams = await services.registry.all()
+    try:
+        grant = request_grant(request)
+    except AccessDenied as exc:
+        return refused(request, exc)
+    streams = await _matching(services, grant, StreamFilter())
     if not streams:
         return json_error(404, Info.STREAM_NOT_FOUND)
     return _json([describe_wcs(stream, services.node) for stream in streams])
@@ -124,10 +131,13 @@ async def find(request: web.Request) -> web.Response:
     """POST /rest-api/stream/find: the live streams matching the body's fields; 404 when none does."""
     services = request.app[SERVICES]
     try:
+        grant = request_grant(request)
         wanted = await read_body(request, StreamFilter, empty_ok=True)
+    except AccessDenied as exc:
+        return refused(request, exc)
     except BadBody as exc:
         return _bad(exc)
-    streams = await _matching(services, wanted)
+    streams = await _matching(services, grant, wanted)
     if not streams:
         return json_error(404, Info.STREAM_NOT_FOUND)
     return _json([describe_wcs(stream, services.node) for stream in streams])
@@ -137,15 +147,25 @@ async def terminate(request: web.Request) -> web.Response:
     """POST /rest-api/stream/terminate: end the matching streams (an empty body matches all), as WCS does.
 
     Each publisher gets UNPUBLISHED "Stopped by rest /terminate". 200 with an empty body; 404 when none matched.
+    With access control on, the token needs the "manage" right on every matching stream it can see
+    (403 and nothing ended otherwise).
     """
     services = request.app[SERVICES]
     try:
+        grant = request_grant(request)
         wanted = await read_body(request, StreamFilter, empty_ok=True)
+    except AccessDenied as exc:
+        return refused(request, exc)
     except BadBody as exc:
         return _bad(exc)
-    streams = [stream for stream in await _matching(services, wanted) if stream.terminate is not None]
+    streams = [stream for stream in await _matching(services, grant, wanted) if stream.terminate is not None]
     if not streams:
         return json_error(404, Info.STREAM_NOT_FOUND)
+    try:
+        for stream in streams:
+            await authorize(request, grant, Right.MANAGE, stream.name)
+    except AccessDenied as exc:
+        return refused(request, exc)
     for stream in streams:
         logger.info("stream %s terminated by REST", stream.name, extra={"stream": stream.name})
     await asyncio.gather(*(stream.terminate(Info.STOPPED_BY_REST) for stream in streams if stream.terminate))
@@ -156,7 +176,11 @@ async def snapshot(request: web.Request) -> web.Response:
     """POST /rest-api/stream/snapshot {streamName}: 200 {data: base64 PNG}; 404 unknown; 500 when it failed."""
     services = request.app[SERVICES]
     try:
+        grant = request_grant(request)
         body = await read_body(request, SnapshotBody, empty_ok=False)
+        await authorize(request, grant, Right.SNAPSHOT, body.stream_name)
+    except AccessDenied as exc:
+        return refused(request, exc)
     except BadBody as exc:
         return _bad(exc)
     stream = await services.registry.lookup(body.stream_name)

@@ -1,0 +1,49 @@
+"""Access control on the HTTP side: bearer tokens for REST and the image url, refusals as JSON.
+
+With no `auth_secret` every caller holds every right, as on the WebSocket. With one, a
+request shows its token as `Authorization: Bearer <token>` or, where a header cannot be set
+(an `<img src>`), as the `access_token` query parameter (RFC 6750). No valid token: 401 with
+`WWW-Authenticate: Bearer`; a token without the right, or a backend that refuses: 403. Both
+bodies say "Restricted access", the WCS info string.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from streamsnap.access import AccessDenied, Grant, NotAuthenticated, Right
+from streamsnap.web.errors import json_error
+from streamsnap.web.services import SERVICES
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PARAMETER = "access_token"
+"Query parameter that may carry the token instead of the Authorization header."
+
+
+def request_grant(request: web.Request) -> Grant:
+    """The rights the request's token gives; raises `NotAuthenticated`."""
+    tokens = request.app[SERVICES].access.tokens
+    header = request.headers.get("Authorization")
+    if header is None and TOKEN_PARAMETER in request.query:
+        header = f"Bearer {request.query[TOKEN_PARAMETER]}"
+    return tokens.bearer(header)
+
+
+async def authorize(request: web.Request, grant: Grant, right: Right, stream: str) -> None:
+    """Check `right` on `stream` for this request (token, then the backend); raises `AccessDenied`."""
+    fields: dict[str, Any] = {"sessionId": None, "clientAddress": request.remote,
+                              "origin": request.headers.get("Origin"), "custom": {},
+                              "name": stream, "source": "http"}
+    await request.app[SERVICES].access.allow(grant, right, stream, fields)
+
+
+def refused(request: web.Request, exc: AccessDenied) -> web.Response:
+    """The answer to a refused request: 401 without a valid token, else 403."""
+    logger.info("%s %s from %s refused: %s", request.method, request.path, request.remote, exc.detail)
+    if isinstance(exc, NotAuthenticated):
+        return json_error(401, exc.info, headers={"WWW-Authenticate": 'Bearer realm="streamsnap"'})
+    return json_error(403, exc.info)

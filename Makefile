@@ -37,6 +37,7 @@ e2e: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/encoders.py
 
 clean:
 	rm -rf $(VENV) build test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,12 +1,13 @@
 """streamsnap's benchmark: receiver CPU and memory per stream, snapshot latency, side by side in one run.
 
-    python bench/run.py                 # the full run (about 15 minutes), as in the README
+    python bench/run.py                 # the full run (about 20 minutes), as in the README
     python bench/run.py --quick         # shorter windows, for a look while developing
 
 Publishers (bench/publisher.py) replay pre-encoded clips on CPU 1; each receiver runs
 alone on CPU 0: streamsnap, plain aiortc decoding every frame ("decode-all"), and plain
-aiortc with decoding replaced by nothing ("floor"). Prints markdown tables and writes
-bench/results/<time>.json.
+aiortc with decoding replaced by nothing ("floor"). Then snapshot latency, and how many
+640x480 streams the server holds on its one core with snapshot p99 under 1 s. Prints
+markdown tables and writes bench/results/<time>.json.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 @contextmanager
-def publishers(url: str, streams: int, codec: str, size: str) -> Iterator[None]:
+def publishers(url: str, streams: int, codec: str, size: str) -> Iterator[subprocess.Popen[str]]:
     command = [sys.executable, str(ROOT / "bench" / "publisher.py"), url, "--streams", str(streams),
                "--codec", codec, "--size", size]
     with running(command, PUBLISHER_CPU) as proc:
@@ -91,7 +92,7 @@ def publishers(url: str, streams: int, codec: str, size: str) -> Iterator[None]:
         line = proc.stdout.readline()
         if line.strip() != "READY":
             raise RuntimeError(f"publishers did not start: {line!r}")
-        yield
+        yield proc
 
 
 @dataclass
@@ -212,12 +213,92 @@ def measure_latency(rows: list[LatencyRow], rounds: int, warmup: float) -> None:
                     asyncio.run(latency_rounds(url, row, rounds, pause))
 
 
+@dataclass
+class CapacityRow:
+    streams: int
+    rate: float
+    "Snapshots per second asked of each stream."
+    requests: int = 0
+    errors: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    receiver_cpu: float = 0.0
+    "Cores the server used (it has one)."
+    publisher_cpu: float = 0.0
+    "Cores the publishers and this client used on the other CPU (near 1.0: the load side is the limit)."
+    sustained: bool = False
+
+
+async def open_loop(url: str, streams: int, rate: float, seconds: float, row: CapacityRow) -> None:
+    """Ask each stream `rate` snapshots a second, on a fixed schedule whatever the answers (open loop)."""
+    sessions = max(1, streams // 10)  # stay far from the per-session limit of requests in flight
+    clients = [await WcsClient.connect(url) for _ in range(sessions)]
+    latencies: list[float] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.5
+
+    async def one(k: int) -> None:
+        started = time.perf_counter()
+        try:
+            await clients[k % sessions].snapshot(f"s{k}", timeout=10)
+        except (SnapshotFailed, TimeoutError):
+            row.errors += 1
+            return
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    async def stream_schedule(k: int) -> None:
+        tasks = []
+        at = start + k / streams / rate  # spread evenly over one period
+        while at < start + seconds:
+            await asyncio.sleep(max(0.0, at - loop.time()))
+            tasks.append(asyncio.ensure_future(one(k)))
+            at += 1 / rate
+        await asyncio.gather(*tasks)
+
+    try:
+        await asyncio.gather(*(stream_schedule(k) for k in range(streams)))
+    finally:
+        for client in clients:
+            await client.close()
+    row.requests = len(latencies) + row.errors
+    row.p50_ms, row.p99_ms = percentile(latencies, 50), percentile(latencies, 99)
+
+
+def measure_capacity(steps: list[int], rate: float, seconds: float, warmup: float) -> list[CapacityRow]:
+    """640x480 VP8 streams on one server core, more at each step, until snapshot p99 reaches 1 s."""
+    rows = []
+    for streams in steps:
+        row = CapacityRow(streams, rate)
+        port = free_port()
+        url = f"ws://127.0.0.1:{port}/bench"
+        with running(receiver_command("streamsnap", port), RECEIVER_CPU) as receiver:
+            wait_port(port)
+            with publishers(url, streams, "VP8", "640x480") as load:
+                time.sleep(warmup)
+                server_start, load_start, wall_start = cpu_seconds(receiver.pid), cpu_seconds(load.pid), \
+                    time.monotonic()
+                client_start = time.process_time()
+                asyncio.run(open_loop(url, streams, rate, seconds, row))
+                wall = time.monotonic() - wall_start
+                row.receiver_cpu = (cpu_seconds(receiver.pid) - server_start) / wall
+                row.publisher_cpu = (cpu_seconds(load.pid) - load_start + time.process_time() - client_start) / wall
+        row.sustained = row.errors == 0 and row.p99_ms < 1000
+        print(f"  {row}", file=sys.stderr, flush=True)
+        rows.append(row)
+        if not row.sustained:
+            break
+    return rows
+
+
 def table(rows: list[Any], columns: list[tuple[str, str]]) -> str:
     lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = []
         for name, _ in columns:
             value = getattr(row, name)
+            if isinstance(value, bool):
+                cells.append("yes" if value else "no")
+                continue
             cells.append("0" if value == 0 else f"{value:.4f}" if isinstance(value, float) and value < 1 else
                          f"{value:.1f}" if isinstance(value, float) else str(value))
         lines.append("| " + " | ".join(cells) + " |")
@@ -227,7 +308,9 @@ def table(rows: list[Any], columns: list[tuple[str, str]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short windows (numbers are rougher)")
-    parser.add_argument("--only", choices=["cpu", "latency"], help="run one part")
+    parser.add_argument("--only", choices=["cpu", "latency", "capacity"], help="run one part")
+    parser.add_argument("--capacity-rate", type=float, default=1.0,
+                        help="snapshots per second asked of each stream in the capacity part (default 1)")
     args = parser.parse_args()
     seconds, warmup, rounds = (15, 4, 8) if args.quick else (60, 5, 20)
     os.sched_setaffinity(0, {PUBLISHER_CPU})
@@ -269,6 +352,20 @@ def main() -> None:
                                    ("frame_age_p50_ms", "frame age p50 ms"),
                                    ("frame_age_p99_ms", "frame age p99 ms")]))
         report["latency"] = [asdict(r) for r in latency_rows]
+
+    if args.only in (None, "capacity"):
+        steps = [10, 20, 30, 40] if args.quick else [10, 20, 24, 28, 32, 36, 40, 50, 60]
+        capacity_rows = measure_capacity(steps, args.capacity_rate, seconds / 2, warmup * 2)
+        print(f"\n### How many 640x480@30 VP8 streams one core sustains, each asked {args.capacity_rate:g} "
+              "snapshot(s) a second (open loop)\n")
+        print(table(capacity_rows, [("streams", "live streams"), ("requests", "requests"), ("errors", "errors"),
+                                    ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
+                                    ("receiver_cpu", "server CPU (cores)"),
+                                    ("publisher_cpu", "load-side CPU (cores)"), ("sustained", "p99 < 1 s")]))
+        best = [r.streams for r in capacity_rows if r.sustained]
+        print(f"\nSustained: {max(best) if best else 0} streams"
+              + ("" if capacity_rows and not capacity_rows[-1].sustained else " (the largest step tried)"))
+        report["capacity"] = [asdict(r) for r in capacity_rows]
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
 import sys
@@ -28,9 +27,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.clips import load_clip  # noqa: E402
+from bench.run import save_results  # noqa: E402
 from streamsnap.media.imaging import PNG_FILTER_UP  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results"
 
 
 def _pillow(image: np.ndarray, **options: object) -> bytes:
@@ -83,10 +81,7 @@ def main() -> None:
     print("| size | encoder | median ms | KiB |\n|---|---|---|---|")
     for row in rows:
         print(f"| {row['size']} | {row['encoder']} | {row['median_ms']:.1f} | {row['kib']:.0f} |")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"encoders-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(rows, indent=2))
-    print(f"\n(written to {out.relative_to(ROOT)})")
+    save_results(rows, "encoders-")
 
 
 if __name__ == "__main__":

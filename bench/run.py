@@ -367,8 +367,13 @@ def main() -> None:
               + ("" if capacity_rows and not capacity_rows[-1].sustained else " (the largest step tried)"))
         report["capacity"] = [asdict(r) for r in capacity_rows]
 
+    save_results(report)
+
+
+def save_results(report: Any, prefix: str = "") -> None:
+    """Write `report` as bench/results/<prefix><time>.json and say where."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = RESULTS / f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"\n(written to {out.relative_to(ROOT)})")
 

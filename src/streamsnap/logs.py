@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,18 @@ CONTEXT_FIELDS = ("session", "stream")
 "Attributes the server puts on log records (through `extra`) when it knows them."
 
 FORMATS = ("text", "json")
+
+_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s\"]+")
+
+
+class HideTokens(logging.Filter):
+    """Keeps access tokens given in a url's query (`?access_token=`) out of every log line (the access log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "access_token=" in message:
+            record.msg, record.args = _TOKEN_IN_QUERY.sub(r"\1<hidden>", message), ()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,6 +58,7 @@ def configure_logging(level: str, log_format: str) -> None:
     if log_format not in FORMATS:
         raise ValueError(f"log_format must be one of {', '.join(FORMATS)}, not {log_format!r}")
     handler = logging.StreamHandler()
+    handler.addFilter(HideTokens())
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

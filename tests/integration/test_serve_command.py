@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 
+from streamsnap.access import TokenPolicy
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -67,3 +68,27 @@ def test_bad_settings_stop_serve_with_the_setting_named() -> None:
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "/nonexistent.pem" in result.stderr
+
+
+def test_tokens_in_urls_stay_out_of_the_logs() -> None:
+    secret = "log-secret-" + "0123456789abcdef" * 3
+    token = TokenPolicy(secret).issue(["snapshot"])
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=os.environ | {"STREAMSNAP_ICE_ADDRESSES": "127.0.0.1", "STREAMSNAP_AUTH_SECRET": secret},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # listening
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/streams?access_token={token}", timeout=10) as answer:
+            assert json.load(answer) == []
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/streams", timeout=10)
+        assert refused.value.code == 401
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=15)
+    assert "GET /streams?access_token=<hidden>" in stderr, stderr  # the access log has the request
+    assert token not in stderr

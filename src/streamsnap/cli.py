@@ -242,13 +242,13 @@ def _token(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `streamsnap` command."""
-    from streamsnap.wcsclient import SessionRefused
-
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "token":
         return _token(args)
+    from streamsnap.wcsclient import SessionRefused
+
     logging.basicConfig(level=logging.WARNING)
     runner = _publish if args.command == "publish" else _snapshot
     try:

@@ -19,6 +19,7 @@ from streamsnap.protocol import messages as msg
 from streamsnap.protocol.constants import Info, Message
 from streamsnap.thumbnails import Thumbnailer, ThumbnailSettings
 from streamsnap.web.errors import json_error
+from streamsnap.web.guard import access_refusals
 from streamsnap.web.health import add_health_routes
 from streamsnap.web.images import add_image_routes
 from streamsnap.web.metrics import add_metrics_route
@@ -147,7 +148,7 @@ async def _not_ready(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     """The whole server as an aiohttp application."""
-    app = web.Application()
+    app = web.Application(middlewares=[access_refusals])
     app[SERVICES] = Services.from_settings(settings)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_not_ready)
@@ -167,7 +168,7 @@ def create_app(settings: Settings) -> web.Application:
 
 def create_rest_app(services: Services) -> web.Application:
     """Only the WCS REST methods, for the second port WCS clients expect (`rest_port`), sharing `services`."""
-    app = web.Application()
+    app = web.Application(middlewares=[access_refusals])
     app[SERVICES] = services
     add_rest_routes(app)
     add_openapi_route(app)

@@ -4,12 +4,14 @@ With no `auth_secret` every caller holds every right, as on the WebSocket. With 
 request shows its token as `Authorization: Bearer <token>` or, where a header cannot be set
 (an `<img src>`), as the `access_token` query parameter (RFC 6750). No valid token: 401 with
 `WWW-Authenticate: Bearer`; a token without the right, or a backend that refuses: 403. Both
-bodies say "Restricted access", the WCS info string.
+bodies say "Restricted access", the WCS info string. Handlers just raise `AccessDenied` (from
+`request_grant` or `authorize`); the `access_refusals` middleware turns it into that answer.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -47,3 +49,13 @@ def refused(request: web.Request, exc: AccessDenied) -> web.Response:
     if isinstance(exc, NotAuthenticated):
         return json_error(401, exc.info, headers={"WWW-Authenticate": 'Bearer realm="streamsnap"'})
     return json_error(403, exc.info)
+
+
+@web.middleware
+async def access_refusals(request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Answer an `AccessDenied` raised by any handler with 401 or 403."""
+    try:
+        return await handler(request)
+    except AccessDenied as exc:
+        return refused(request, exc)

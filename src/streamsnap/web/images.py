@@ -8,14 +8,14 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from streamsnap.access import AccessDenied, Right
+from streamsnap.access import Right
 from streamsnap.config import Settings
 from streamsnap.media.imaging import ImageFormat, ImageSpec, output_size
 from streamsnap.media.snapshot import SnapshotError
 from streamsnap.protocol.constants import Info
 from streamsnap.web.catalog import describe
 from streamsnap.web.errors import json_error
-from streamsnap.web.guard import authorize, refused, request_grant
+from streamsnap.web.guard import authorize, request_grant
 from streamsnap.web.services import SERVICES
 
 logger = logging.getLogger(__name__)
@@ -73,14 +73,12 @@ async def stream_image(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     name = request.match_info["name"]
     image_format = EXTENSIONS[request.match_info["ext"]]
+    grant = request_grant(request)
     try:
-        grant = request_grant(request)
         query = parse_query(dict(request.query), services.settings)
-        await authorize(request, grant, Right.SNAPSHOT, name)
-    except AccessDenied as exc:
-        return refused(request, exc)
     except BadParameter as exc:
         return json_error(400, str(exc), field=exc.field)
+    await authorize(request, grant, Right.SNAPSHOT, name)
     stream = await services.registry.lookup(name)
     if stream is None:
         return json_error(404, Info.STREAM_NOT_FOUND)
@@ -115,10 +113,7 @@ async def stream_image(request: web.Request) -> web.Response:
 async def list_streams(request: web.Request) -> web.Response:
     """GET /streams: every live stream (name, codec, size, fps, since, node) as a JSON list."""
     services = request.app[SERVICES]
-    try:
-        grant = request_grant(request)
-    except AccessDenied as exc:
-        return refused(request, exc)
+    grant = request_grant(request)
     streams = [stream for stream in await services.registry.all() if grant.sees(stream.name)]
     body = msgspec.json.encode([describe(stream, services.node) for stream in streams])
     return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})

@@ -1,6 +1,7 @@
 """WCS-style REST under `/rest-api/`: POST JSON in, JSON out, the methods and answers WCS documents.
 
-Bodies are validated with msgspec at the edge; a bad one gets 400 naming the field.
+Bodies are validated with msgspec at the edge; a bad one gets 400 naming the field. Access
+refusals are raised and answered by `guard.access_refusals`, which the apps install.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from typing import Annotated, TypeVar
 import msgspec
 from aiohttp import web
 
-from streamsnap.access import AccessDenied, Grant, Right
+from streamsnap.access import Grant, Right
 from streamsnap.media.snapshot import SnapshotError
 from streamsnap.protocol.constants import Info
 from streamsnap.streams import PublishedStream
 from streamsnap.web.catalog import describe_wcs, status_of
 from streamsnap.web.errors import json_error
-from streamsnap.web.guard import authorize, refused, request_grant
+from streamsnap.web.guard import authorize, request_grant
 from streamsnap.web.services import SERVICES, Services
 
 logger = logging.getLogger(__name__)
@@ -114,33 +115,28 @@ async def _matching(services: Services, grant: Grant, wanted: StreamFilter) -> l
     return [stream for stream in await services.registry.all() if grant.sees(stream.name) and wanted.matches(stream)]
 
 
-async def find_all(request: web.Request) -> web.Response:
-    """POST (or GET) /rest-api/stream/find_all: every live stream; 404 when there is none, as WCS answers."""
+async def _found(request: web.Request, grant: Grant, wanted: StreamFilter) -> web.Response:
+    """The streams the grant sees that match `wanted`, described as WCS does; 404 when there is none."""
     services = request.app[SERVICES]
-    try:
-        grant = request_grant(request)
-    except AccessDenied as exc:
-        return refused(request, exc)
-    streams = await _matching(services, grant, StreamFilter())
-    if not streams:
-        return json_error(404, Info.STREAM_NOT_FOUND)
-    return _json([describe_wcs(stream, services.node) for stream in streams])
-
-
-async def find(request: web.Request) -> web.Response:
-    """POST /rest-api/stream/find: the live streams matching the body's fields; 404 when none does."""
-    services = request.app[SERVICES]
-    try:
-        grant = request_grant(request)
-        wanted = await read_body(request, StreamFilter, empty_ok=True)
-    except AccessDenied as exc:
-        return refused(request, exc)
-    except BadBody as exc:
-        return _bad(exc)
     streams = await _matching(services, grant, wanted)
     if not streams:
         return json_error(404, Info.STREAM_NOT_FOUND)
     return _json([describe_wcs(stream, services.node) for stream in streams])
+
+
+async def find_all(request: web.Request) -> web.Response:
+    """POST (or GET) /rest-api/stream/find_all: every live stream; 404 when there is none, as WCS answers."""
+    return await _found(request, request_grant(request), StreamFilter())
+
+
+async def find(request: web.Request) -> web.Response:
+    """POST /rest-api/stream/find: the live streams matching the body's fields; 404 when none does."""
+    grant = request_grant(request)
+    try:
+        wanted = await read_body(request, StreamFilter, empty_ok=True)
+    except BadBody as exc:
+        return _bad(exc)
+    return await _found(request, grant, wanted)
 
 
 async def terminate(request: web.Request) -> web.Response:
@@ -151,21 +147,16 @@ async def terminate(request: web.Request) -> web.Response:
     (403 and nothing ended otherwise).
     """
     services = request.app[SERVICES]
+    grant = request_grant(request)
     try:
-        grant = request_grant(request)
         wanted = await read_body(request, StreamFilter, empty_ok=True)
-    except AccessDenied as exc:
-        return refused(request, exc)
     except BadBody as exc:
         return _bad(exc)
     streams = [stream for stream in await _matching(services, grant, wanted) if stream.terminate is not None]
     if not streams:
         return json_error(404, Info.STREAM_NOT_FOUND)
-    try:
-        for stream in streams:
-            await authorize(request, grant, Right.MANAGE, stream.name)
-    except AccessDenied as exc:
-        return refused(request, exc)
+    for stream in streams:  # every check before any stream is ended
+        await authorize(request, grant, Right.MANAGE, stream.name)
     for stream in streams:
         logger.info("stream %s terminated by REST", stream.name, extra={"stream": stream.name})
     await asyncio.gather(*(stream.terminate(Info.STOPPED_BY_REST) for stream in streams if stream.terminate))
@@ -175,14 +166,12 @@ async def terminate(request: web.Request) -> web.Response:
 async def snapshot(request: web.Request) -> web.Response:
     """POST /rest-api/stream/snapshot {streamName}: 200 {data: base64 PNG}; 404 unknown; 500 when it failed."""
     services = request.app[SERVICES]
+    grant = request_grant(request)
     try:
-        grant = request_grant(request)
         body = await read_body(request, SnapshotBody, empty_ok=False)
-        await authorize(request, grant, Right.SNAPSHOT, body.stream_name)
-    except AccessDenied as exc:
-        return refused(request, exc)
     except BadBody as exc:
         return _bad(exc)
+    await authorize(request, grant, Right.SNAPSHOT, body.stream_name)
     stream = await services.registry.lookup(body.stream_name)
     if stream is None:
         return json_error(404, Info.STREAM_NOT_FOUND)

@@ -56,6 +56,15 @@ class RunningServer:
         return f"http://127.0.0.1:{self.port}"
 
 
+async def serve_on_loopback(app: web.Application, **runner_options: Any) -> tuple[web.AppRunner, int]:
+    """Start `app` on a free 127.0.0.1 port; return its runner (for `cleanup()`) and the port."""
+    runner = web.AppRunner(app, **runner_options)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port: int = runner.addresses[0][1]
+    return runner, port
+
+
 @pytest.fixture
 async def start_server() -> AsyncIterator[Callable[..., Any]]:
     """Start in-process servers (settings overridable per call); all are stopped at teardown."""
@@ -63,12 +72,8 @@ async def start_server() -> AsyncIterator[Callable[..., Any]]:
 
     async def start(**overrides: Any) -> RunningServer:
         app = create_app(replace(TEST_SETTINGS, **overrides))
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        runner, port = await serve_on_loopback(app)
         runners.append(runner)
-        port = runner.addresses[0][1]
         return RunningServer(port, app[SERVICES])
 
     yield start

@@ -18,7 +18,7 @@ from aiohttp import web
 from PIL import Image
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, serve_on_loopback
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -111,11 +111,8 @@ async def websdk_site() -> AsyncIterator[str]:
     package = fetch_websdk()
     app = web.Application()
     app.router.add_static("/", package)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, port = await serve_on_loopback(app)
+    yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from streamsnap.access import SIGNATURE_HEADER, TokenPolicy, signature_valid
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.wcsclient import PublishFailed, SnapshotFailed, WcsClient
-from tests.conftest import RunningServer, png_image
+from tests.conftest import RunningServer, png_image, serve_on_loopback
 
 pytestmark = pytest.mark.integration
 
@@ -107,11 +107,8 @@ async def backend() -> AsyncIterator[Backend]:
     state = Backend()
     app = web.Application()
     app.router.add_post("/hooks", state.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hooks"
+    runner, port = await serve_on_loopback(app, shutdown_timeout=0.5)
+    state.url = f"http://127.0.0.1:{port}/hooks"
     yield state
     await runner.cleanup()
 

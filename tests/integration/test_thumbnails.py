@@ -15,6 +15,7 @@ from PIL import Image
 from streamsnap.media.pattern import FPS, PatternTrack, read_counter
 from streamsnap.thumbnails import file_stem
 from streamsnap.wcsclient import WcsClient
+from tests.conftest import serve_on_loopback
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +33,8 @@ async def test_thumbnails_are_written_rotated_and_announced(start_server: Callab
 
     receiver = web.Application()
     receiver.router.add_post("/hook", hook)
-    runner = web.AppRunner(receiver)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    hook_url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    runner, port = await serve_on_loopback(receiver)
+    hook_url = f"http://127.0.0.1:{port}/hook"
 
     folder = tmp_path / "thumbs"
     server = await start_server(thumbnail_interval=INTERVAL, thumbnail_dir=str(folder), thumbnail_history=2,

@@ -31,8 +31,6 @@ from typing import Any
 import aiohttp
 import jwt
 
-from streamsnap.protocol.constants import Info
-
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Streamsnap-Signature"
@@ -56,11 +54,10 @@ class HookEvent(enum.StrEnum):
 
 
 class AccessDenied(Exception):
-    """An action is refused; `info` is the text for the client, `detail` for the log."""
+    """An action is refused; `detail` says why, for the log (clients are told only that access is restricted)."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__(f"{Info.RESTRICTED_ACCESS}: {detail}")
-        self.info = str(Info.RESTRICTED_ACCESS)
+        super().__init__(f"access denied: {detail}")
         self.detail = detail
 
 

@@ -1,17 +1,68 @@
-"""The one settings object of streamsnap: defaults < TOML config file < environment < flags."""
+"""The one settings object of streamsnap: defaults < TOML config file < environment < flags.
+
+Each setting is declared once, as a field of `Settings`: its type carries the values it
+allows (msgspec constraints, a `Literal` of choices, or a pattern), then its default and
+help text. msgspec checks every value against that type, whether it comes from the config
+file, the environment, flags or a direct `Settings(...)`; a refusal is one `SettingsError`
+line naming the setting (or its environment variable) and the value given.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
+import functools
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
 
 ENV_PREFIX = "STREAMSNAP_"
+
+# Kinds of value. `extra={"range": …}` words a range msgspec's bounds cannot (patterns, free text);
+# the README table and the error messages show it.
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Count = Annotated[int, Meta(ge=1)]
+# A day bounds every wait: larger (or inf, which TOML and float() accept) is a typo, not a plan.
+Seconds = Annotated[float, Meta(gt=0, le=86400)]
+Pixels = Annotated[int, Meta(ge=1, le=16384)]
+Text = Annotated[str, Meta(extra={"range": "any string"})]
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_H16 = r"[0-9A-Fa-f]{1,4}"
+_LS32 = rf"(?:{_H16}:{_H16}|{_IPV4})"
+# RFC 3986's IPv6address, alternative by alternative (no zone index).
+_IPV6 = "(?:" + "|".join([
+    rf"(?:{_H16}:){{6}}{_LS32}",
+    rf"::(?:{_H16}:){{5}}{_LS32}",
+    rf"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+    rf"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+    rf"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+    rf"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+]) + ")"
+IPv4Addresses = Annotated[
+    list[Annotated[str, Meta(pattern=rf"^{_IPV4}\Z")]], Meta(extra={"range": "IPv4 addresses"})
+]
+IPAddressOrEmpty = Annotated[
+    str, Meta(pattern=rf"^(?:{_IPV4}|{_IPV6})?\Z", extra={"range": "an IPv4 or IPv6 address or empty"})
+]
+IceServerUrls = Annotated[
+    list[Annotated[str, Meta(pattern=r"^(?:stun|stuns|turn|turns):\S+\Z")]],
+    Meta(extra={"range": "`stun:`/`stuns:`/`turn:`/`turns:` urls"}),
+]
+HttpUrlOrEmpty = Annotated[
+    str, Meta(pattern=r"^(?:https?://\S+)?\Z", extra={"range": "an http:// or https:// url or empty"})
+]
+Texts = Annotated[list[str], Meta(extra={"range": "any strings"})]
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -22,102 +73,206 @@ def _setting(default: Any, help: str) -> Any:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of the server, with its default and meaning."""
+    """Every setting of the server: allowed values (the type), default and meaning."""
 
-    host: str = _setting("0.0.0.0", "Address to listen on (HTTP and WebSocket share it).")
-    port: int = _setting(8080, "TCP port to listen on.")
-    ice_addresses: list[str] = _setting(
+    host: Text = _setting("0.0.0.0", "Address to listen on (HTTP and WebSocket share it).")
+    port: Port = _setting(8080, "TCP port to listen on.")
+    ice_addresses: IPv4Addresses = _setting(
         [], "IPv4 addresses to offer as ICE host candidates; empty: every interface, loopback included."
     )
-    ice_servers: list[str] = _setting([], "STUN/TURN server urls used when gathering candidates.")
-    turn_username: str = _setting("", "User name for the `turn:`/`turns:` urls of `ice_servers`.")
-    turn_password: str = _setting("", "Password for the `turn:`/`turns:` urls of `ice_servers`.")
-    keepalive_interval: float = _setting(5.0, "Seconds between the server's pings to each client.")
-    keepalive_timeout: float = _setting(30.0, "A client silent for this many seconds is dropped.")
-    connect_timeout: float = _setting(20.0, "Seconds for a publisher's media to start flowing.")
-    max_frame_age_ms: float = _setting(
+    ice_servers: IceServerUrls = _setting([], "STUN/TURN server urls used when gathering candidates.")
+    turn_username: Text = _setting("", "User name for the `turn:`/`turns:` urls of `ice_servers`.")
+    turn_password: Text = _setting("", "Password for the `turn:`/`turns:` urls of `ice_servers`.")
+    keepalive_interval: Seconds = _setting(5.0, "Seconds between the server's pings to each client.")
+    keepalive_timeout: Seconds = _setting(30.0, "A client silent for this many seconds is dropped.")
+    connect_timeout: Seconds = _setting(20.0, "Seconds for a publisher's media to start flowing.")
+    max_frame_age_ms: Annotated[float, Meta(ge=0, le=86_400_000)] = _setting(
         1000.0, "Oldest cached frame a snapshot may show; older means asking for a fresh keyframe."
     )
-    keyframe_timeout: float = _setting(3.0, "Seconds a snapshot waits for a decodable frame.")
-    snapshot_workers: int = _setting(2, "Threads that decode and encode pictures.")
-    png_compress_level: int = _setting(1, "zlib level of snapshot PNGs (0-9; 1 is fast).")
-    gop_max_frames: int = _setting(300, "Encoded frames kept per stream after its last keyframe.")
-    gop_max_bytes: int = _setting(4 * 1024 * 1024, "Bytes kept per stream after its last keyframe.")
-    max_publish_bitrate: int = _setting(
+    keyframe_timeout: Seconds = _setting(3.0, "Seconds a snapshot waits for a decodable frame.")
+    max_keyframe_requests_per_second: Annotated[float, Meta(gt=0, le=100)] = _setting(
+        2.0, "Keyframe requests (PLI) sent to one publisher per second at most, however many pictures are asked."
+    )
+    snapshot_workers: Count = _setting(2, "Threads that decode and encode pictures.")
+    png_compress_level: Annotated[int, Meta(ge=0, le=9)] = _setting(1, "zlib level of snapshot PNGs (1 is fast).")
+    gop_max_frames: Count = _setting(300, "Encoded frames kept per stream after its last keyframe.")
+    gop_max_bytes: Count = _setting(4 * 1024 * 1024, "Bytes kept per stream after its last keyframe.")
+    picture_cache_bytes: Annotated[int, Meta(ge=0)] = _setting(
+        32 * 1024 * 1024,
+        "Bytes of encoded pictures kept for reuse by requests whose max_age_ms allows an older picture; 0: off.",
+    )
+    # Below ~10 kbit/s no browser encoder gets a picture through.
+    max_publish_bitrate: Annotated[int, Meta(ge=10_000)] = _setting(
         2_500_000, "Bits per second publishers are told (REMB, once a second) they may send."
     )
-    event_loop: str = _setting("uvloop", "Event loop of `serve`: uvloop (less CPU per packet) or asyncio.")
-    max_streams_per_session: int = _setting(16, "Streams one session may publish at once.")
-    max_pending_snapshots: int = _setting(64, "Snapshot requests one session may have in flight.")
-    max_message_bytes: int = _setting(1024 * 1024, "Largest WebSocket message accepted (closed with 1009 above).")
-    log_level: str = _setting("info", "Log level: debug, info, warning or error.")
-    log_format: str = _setting("text", "Log lines as `text` or `json` (one object a line, with session and stream).")
-    node_name: str = _setting("", "Name of this server in stream listings; empty: the host name.")
-    rest_port: int = _setting(0, "Second TCP port serving only `/rest-api/…` (WCS clients expect 8081); 0: off.")
-    tls_port: int = _setting(8443, "TCP port for https and wss when a certificate is configured.")
-    tls_cert: str = _setting("", "PEM certificate (chain) file; with `tls_key`, serves https + wss on `tls_port`.")
-    tls_key: str = _setting("", "PEM private key file of `tls_cert`.")
+    event_loop: Literal["uvloop", "asyncio"] = _setting(
+        "uvloop", "Event loop of `serve`: uvloop (less CPU per packet) or asyncio."
+    )
+    max_streams_per_session: Count = _setting(16, "Streams one session may publish at once.")
+    max_pending_snapshots: Count = _setting(64, "Snapshot requests one session may have in flight.")
+    # A WCS `connect` or an SDP offer alone is a few hundred bytes to a few kB.
+    max_message_bytes: Annotated[int, Meta(ge=1024)] = _setting(
+        1024 * 1024, "Largest WebSocket message accepted (closed with 1009 above)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = _setting("info", "Log level.")
+    log_format: Literal["text", "json"] = _setting(
+        "text", "Log lines as `text` or `json` (one object a line, with session and stream)."
+    )
+    node_name: Text = _setting("", "Name of this server in stream listings; empty: the host name.")
+    rest_port: Port = _setting(0, "Second TCP port serving only `/rest-api/…` (WCS clients expect 8081); 0: off.")
+    tls_port: Port = _setting(8443, "TCP port for https and wss when a certificate is configured.")
+    tls_cert: Text = _setting("", "PEM certificate (chain) file; with `tls_key`, serves https + wss on `tls_port`.")
+    tls_key: Text = _setting("", "PEM private key file of `tls_cert`.")
     tls_self_signed: bool = _setting(False, "Serve https + wss with a throwaway self-signed certificate.")
-    public_ip: str = _setting(
+    public_ip: IPAddressOrEmpty = _setting(
         "", "Address announced in place of local host candidates (a server behind 1:1 NAT); empty: as bound."
     )
-    image_max_width: int = _setting(3840, "Largest `width` an image url may ask for.")
-    image_max_height: int = _setting(2160, "Largest `height` an image url may ask for.")
-    thumbnail_interval: float = _setting(0.0, "Seconds between thumbnails of every live stream; 0: off.")
-    thumbnail_dir: str = _setting("thumbnails", "Directory thumbnails are written to (`<name>.jpg`).")
-    thumbnail_width: int = _setting(0, "Thumbnail width (height keeps the aspect); 0: the stream's own size.")
-    thumbnail_quality: int = _setting(80, "JPEG quality of thumbnails (1-100).")
-    thumbnail_history: int = _setting(0, "Older thumbnails kept per stream in `<dir>/<name>/`; 0: none.")
-    thumbnail_webhook: str = _setting("", "URL that gets a POST `{name, path, taken_at}` per thumbnail; empty: none.")
+    image_max_width: Pixels = _setting(3840, "Largest `width` an image url may ask for.")
+    image_max_height: Pixels = _setting(2160, "Largest `height` an image url may ask for.")
+    thumbnail_interval: Annotated[float, Meta(ge=0, le=1 << 20)] = _setting(
+        0.0, "Seconds between thumbnails of every live stream; 0: off."
+    )
+    thumbnail_dir: Text = _setting("thumbnails", "Directory thumbnails are written to (`<name>.jpg`).")
+    thumbnail_width: Annotated[int, Meta(ge=0, le=16384)] = _setting(
+        0, "Thumbnail width (height keeps the aspect); 0: the stream's own size."
+    )
+    thumbnail_quality: Annotated[int, Meta(ge=1, le=100)] = _setting(80, "JPEG quality of thumbnails.")
+    thumbnail_history: Annotated[int, Meta(ge=0, le=1 << 20)] = _setting(
+        0, "Older thumbnails kept per stream in `<dir>/<name>/`; 0: none."
+    )
+    thumbnail_webhook: HttpUrlOrEmpty = _setting(
+        "", "URL that gets a POST `{name, path, taken_at}` per thumbnail; empty: none."
+    )
     # Reliability and access control (docs/reliability.md).
-    max_sessions: int = _setting(1000, "WebSocket sessions the server holds at once; more are refused.")
-    max_connections_per_ip: int = _setting(50, "WebSocket sessions one client address may hold at once.")
-    max_streams: int = _setting(200, "Published streams on the whole server; more are refused.")
-    max_snapshots_in_flight: int = _setting(256, "Snapshot requests in flight on the whole server.")
-    message_rate: float = _setting(100.0, "Messages per second one session may send on average.")
-    message_burst: int = _setting(200, "Messages one session may send in a burst above the rate; then closed.")
-    rtp_timeout: float = _setting(10.0, "A publisher that sends no video for this many seconds is FAILED.")
-    shutdown_grace: float = _setting(5.0, "Seconds a stopping server gives in-flight snapshots to finish.")
-    allowed_origins: list[str] = _setting(
+    max_sessions: Count = _setting(1000, "WebSocket sessions the server holds at once; more are refused.")
+    max_connections_per_ip: Count = _setting(50, "WebSocket sessions one client address may hold at once.")
+    max_streams: Count = _setting(200, "Published streams on the whole server; more are refused.")
+    max_snapshots_in_flight: Count = _setting(256, "Snapshot requests in flight on the whole server.")
+    max_snapshots_per_client: Count = _setting(
+        64, "Snapshot requests one client address may have in flight, over every transport."
+    )
+    message_rate: Annotated[float, Meta(gt=0)] = _setting(100.0, "Messages per second one session may send on average.")
+    message_burst: Count = _setting(200, "Messages one session may send in a burst above the rate; then closed.")
+    rtp_timeout: Seconds = _setting(10.0, "A publisher that sends no video for this many seconds is FAILED.")
+    shutdown_grace: Annotated[float, Meta(ge=0, le=86400)] = _setting(
+        5.0, "Seconds a stopping server gives in-flight snapshots to finish."
+    )
+    allowed_origins: Texts = _setting(
         [], "Origins (scheme://host[:port]) browsers may connect from; empty: any. '*' allows any."
     )
-    auth_secret: str = _setting("", "HS256 secret of access tokens; set: every session needs a valid token.")
-    auth_issuer: str = _setting("", "Required `iss` claim of access tokens, when set.")
-    backend_url: str = _setting("", "Application backend that authorizes connect, publishStream and snapshot.")
-    backend_secret: str = _setting("", "HMAC-SHA256 key to sign backend requests (X-Streamsnap-Signature).")
-    backend_timeout: float = _setting(3.0, "Seconds to wait for the backend's answer.")
+    auth_secret: Text = _setting("", "HS256 secret of access tokens; set: every session needs a valid token.")
+    auth_issuer: Text = _setting("", "Required `iss` claim of access tokens, when set.")
+    backend_url: HttpUrlOrEmpty = _setting(
+        "", "Application backend that authorizes connect, publishStream and snapshot."
+    )
+    backend_secret: Text = _setting("", "HMAC-SHA256 key to sign backend requests (X-Streamsnap-Signature).")
+    backend_timeout: Seconds = _setting(3.0, "Seconds to wait for the backend's answer.")
     backend_fail_open: bool = _setting(False, "Allow the action when the backend cannot be reached (default: refuse).")
+
+    def __post_init__(self) -> None:
+        # Direct construction is checked like every other layer; ints given for floats become floats.
+        for name, kind in _kinds().items():
+            value = getattr(self, name)
+            object.__setattr__(self, name, _check(name, kind, value, value))
 
 
 class SettingsError(ValueError):
-    """A setting could not be read; the message names it."""
+    """A setting could not be read; the one-line message names it."""
+
+
+@functools.cache
+def _kinds() -> dict[str, Any]:
+    """Each setting's declared type, constraints included."""
+    hints = typing.get_type_hints(Settings, include_extras=True)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def _metas(kind: Any) -> list[Meta]:
+    if typing.get_origin(kind) is Annotated:
+        return [meta for meta in typing.get_args(kind)[1:] if isinstance(meta, Meta)]
+    return []
+
+
+def _bare(kind: Any) -> Any:
+    """`kind` without its constraints: what a value must be before its range is looked at."""
+    if typing.get_origin(kind) is Annotated:
+        return _bare(typing.get_args(kind)[0])
+    if typing.get_origin(kind) is Literal:
+        return type(typing.get_args(kind)[0])
+    if typing.get_origin(kind) is list:
+        return list[_bare(typing.get_args(kind)[0])]  # type: ignore[misc]
+    return kind
+
+
+def _type_words(kind: Any) -> str:
+    bare = _bare(kind)
+    if bare is bool:
+        return "true or false"
+    if typing.get_origin(bare) is list:
+        return "a list of strings"
+    return str(bare.__name__)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _range_words(kind: Any) -> str:
+    """The values `kind` allows, in words: '0..65535', '> 0 and <= 100', 'one of text, json'."""
+    if kind is bool:
+        return "true or false"
+    if typing.get_origin(kind) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in typing.get_args(kind))
+    metas = _metas(kind)
+    for meta in metas:
+        if meta.extra and "range" in meta.extra:
+            return str(meta.extra["range"])
+    bounds = {key: getattr(meta, key) for meta in metas for key in ("ge", "gt", "le", "lt")
+              if getattr(meta, key) is not None}
+    if "ge" in bounds and "le" in bounds:
+        return f"{_number(bounds['ge'])}..{_number(bounds['le'])}"
+    symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    words = " and ".join(f"{symbols[key]} {_number(bound)}" for key, bound in bounds.items())
+    if not words:
+        raise TypeError(f"no range declared for {kind!r}")
+    return words
+
+
+def setting_ranges() -> dict[str, str]:
+    """Each setting's allowed values in words, as the README table and the error messages show them."""
+    return {name: _range_words(kind) for name, kind in _kinds().items()}
+
+
+def _check(label: str, kind: Any, value: Any, given: Any, *, from_text: bool = False) -> Any:
+    """`value` converted to `kind` by msgspec, or a SettingsError naming `label` and the value as `given`."""
+    try:
+        return msgspec.convert(value, kind, strict=not from_text)
+    except msgspec.ValidationError:
+        pass
+    try:
+        msgspec.convert(value, _bare(kind), strict=not from_text)
+    except msgspec.ValidationError:
+        raise SettingsError(f"{label}: expected {_type_words(kind)}, got {given!r}") from None
+    raise SettingsError(f"{label}: expected {_range_words(kind)}, got {given!r}") from None
 
 
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-def _convert(name: str, kind: Any, value: Any) -> Any:
-    target = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list}[str(kind)]
-    if target is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
-            return _BOOLEANS[value.strip().lower()]
-        raise SettingsError(f"{name}: expected true or false, got {value!r}")
-    if target is list:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
-        raise SettingsError(f"{name}: expected a list of strings, got {value!r}")
-    if target is str and not isinstance(value, str):
-        raise SettingsError(f"{name}: expected str, got {value!r}")
-    if (target is int and isinstance(value, float)) or isinstance(value, bool):
-        raise SettingsError(f"{name}: expected {target.__name__}, got {value!r}")
-    try:
-        return target(value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{name}: expected {target.__name__}, got {value!r}") from None
+def _read(label: str, kind: Any, value: Any, *, text_layer: bool) -> Any:
+    """One value of one layer: a string for a list is comma-separated; in the environment and flags a
+    string for a number or a boolean is parsed (a TOML file has typed values and gets no such help)."""
+    bare = _bare(kind)
+    parsed: Any = value
+    from_text = False
+    if isinstance(value, str):
+        if typing.get_origin(bare) is list:
+            parsed = [part.strip() for part in value.split(",") if part.strip()]
+        elif text_layer and bare is bool:
+            parsed = _BOOLEANS.get(value.strip().lower(), value)
+        elif text_layer and bare in (int, float):
+            parsed, from_text = value.strip(), True
+    return _check(label, kind, parsed, value, from_text=from_text)
 
 
 def load_settings(
@@ -125,60 +280,40 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Settings from the defaults, then `config_file` (TOML), then STREAMSNAP_* variables, then `overrides`."""
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    """Settings from the defaults, then `config_file` (TOML), then STREAMSNAP_* variables, then `overrides`.
+
+    `None` in `overrides` means "not given". Any unknown name or refused value raises SettingsError.
+    """
+    kinds = _kinds()
     values: dict[str, Any] = {}
     if config_file is not None:
         try:
             data = tomllib.loads(Path(config_file).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"config file {config_file}: {exc}") from None
         for key, value in data.items():
             name = key.replace("-", "_")
-            if name not in fields:
+            if name not in kinds:
                 raise SettingsError(f"config file {config_file}: unknown setting {key!r}")
-            values[name] = _convert(name, fields[name].type, value)
+            values[name] = _read(name, kinds[name], value, text_layer=False)
     env = os.environ if environ is None else environ
-    for name, f in fields.items():
-        raw = env.get(ENV_PREFIX + name.upper())
+    for name, kind in kinds.items():
+        variable = ENV_PREFIX + name.upper()
+        raw = env.get(variable)
         if raw is not None:
-            values[name] = _convert(ENV_PREFIX + name.upper(), f.type, raw)
+            values[name] = _read(variable, kind, raw, text_layer=True)
     for name, value in (overrides or {}).items():
+        if name not in kinds:
+            raise SettingsError(f"unknown setting {name!r}")
         if value is not None:
-            values[name] = _convert(name, fields[name].type, value)
-    settings = Settings(**values)
-    _check_ranges(settings)
-    return settings
-
-
-_CHOICES = {
-    "event_loop": ("uvloop", "asyncio"), "log_format": ("text", "json"),
-    "log_level": ("debug", "info", "warning", "error"),
-}
-_RANGES = {
-    "port": (0, 65535), "rest_port": (0, 65535), "tls_port": (0, 65535), "thumbnail_quality": (1, 100),
-    "thumbnail_width": (0, 1 << 14), "thumbnail_history": (0, 1 << 20), "image_max_width": (1, 1 << 14),
-    "image_max_height": (1, 1 << 14), "thumbnail_interval": (0, 1 << 20),
-}
-
-
-def _check_ranges(settings: Settings) -> None:
-    if settings.public_ip:
-        try:
-            ipaddress.ip_address(settings.public_ip)
-        except ValueError:
-            raise SettingsError(f"public_ip: expected an IP address, got {settings.public_ip!r}") from None
-    for name, choices in _CHOICES.items():
-        if getattr(settings, name) not in choices:
-            raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {getattr(settings, name)!r}")
-    for name, (low, high) in _RANGES.items():
-        if not low <= getattr(settings, name) <= high:
-            raise SettingsError(f"{name}: expected {low}..{high}, got {getattr(settings, name)!r}")
+            values[name] = _read(name, kinds[name], value, text_layer=True)
+    return Settings(**values)
 
 
 def settings_table() -> str:
     """The settings as a markdown table (the README's table is this, checked by a test)."""
-    rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+    rows = ["| setting | environment | default | allowed | meaning |", "|---|---|---|---|---|"]
+    ranges = setting_ranges()
     for f in dataclasses.fields(Settings):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if isinstance(default, list):
@@ -188,5 +323,7 @@ def settings_table() -> str:
         else:
             shown = str(default)
         shown = f"`{shown}`" if shown else "*(empty)*"
-        rows.append(f"| `{f.name}` | `{ENV_PREFIX}{f.name.upper()}` | {shown} | {f.metadata['help']} |")
+        rows.append(
+            f"| `{f.name}` | `{ENV_PREFIX}{f.name.upper()}` | {shown} | {ranges[f.name]} | {f.metadata['help']} |"
+        )
     return "\n".join(rows) + "\n"

@@ -1,6 +1,6 @@
 """Periodic thumbnails: every N seconds, the latest picture of each live stream as `<dir>/<name>.jpg`.
 
-Each picture comes from the snapshot engine, so a stream costs one decode per interval at
+Each picture comes from the snapshot service, so a stream costs one decode per interval at
 most (none while its cached group is fresh enough to share), never continuous decoding.
 Files are replaced atomically (write a temporary file, then `os.replace`), so a reader never
 sees half a picture. Optionally older pictures are kept in `<dir>/<name>/` (the newest
@@ -22,13 +22,17 @@ from urllib.parse import quote
 
 import aiohttp
 
+from streamsnap.access import OPEN_GRANT
 from streamsnap.media.imaging import ImageFormat, ImageSpec
-from streamsnap.media.snapshot import SnapshotEngine, SnapshotError
-from streamsnap.streams import PublishedStream, StreamRegistry
+from streamsnap.reasons import SnapshotError
+from streamsnap.service.snapshots import Requester, SnapshotService
+from streamsnap.streams import StreamRecord
 
 logger = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_SECONDS = 5.0
+THUMBNAILER = Requester(OPEN_GRANT, None, {"source": "thumbnails"})
+"The server's own requests: every right, no per-client limit."
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,10 @@ def store(directory: Path, name: str, data: bytes, taken_at: datetime, history: 
 class Thumbnailer:
     """Runs the rounds until cancelled."""
 
-    def __init__(self, settings: ThumbnailSettings, registry: StreamRegistry, engine: SnapshotEngine,
+    def __init__(self, settings: ThumbnailSettings, snapshots: SnapshotService,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.settings = settings
-        self.registry = registry
-        self.engine = engine
+        self.snapshots = snapshots
         self.wall_clock = wall_clock
         self.written = 0
         "Thumbnails written so far."
@@ -107,18 +110,21 @@ class Thumbnailer:
                 await self._http.close()
 
     async def round(self) -> None:
-        """One thumbnail of every live stream."""
-        streams = await self.registry.all()
-        await asyncio.gather(*(self._one(stream) for stream in streams))
+        """One thumbnail of every live stream this node holds."""
+        node = self.snapshots.node.name
+        streams = [record for record in await self.snapshots.registry.all() if record.node == node]
+        await asyncio.gather(*(self._one(record) for record in streams))
 
-    async def _one(self, stream: PublishedStream) -> None:
+    async def _one(self, stream: StreamRecord) -> None:
         spec = ImageSpec(format=ImageFormat.JPEG, width=self.settings.width, quality=self.settings.quality)
         try:
             # A picture up to one interval old is as good as a new one for a thumbnail.
-            picture = await self.engine.request(stream.peer, spec, max_age_ms=self.settings.interval * 1000)
+            taken = await self.snapshots.take(stream.name, THUMBNAILER, spec,
+                                              max_age_ms=self.settings.interval * 1000)
         except SnapshotError as exc:
-            logger.debug("no thumbnail of %s: %s", stream.name, exc.info, extra={"stream": stream.name})
+            logger.debug("no thumbnail of %s: %s", stream.name, exc, extra={"stream": stream.name})
             return
+        picture = taken.snapshot
         taken_at = self.wall_clock()
         try:
             path = await asyncio.to_thread(store, self.settings.directory, stream.name, picture.data, taken_at,

@@ -91,7 +91,7 @@ async def test_page_codec_choice(
     await publish(page)
     assert server.services is not None
     stream = await server.services.registry.lookup("codec")
-    assert stream is not None and stream.peer.video is not None and stream.peer.video.codec == codec
+    assert stream is not None and stream.codec == codec  # the record, as listings show it
     assert_halves(await take_snapshot(page), GREEN, YELLOW)
 
 

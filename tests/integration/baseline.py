@@ -48,7 +48,7 @@ async def assert_back_to_baseline(server: RunningServer, baseline: Baseline, tim
                 state = {
                     "streams": [s.name for s in await services.registry.all()],
                     "sessions": len(services.sessions),
-                    "snapshots_in_flight": services.snapshots_in_flight,
+                    "snapshots_in_flight": services.snapshots.in_flight,
                     "peer_connections": len(open_peer_connections()),
                     "extra_tasks": len(asyncio.all_tasks()) - baseline.tasks,
                     "extra_threads": len(_threads() - baseline.threads),

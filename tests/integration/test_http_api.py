@@ -145,9 +145,9 @@ async def test_image_url_of_a_stream_without_picture_yet_is_503(
             assert response.status == 503
             assert response.headers["Retry-After"] == "1"
             assert (await response.json())["error"] == "Publish stream is not ready"
-        # WCS's REST answers a snapshot that could not be taken with 500
+        # REST answers as the image url does: one table of statuses for every HTTP way in
         status, answer = await post(http, f"{server.http_url}/rest-api/stream/snapshot", {"streamName": "pending"})
-        assert (status, answer["error"]) == (500, "Publish stream is not ready")
+        assert (status, answer["error"], answer["reason"]) == (503, "Publish stream is not ready", "not_ready")
         assert watched.status == "PENDING"
     finally:
         await pc.close()
@@ -248,6 +248,9 @@ async def test_image_url_of_an_audio_only_stream_is_404(server: RunningServer, h
         async with http.get(f"{server.http_url}/streams/voice/snapshot.png") as response:
             assert response.status == 404
             assert (await response.json())["error"] == "Stream has no video"
+        # the same answer over REST (it was 500 there once)
+        status, answer = await post(http, f"{server.http_url}/rest-api/stream/snapshot", {"streamName": "voice"})
+        assert (status, answer["error"], answer["reason"]) == (404, "Stream has no video", "no_video")
     finally:
         await publisher.close()
 

@@ -94,7 +94,7 @@ async def test_failed_snapshots_are_counted_by_result(start_server: Callable[...
         after = await scrape(http, server.http_url)
     finally:
         await publisher.close()
-    assert after[("streamsnap_snapshots_total", (("result", "No decodable frame within timeout"),))] == 1
+    assert after[("streamsnap_snapshots_total", (("result", "no_decodable_frame"),))] == 1
 
 
 async def test_health_and_readiness(server: RunningServer, http: aiohttp.ClientSession) -> None:
@@ -119,7 +119,7 @@ async def test_json_logs_carry_session_and_stream(server: RunningServer) -> None
 
     handler = Collect(level=logging.INFO)
     handler.setFormatter(JsonFormatter())
-    target = logging.getLogger("streamsnap.web.websocket")
+    target = logging.getLogger("streamsnap")
     target.addHandler(handler)
     previous = target.level
     target.setLevel(logging.INFO)

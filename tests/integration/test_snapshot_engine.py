@@ -36,9 +36,9 @@ async def test_fresh_picture_after_long_idle_uses_a_new_keyframe(start_server: C
     try:
         assert server.services is not None
         stats = server.services.engine.stats
-        stream = await server.services.registry.lookup("idle")
-        assert stream is not None and stream.peer.video is not None
-        video = stream.peer.video
+        stream = server.services.sources.get("idle")
+        assert stream is not None and stream.video is not None
+        video = stream.video
         for _ in range(2):
             await asyncio.sleep(1.0)
             # aiortc's encoder may start a new group when the bitrate changes; wait until the
@@ -76,11 +76,11 @@ async def test_a_hundred_concurrent_requests_cost_one_decode(server: RunningServ
     try:
         assert server.services is not None
         engine = server.services.engine
-        stream = await server.services.registry.lookup("popular")
+        stream = server.services.sources.get("popular")
         assert stream is not None
         await client.snapshot("popular")
         decodes, encodes = engine.stats.decodes, engine.stats.encodes
-        snapshots = await asyncio.gather(*(engine.request(stream.peer) for _ in range(100)))
+        snapshots = await asyncio.gather(*(engine.request(stream) for _ in range(100)))
         assert engine.stats.decodes == decodes + 1
         assert engine.stats.encodes == encodes + 1
         assert len({s.data for s in snapshots}) == 1
@@ -89,7 +89,7 @@ async def test_a_hundred_concurrent_requests_cost_one_decode(server: RunningServ
         # Different formats of the same moment share the decode, not the encode.
         decodes, encodes = engine.stats.decodes, engine.stats.encodes
         specs = [ImageSpec(), ImageSpec(ImageFormat.JPEG), ImageSpec(ImageFormat.WEBP, width=160)] * 10
-        snapshots = await asyncio.gather(*(engine.request(stream.peer, spec) for spec in specs))
+        snapshots = await asyncio.gather(*(engine.request(stream, spec) for spec in specs))
         assert engine.stats.decodes == decodes + 1
         assert engine.stats.encodes == encodes + 3
         assert {(s.format, s.width, s.height) for s in snapshots} == {
@@ -123,9 +123,9 @@ async def test_memory_stays_bounded_without_a_second_keyframe(start_server: Call
     client, track = await publish(server, "long-gop", (640, 480))
     try:
         assert server.services is not None
-        stream = await server.services.registry.lookup("long-gop")
-        assert stream is not None and stream.peer.video is not None
-        video = stream.peer.video
+        stream = server.services.sources.get("long-gop")
+        assert stream is not None and stream.video is not None
+        video = stream.video
         await asyncio.sleep(0.5)
         keyframes, frames = video.keyframes_received, video.frames_received
         largest = 0

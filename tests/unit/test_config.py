@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from streamsnap.config import Settings, SettingsError, load_settings
+from streamsnap.config import ENV_PREFIX, Settings, SettingsError, load_settings, setting_ranges, settings_table
 
 pytestmark = pytest.mark.unit
 
@@ -101,11 +111,15 @@ def test_unrelated_environment_is_ignored() -> None:
     ],
 )
 def test_lists_from_env(raw: str, expected: list[str]) -> None:
+    assert load_settings(environ={"STREAMSNAP_ALLOWED_ORIGINS": raw}).allowed_origins == expected
+
+
+def test_checked_lists_from_env() -> None:
     settings = load_settings(
-        environ={"STREAMSNAP_ICE_ADDRESSES": raw, "STREAMSNAP_ICE_SERVERS": raw}
+        environ={"STREAMSNAP_ICE_ADDRESSES": "127.0.0.1, 10.0.0.2", "STREAMSNAP_ICE_SERVERS": "stun:a:3478,turn:b"}
     )
-    assert settings.ice_addresses == expected
-    assert settings.ice_servers == expected
+    assert settings.ice_addresses == ["127.0.0.1", "10.0.0.2"]
+    assert settings.ice_servers == ["stun:a:3478", "turn:b"]
 
 
 def test_lists_from_overrides() -> None:
@@ -189,3 +203,235 @@ def test_missing_config_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     with pytest.raises(SettingsError, match=r"^config file .*absent\.toml: "):
         load_settings(path, environ={})
+
+
+# One value of each setting that must be refused: (as TOML/override value, as environment string).
+# None for the environment where every string is a valid value (free text).
+BAD_VALUES: dict[str, tuple[Any, str | None]] = {
+    "host": (5, None),
+    "port": (65536, "-1"),
+    "ice_addresses": (["host.example"], "10.0.0.1,300.1.1.1"),
+    "ice_servers": (["http://stun.example"], "stun.example:3478"),
+    "turn_username": (["snap"], None),
+    "turn_password": (1234, None),
+    "keepalive_interval": (0, "0"),
+    "keepalive_timeout": (-1.0, "-5"),
+    "connect_timeout": (-0.5, "inf"),
+    "max_frame_age_ms": (-1, "-1"),
+    "keyframe_timeout": (0.0, "nan"),
+    "max_keyframe_requests_per_second": (0, "101"),
+    "snapshot_workers": (0, "0"),
+    "png_compress_level": (42, "-1"),
+    "gop_max_frames": (0, "0"),
+    "gop_max_bytes": (-1, "4MB"),
+    "picture_cache_bytes": (-1, "-1"),
+    "max_publish_bitrate": (0, "1000"),
+    "event_loop": ("trio", "trio"),
+    "max_streams_per_session": (0, "0"),
+    "max_pending_snapshots": (0, "-3"),
+    "max_message_bytes": (100, "512"),
+    "log_level": ("verbose", "WARN"),
+    "log_format": ("xml", "xml"),
+    "node_name": (False, None),
+    "rest_port": (70000, "70000"),
+    "tls_port": (-1, "https"),
+    "tls_cert": (["a.pem"], None),
+    "tls_key": (1, None),
+    "tls_self_signed": (1, "maybe"),
+    "public_ip": ("example.com", "1.2.3"),
+    "image_max_width": (0, "0"),
+    "image_max_height": (16385, "99999"),
+    "thumbnail_interval": (-1, "-1"),
+    "thumbnail_dir": (0, None),
+    "thumbnail_width": (-1, "20000"),
+    "thumbnail_quality": (0, "101"),
+    "thumbnail_history": (-1, "-1"),
+    "thumbnail_webhook": ("ftp://example.com/hook", "example.com/hook"),
+    "max_sessions": (0, "0"),
+    "max_connections_per_ip": (0, "0"),
+    "max_streams": (0, "0"),
+    "max_snapshots_in_flight": (0, "0"),
+    "max_snapshots_per_client": (0, "0"),
+    "message_rate": (0, "-1"),
+    "message_burst": (0, "0"),
+    "rtp_timeout": (0, "0"),
+    "shutdown_grace": (-1, "-0.5"),
+    "allowed_origins": ([1], None),
+    "auth_secret": (123, None),
+    "auth_issuer": (True, None),
+    "backend_url": ("backend.example", "file:///etc/passwd"),
+    "backend_secret": (0, None),
+    "backend_timeout": (0, "0"),
+    "backend_fail_open": ("sometimes", "2"),
+}
+NAMES = [f.name for f in dataclasses.fields(Settings)]
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return repr(value)
+
+
+def _assert_refusal(error: SettingsError, label: str, given: Any) -> None:
+    message = str(error)
+    assert "\n" not in message
+    assert message.startswith(f"{label}: expected "), message
+    assert message.endswith(f", got {given!r}"), message
+
+
+def test_every_setting_declares_the_values_it_allows() -> None:
+    kinds = typing.get_type_hints(Settings, include_extras=True)
+    for name in NAMES:
+        kind = kinds[name]
+        assert kind is bool or typing.get_origin(kind) in (Annotated, Literal), f"{name}: bare {kind}"
+        if typing.get_origin(kind) is Annotated and typing.get_args(kind)[0] in (int, float):
+            metas = [m for m in typing.get_args(kind)[1:] if isinstance(m, msgspec.Meta)]
+            assert any(m.ge is not None or m.gt is not None for m in metas), f"{name}: no lower bound"
+    assert list(setting_ranges()) == NAMES
+    assert all(setting_ranges().values())
+
+
+def test_every_setting_has_a_bad_value_below() -> None:
+    assert sorted(BAD_VALUES) == sorted(NAMES)
+
+
+def test_new_settings_and_their_defaults() -> None:
+    settings = Settings()
+    assert settings.max_snapshots_per_client == 64
+    assert settings.max_keyframe_requests_per_second == 2.0
+    assert settings.picture_cache_bytes == 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_value_in_the_config_file_is_refused_by_name(toml: Any, name: str) -> None:
+    value, _ = BAD_VALUES[name]
+    with pytest.raises(SettingsError) as info:
+        load_settings(toml(f"{name} = {_toml_value(value)}\n"), environ={})
+    _assert_refusal(info.value, name, value)
+
+
+@pytest.mark.parametrize("name", [name for name in NAMES if BAD_VALUES[name][1] is not None])
+def test_bad_value_in_the_environment_is_refused_by_name(name: str) -> None:
+    raw = BAD_VALUES[name][1]
+    variable = ENV_PREFIX + name.upper()
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={variable: raw})  # type: ignore[dict-item]
+    _assert_refusal(info.value, variable, raw)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_override_and_bad_construction_are_refused_by_name(name: str) -> None:
+    value, _ = BAD_VALUES[name]
+    with pytest.raises(SettingsError) as info:
+        load_settings(overrides={name: value}, environ={})
+    _assert_refusal(info.value, name, value)
+    with pytest.raises(SettingsError) as info:
+        Settings(**{name: value})
+    _assert_refusal(info.value, name, value)
+
+
+@pytest.mark.parametrize(
+    "message, kwargs",
+    [
+        ("snapshot_workers: expected >= 1, got 0", {"snapshot_workers": 0}),
+        ("png_compress_level: expected 0..9, got 42", {"png_compress_level": 42}),
+        ("keepalive_timeout: expected > 0 and <= 86400, got -1.0", {"keepalive_timeout": -1.0}),
+        ("log_format: expected one of text, json, got 'xml'", {"log_format": "xml"}),
+        ("port: expected int, got 80.5", {"port": 80.5}),
+        ("port: expected int, got True", {"port": True}),
+    ],
+)
+def test_refusal_wording(message: str, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(overrides=kwargs, environ={})
+    assert str(info.value) == message
+
+
+def test_unknown_override() -> None:
+    with pytest.raises(SettingsError, match=r"^unknown setting 'keep_alive'$"):
+        load_settings(overrides={"keep_alive": 3}, environ={})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"port": 0, "rest_port": 65535, "png_compress_level": 0, "thumbnail_quality": 100},
+        {"png_compress_level": 9, "thumbnail_quality": 1, "picture_cache_bytes": 0, "shutdown_grace": 0},
+        {"max_keyframe_requests_per_second": 100, "thumbnail_interval": 0, "max_frame_age_ms": 0},
+        {"public_ip": "2001:db8::7", "backend_url": "https://auth.example/hooks", "thumbnail_webhook": "http://h/x"},
+        {"ice_addresses": ["192.0.2.1"], "ice_servers": ["stun:stun.example:3478", "turns:t.example?transport=tcp"]},
+    ],
+)
+def test_values_at_the_edges_are_accepted(kwargs: dict[str, Any]) -> None:
+    settings = load_settings(overrides=kwargs, environ={})
+    assert settings == Settings(**kwargs)
+    assert {name: getattr(settings, name) for name in kwargs} == kwargs
+
+
+def test_construction_turns_ints_into_floats() -> None:
+    settings = Settings(keepalive_interval=1)
+    assert settings.keepalive_interval == 1.0 and isinstance(settings.keepalive_interval, float)
+
+
+def test_settings_stay_immutable() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().port = 1  # type: ignore[misc]
+
+
+def test_table_shows_every_setting_with_its_range() -> None:
+    rows = settings_table().splitlines()[2:]
+    assert len(rows) == len(NAMES)
+    assert "| `png_compress_level` | `STREAMSNAP_PNG_COMPRESS_LEVEL` | `1` | 0..9 | " in settings_table()
+    assert "| `snapshot_workers` | `STREAMSNAP_SNAPSHOT_WORKERS` | `2` | >= 1 | " in settings_table()
+
+
+@given(st.ip_addresses())
+def test_every_ip_address_is_a_public_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    assert Settings(public_ip=str(address)).public_ip == str(address)
+    assert Settings(public_ip=address.exploded).public_ip == address.exploded
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEF:.", max_size=45))
+def test_public_ip_accepts_what_ipaddress_accepts(text: str) -> None:
+    try:
+        ipaddress.ip_address(text)
+        valid = True
+    except ValueError:
+        valid = text == ""
+    try:
+        Settings(public_ip=text)
+        accepted = True
+    except SettingsError:
+        accepted = False
+    assert accepted == valid
+
+
+STREAMSNAP = Path(sys.executable).parent / "streamsnap"
+
+
+@pytest.mark.parametrize(
+    "args, env, config, setting",
+    [
+        ([], {"STREAMSNAP_SNAPSHOT_WORKERS": "0"}, None, "STREAMSNAP_SNAPSHOT_WORKERS"),
+        ([], {}, "png_compress_level = 42\n", "png_compress_level"),
+        (["--port", "70000"], {}, None, "port"),
+    ],
+)
+def test_serve_refuses_a_bad_setting_in_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str], config: str | None, setting: str
+) -> None:
+    if config is not None:
+        (tmp_path / "bad.toml").write_text(config)
+        args = [*args, "--config", str(tmp_path / "bad.toml")]
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
+    done = subprocess.run([str(STREAMSNAP), "serve", *args], env=clean | env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"streamsnap: {setting}: expected "), done.stderr

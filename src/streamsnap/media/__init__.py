@@ -1,1 +1,3 @@
-"""Media layer: aiortc ingest, the frame cache and the snapshot engine."""
+"""Media layer: sources (WebRTC), the frame cache, the snapshot engine, image encoding.
+
+The only place that touches aiortc and PyAV."""

@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from streamsnap.media.frames import EncodedFrame, GopCache
 from streamsnap.media.imaging import DecodeError, ImageFormat, ImageSpec, Picture, decode_latest, encode, output_size
-from streamsnap.protocol.constants import Info
+from streamsnap.media.source import Source
+from streamsnap.reasons import SnapshotError, SnapshotFailure
 
 logger = logging.getLogger(__name__)
 
@@ -31,24 +32,28 @@ PNG = ImageSpec()
 "A PNG at the stream's native size: what the WCS protocol answers with."
 
 
-class VideoSource(Protocol):
-    """What the engine needs of a live stream (an `IngestPeer` is one)."""
+class KeyframeBudget:
+    """A token bucket of keyframe requests for one stream: at most `rate` per second, in bursts of `burst`.
 
-    name: str
-    has_video: bool
-    video: GopCache | None
-    media_started: asyncio.Future[None]
-    ended: asyncio.Future[str]
+    However many pictures are asked, the publisher is asked for at most this many keyframes.
+    """
 
-    async def request_keyframe(self) -> bool: ...
+    def __init__(self, rate: float, burst: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self._clock = clock
+        self._tokens = self.burst
+        self._refilled = clock()
 
-
-class SnapshotError(Exception):
-    """No picture could be made; `info` is the WCS info string for the client."""
-
-    def __init__(self, info: str) -> None:
-        super().__init__(info)
-        self.info = info
+    def take(self) -> bool:
+        """Spend one request if the budget allows it now."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,9 @@ class EngineStats:
     encode_seconds: float = 0.0
     "Time spent encoding image files."
     outcomes: dict[str, int] = field(default_factory=dict)
-    "Finished requests by outcome: 'ok', or the failure's info string."
+    "Finished requests by outcome: 'ok', or the failure's reason."
+    keyframe_requests_withheld: int = 0
+    "Keyframe requests not sent because the stream's budget was spent."
     latency_bounds: tuple[float, ...] = LATENCY_BOUNDS
     "Upper bounds (seconds) of the request latency histogram's buckets."
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
@@ -136,23 +143,30 @@ class SnapshotEngine:
         self._keyframe_wait_seconds = 0.1
 
     async def request(
-        self, source: VideoSource, spec: ImageSpec = PNG, *, max_age_ms: float | None = None
+        self, source: Source, spec: ImageSpec = PNG, *, max_age_ms: float | None = None,
+        max_size: tuple[int, int] | None = None, keyframe_budget: KeyframeBudget | None = None,
     ) -> Snapshot:
         """The freshest picture of `source` as `spec` asks; raises `SnapshotError`.
 
-        `max_age_ms` bounds how old a cached frame may be (default: the engine's setting).
+        `max_age_ms` bounds how old a cached frame may be (default: the engine's setting);
+        `max_size` caps the output picture, checked on the decoded picture before encoding;
+        `keyframe_budget` limits the keyframe requests sent to the stream's publisher.
         """
         self.stats.requests += 1
         started = self._clock()
         try:
-            picture = await self._shared(self._pictures, id(source), lambda: self._take(source, max_age_ms))
+            picture = await self._shared(self._pictures, id(source),
+                                         lambda: self._take(source, max_age_ms, keyframe_budget))
+            width, height = output_size(picture.size, spec)
+            if max_size is not None and (width > max_size[0] or height > max_size[1]):
+                raise SnapshotError(SnapshotFailure.TOO_LARGE, f"{width}x{height} is larger than the limit "
+                                    f"{max_size[0]}x{max_size[1]}")
         except SnapshotError as exc:
             self.stats.failures += 1
-            self.stats.finished(exc.info, self._clock() - started)
+            self.stats.finished(exc.reason, self._clock() - started)
             raise
         data = await self._shared(self._encodings, (id(picture), spec), lambda: self._encode(picture, spec))
         self.stats.finished("ok", self._clock() - started)
-        width, height = output_size(picture.size, spec)
         return Snapshot(data, spec.format, width, height, picture.source.arrival)
 
     async def _shared(self, in_flight: dict[Any, asyncio.Task[Any]], key: Any,
@@ -171,41 +185,63 @@ class SnapshotEngine:
         """Stop the worker threads (pending work finishes first)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _take(self, source: VideoSource, max_age_ms: float | None) -> Picture:
+    async def _take(self, source: Source, max_age_ms: float | None, budget: KeyframeBudget | None) -> Picture:
         video = await self._first_frames(source)
         group = video.group()
         max_age = (self.settings.max_frame_age_ms if max_age_ms is None else max_age_ms) / 1000
         if group and self._clock() - group[-1].arrival <= max_age and self._cache_is_cheaper(len(group)):
-            try:
-                return await self._render(video.codec, group)
-            except DecodeError as exc:
-                logger.info("stream %s: cached group not decodable (%s), asking for a keyframe",
-                            source.name, exc)
-                video.clear()
-        return await self._render_next_keyframe(source, video)
+            picture = await self._render_cached(source, video, group)
+            if picture is not None:
+                return picture
+        return await self._render_next_keyframe(source, video, budget, max(max_age, self.settings.max_frame_age_ms
+                                                                           / 1000))
 
-    async def _first_frames(self, source: VideoSource) -> GopCache:
+    async def _render_cached(self, source: Source, video: GopCache, group: list[EncodedFrame]) -> Picture | None:
+        """The picture of the cached group's last frame; None (and the group forgotten) when it does not decode."""
+        try:
+            return await self._render(video.codec, group)
+        except DecodeError as exc:
+            logger.info("stream %s: cached group not decodable (%s)", source.name, exc)
+            video.clear()
+            return None
+
+    async def _first_frames(self, source: Source) -> GopCache:
         """The stream's frame cache, once media flows (a stream may be asked for as it starts)."""
         started_or_ended: list[asyncio.Future[Any]] = [source.media_started, source.ended]
         await asyncio.wait(started_or_ended, timeout=self.settings.keyframe_timeout,
                            return_when=asyncio.FIRST_COMPLETED)
         if source.ended.done():
-            raise SnapshotError(Info.STREAM_NOT_FOUND)
+            raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND, "the stream ended")
         if not source.media_started.done():
-            raise SnapshotError(Info.PUBLISH_NOT_READY)
+            raise SnapshotError(SnapshotFailure.NOT_READY)
         if not source.has_video:
-            raise SnapshotError(Info.NO_VIDEO)
+            raise SnapshotError(SnapshotFailure.NO_VIDEO)
         if source.video is None:
-            raise SnapshotError(Info.PUBLISH_NOT_READY)
+            raise SnapshotError(SnapshotFailure.NOT_READY)
         return source.video
 
-    async def _render_next_keyframe(self, source: VideoSource, video: GopCache) -> Picture:
+    async def _render_next_keyframe(self, source: Source, video: GopCache, budget: KeyframeBudget | None,
+                                    fallback_age: float) -> Picture:
+        """The picture of the next keyframe, asked for by PLI as the budget allows.
+
+        When the budget withholds a request and the cached group is no older than
+        `fallback_age` seconds, that group is the freshest picture there is: it is decoded instead.
+        """
         deadline = self._clock() + self.settings.keyframe_timeout
         while (remaining := deadline - self._clock()) > 0:
             started = self._clock()
-            waiter = video.next_keyframe()
-            if await source.request_keyframe():
-                self.stats.keyframe_requests += 1
+            if budget is not None and not budget.take():
+                self.stats.keyframe_requests_withheld += 1
+                group = video.group()
+                if group and self._clock() - group[-1].arrival <= fallback_age:
+                    picture = await self._render_cached(source, video, group)
+                    if picture is not None:
+                        return picture
+                waiter = video.next_keyframe()
+            else:
+                waiter = video.next_keyframe()  # before the PLI: its keyframe may come back at once
+                if await source.request_keyframe():
+                    self.stats.keyframe_requests += 1
             keyframe_or_end: list[asyncio.Future[Any]] = [waiter, source.ended]
             done, _ = await asyncio.wait(
                 keyframe_or_end, timeout=min(self.settings.pli_interval, remaining),
@@ -213,12 +249,12 @@ class SnapshotEngine:
             )
             if source.ended.done():
                 waiter.cancel()
-                raise SnapshotError(Info.STREAM_NOT_FOUND)
+                raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND, "the stream ended")
             if waiter not in done:
                 waiter.cancel()
                 continue
             if waiter.exception() is not None:
-                raise SnapshotError(Info.STREAM_NOT_FOUND)
+                raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND, "the stream ended")
             self._keyframe_wait_seconds = 0.8 * self._keyframe_wait_seconds + 0.2 * (self._clock() - started)
             group = video.group()
             if not group:
@@ -227,7 +263,7 @@ class SnapshotEngine:
                 return await self._render(video.codec, group)
             except DecodeError as exc:
                 logger.info("stream %s: keyframe not decodable (%s)", source.name, exc)
-        raise SnapshotError(Info.NO_DECODABLE_FRAME)
+        raise SnapshotError(SnapshotFailure.NO_DECODABLE_FRAME)
 
     def _cache_is_cheaper(self, frames: int) -> bool:
         return frames * self._decode_seconds_per_frame <= self._keyframe_wait_seconds

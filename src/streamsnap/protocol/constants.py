@@ -57,6 +57,9 @@ class Info(StrEnum):
     TOO_MANY_SESSIONS = "Too many sessions"
     TOO_MANY_STREAMS = "too many streams on this server"
     TOO_MANY_SNAPSHOTS = "too many snapshots in flight on this server"
+    TOO_MANY_CLIENT_SNAPSHOTS = "too many snapshots in flight from this address"
+    PICTURE_TOO_LARGE = "picture larger than the server's size limit"
+    NODE_UNREACHABLE = "the node holding the stream cannot be reached"
     SHUTTING_DOWN = "Stopped by server shutdown"
 
 

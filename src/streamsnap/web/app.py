@@ -13,7 +13,7 @@ from aiohttp import WSCloseCode, web
 from streamsnap import __version__
 from streamsnap.access import origin_allowed
 from streamsnap.config import Settings
-from streamsnap.media.ingest import announce_addresses
+from streamsnap.media.webrtc import announce_addresses
 from streamsnap.protocol import codec
 from streamsnap.protocol import messages as msg
 from streamsnap.protocol.constants import Info, Message
@@ -40,7 +40,9 @@ async def version(request: web.Request) -> web.Response:
 
 
 async def landing(request: web.Request) -> web.StreamResponse:
-    """GET /: the landing page of the browser client."""
+    """GET /: the landing page of the browser client; a WebSocket upgrade of / is signaling like any path."""
+    if web.WebSocketResponse().can_prepare(request).ok:
+        return await signaling(request)
     index = CLIENT_DIR / "index.html"
     if not index.is_file():
         return json_error(404, "no landing page installed")
@@ -90,7 +92,7 @@ def _connection_refusal(services: Services, remote: str) -> str | None:
 async def _drain(app: web.Application) -> None:
     """On shutdown (listening already stopped): refuse new work, let snapshots finish, end every stream."""
     services = app[SERVICES]
-    services.draining = True
+    services.node.draining = True
     runners = [r for r in services.sessions if isinstance(r, SessionRunner)]
     in_flight = [t for r in runners for t in r.snapshot_tasks]
     if in_flight:
@@ -135,8 +137,7 @@ def _start_thumbnails(services: Services) -> asyncio.Task[None] | None:
             history=settings.thumbnail_history,
             webhook=settings.thumbnail_webhook,
         ),
-        services.registry,
-        services.engine,
+        services.snapshots,
     )
     logger.info("thumbnails every %.1f s in %s", settings.thumbnail_interval, settings.thumbnail_dir)
     return asyncio.ensure_future(thumbnailer.run())

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from streamsnap.streams import PublishedStream
+from streamsnap.media.source import SourceStats
+from streamsnap.streams import SourceKind, StreamRecord
 
 
 class StreamInfo(msgspec.Struct, frozen=True):
@@ -59,48 +60,49 @@ def node_name(configured: str) -> str:
     return configured or socket.gethostname()
 
 
-def status_of(stream: PublishedStream) -> str:
-    """PUBLISHING once media flows, else PENDING."""
-    return "PUBLISHING" if stream.peer.media_started.done() and not stream.peer.ended.done() else "PENDING"
+MEDIA_PROVIDERS = {SourceKind.WEBRTC: "WebRTC", SourceKind.RTSP: "RTSP", SourceKind.RTMP: "RTMP",
+                   SourceKind.WHIP: "WHIP"}
+"WCS's `mediaProvider` of each kind of source."
 
 
-def describe(stream: PublishedStream, node: str) -> StreamInfo:
-    """`stream` as `GET /streams` lists it."""
-    video = stream.peer.video
-    size = video.size if video is not None else None
-    fps = video.fps if video is not None else None
+def describe(record: StreamRecord, stats: SourceStats | None) -> StreamInfo:
+    """A stream as `GET /streams` lists it: its record, with live statistics where this node holds its media."""
+    codec = stats.codec if stats is not None and stats.codec else record.codec
+    width = stats.width if stats is not None and stats.width else record.width
+    height = stats.height if stats is not None and stats.height else record.height
+    fps = stats.fps if stats is not None else None
     return StreamInfo(
-        name=stream.name,
-        codec=video.codec if video is not None else None,
-        width=size[0] if size else None,
-        height=size[1] if size else None,
+        name=record.name,
+        codec=codec,
+        width=width,
+        height=height,
         fps=round(fps, 2) if fps is not None else None,
-        frames_received=video.frames_received if video is not None else 0,
-        since=datetime.fromtimestamp(stream.since, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        node=node,
-        status=status_of(stream),
+        frames_received=stats.frames_received if stats is not None else 0,
+        since=datetime.fromtimestamp(record.started_at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        node=record.node,
+        status=record.state.value,
     )
 
 
-def describe_wcs(stream: PublishedStream, node: str) -> WcsStream:
-    """`stream` as WCS's REST answers describe streams."""
-    info = describe(stream, node)
+def describe_wcs(record: StreamRecord, stats: SourceStats | None) -> WcsStream:
+    """A stream as WCS's REST answers describe streams."""
+    info = describe(record, stats)
     return WcsStream(
         app_key="defaultApp",
-        session_id=stream.session_id,
-        media_session_id=stream.stream_id,
-        name=stream.name,
+        session_id=record.owner_session or "",
+        media_session_id=record.media_session_id,
+        name=record.name,
         published=True,
-        has_video=stream.peer.has_video,
-        has_audio=stream.has_audio,
+        has_video=record.has_video or info.codec is not None,
+        has_audio=record.has_audio,
         status=info.status,
         video_codec=info.codec,
         width=info.width or 0,
         height=info.height or 0,
         fps=info.fps or 0.0,
         record=False,
-        create_date=int(stream.since * 1000),
+        create_date=int(record.started_at * 1000),
         media_type="publish",
-        media_provider="WebRTC",
-        node_id=node,
+        media_provider=MEDIA_PROVIDERS[record.kind],
+        node_id=record.node,
     )

@@ -17,6 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from streamsnap.access import AccessDenied, Grant, NotAuthenticated, Right
+from streamsnap.protocol.constants import Info
+from streamsnap.service.snapshots import Requester
 from streamsnap.web.errors import json_error
 from streamsnap.web.services import SERVICES
 
@@ -35,20 +37,27 @@ def request_grant(request: web.Request) -> Grant:
     return tokens.bearer(header)
 
 
+def _hook_fields(request: web.Request) -> dict[str, Any]:
+    return {"sessionId": None, "clientAddress": request.remote, "origin": request.headers.get("Origin"),
+            "custom": {}, "source": "http"}
+
+
 async def authorize(request: web.Request, grant: Grant, right: Right, stream: str) -> None:
     """Check `right` on `stream` for this request (token, then the backend); raises `AccessDenied`."""
-    fields: dict[str, Any] = {"sessionId": None, "clientAddress": request.remote,
-                              "origin": request.headers.get("Origin"), "custom": {},
-                              "name": stream, "source": "http"}
-    await request.app[SERVICES].access.allow(grant, right, stream, fields)
+    await request.app[SERVICES].access.allow(grant, right, stream, {**_hook_fields(request), "name": stream})
+
+
+def http_requester(request: web.Request, grant: Grant) -> Requester:
+    """Who asks, for the snapshot service: the token's grant and the client's address."""
+    return Requester(grant, request.remote or "unknown", _hook_fields(request))
 
 
 def refused(request: web.Request, exc: AccessDenied) -> web.Response:
     """The answer to a refused request: 401 without a valid token, else 403."""
     logger.info("%s %s from %s refused: %s", request.method, request.path, request.remote, exc.detail)
     if isinstance(exc, NotAuthenticated):
-        return json_error(401, exc.info, headers={"WWW-Authenticate": 'Bearer realm="streamsnap"'})
-    return json_error(403, exc.info)
+        return json_error(401, Info.RESTRICTED_ACCESS, headers={"WWW-Authenticate": 'Bearer realm="streamsnap"'})
+    return json_error(403, Info.RESTRICTED_ACCESS)
 
 
 @web.middleware

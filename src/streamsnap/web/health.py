@@ -17,8 +17,8 @@ async def readyz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     if not services.ready:
         return web.json_response({"status": "not ready"}, status=503, headers={"Cache-Control": "no-store"})
-    streams = await services.registry.all()
-    return web.json_response({"status": "ready", "sessions": len(services.sessions), "streams": len(streams)},
+    streams = await services.registry.count()
+    return web.json_response({"status": "ready", "sessions": len(services.sessions), "streams": streams},
                              headers={"Cache-Control": "no-store"})
 
 

@@ -8,20 +8,17 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from streamsnap.access import Right
 from streamsnap.config import Settings
-from streamsnap.media.imaging import ImageFormat, ImageSpec, output_size
-from streamsnap.media.snapshot import SnapshotError
-from streamsnap.protocol.constants import Info
+from streamsnap.media.imaging import ImageFormat, ImageSpec
+from streamsnap.reasons import SnapshotError
 from streamsnap.web.catalog import describe
-from streamsnap.web.errors import json_error
-from streamsnap.web.guard import authorize, request_grant
+from streamsnap.web.errors import json_error, snapshot_error
+from streamsnap.web.guard import http_requester, request_grant
 from streamsnap.web.services import SERVICES
 
 logger = logging.getLogger(__name__)
 
 EXTENSIONS = {"png": ImageFormat.PNG, "jpg": ImageFormat.JPEG, "webp": ImageFormat.WEBP}
-RETRY_AFTER_SECONDS = 1
 MAX_AGE_LIMIT_MS = 3_600_000.0
 
 
@@ -58,16 +55,6 @@ def parse_query(query: dict[str, str], settings: Settings) -> ImageQuery:
     return parsed
 
 
-def _error_for(info: str) -> web.Response:
-    if info == Info.PUBLISH_NOT_READY:
-        return json_error(503, info, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-    if info == Info.NO_DECODABLE_FRAME:
-        return json_error(504, info)
-    if info in (Info.STREAM_NOT_FOUND, Info.NO_VIDEO):
-        return json_error(404, info)
-    return json_error(500, info)
-
-
 async def stream_image(request: web.Request) -> web.Response:
     """GET /streams/{name}/snapshot.{png,jpg,webp}: the stream's picture now, as that file."""
     services = request.app[SERVICES]
@@ -78,34 +65,22 @@ async def stream_image(request: web.Request) -> web.Response:
         query = parse_query(dict(request.query), services.settings)
     except BadParameter as exc:
         return json_error(400, str(exc), field=exc.field)
-    await authorize(request, grant, Right.SNAPSHOT, name)
-    stream = await services.registry.lookup(name)
-    if stream is None:
-        return json_error(404, Info.STREAM_NOT_FOUND)
     spec = ImageSpec(format=image_format, width=query.width, height=query.height,
                      quality=None if image_format is ImageFormat.PNG else query.quality)
-    video = stream.peer.video
-    if video is not None and video.size is not None:  # a side computed from the aspect must fit too
-        width, height = output_size(video.size, spec)
-        if width > services.settings.image_max_width or height > services.settings.image_max_height:
-            return json_error(400, f"{width}x{height} is larger than the limit "
-                              f"{services.settings.image_max_width}x{services.settings.image_max_height}",
-                              field="width" if query.width else "height")
     max_age = services.settings.max_frame_age_ms if query.max_age_ms is None else query.max_age_ms
     try:
-        picture = await services.engine.request(stream.peer, spec, max_age_ms=max_age)
+        picture = await services.snapshots.take(name, http_requester(request, grant), spec, max_age_ms=max_age)
     except SnapshotError as exc:
-        logger.info("image of %s failed: %s", name, exc.info, extra={"stream": name})
-        return _error_for(exc.info)
-    age_ms = max(0.0, (services.clock() - picture.frame_arrival) * 1000)
+        return snapshot_error(exc)
+    snapshot = picture.snapshot
     return web.Response(
-        body=picture.data,
+        body=snapshot.data,
         content_type=image_format.content_type,
         headers={
             "Cache-Control": "no-store",
-            "X-Frame-Age-Ms": f"{age_ms:.1f}",
-            "X-Image-Width": str(picture.width),
-            "X-Image-Height": str(picture.height),
+            "X-Frame-Age-Ms": f"{picture.age_ms:.1f}",
+            "X-Image-Width": str(snapshot.width),
+            "X-Image-Height": str(snapshot.height),
         },
     )
 
@@ -114,8 +89,9 @@ async def list_streams(request: web.Request) -> web.Response:
     """GET /streams: every live stream (name, codec, size, fps, since, node) as a JSON list."""
     services = request.app[SERVICES]
     grant = request_grant(request)
-    streams = [stream for stream in await services.registry.all() if grant.sees(stream.name)]
-    body = msgspec.json.encode([describe(stream, services.node) for stream in streams])
+    streams = [record for record in await services.registry.all() if grant.sees(record.name)]
+    body = msgspec.json.encode([describe(record, services.sources.stats(record.name, record.lease))
+                                for record in streams])
     return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 

@@ -14,14 +14,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from streamsnap import __version__
-from streamsnap.streams import PublishedStream
+from streamsnap.streams import StreamRecord
 from streamsnap.web.services import SERVICES, Services
 
 
 class ServerCollector(Collector):
     """The server's state at one scrape."""
 
-    def __init__(self, services: Services, streams: Sequence[PublishedStream]) -> None:
+    def __init__(self, services: Services, streams: Sequence[StreamRecord]) -> None:
         self.services = services
         self.streams = streams
 
@@ -29,7 +29,7 @@ class ServerCollector(Collector):
         stats = self.services.engine.stats
         info = GaugeMetricFamily("streamsnap_info", "Version and node name of this server.",
                                  labels=["version", "node"])
-        info.add_metric([__version__, self.services.node], 1)
+        info.add_metric([__version__, self.services.node.name], 1)
         yield info
         yield GaugeMetricFamily("streamsnap_sessions", "Open WebSocket sessions.", value=len(self.services.sessions))
         yield GaugeMetricFamily("streamsnap_streams", "Live published streams.", value=len(self.streams))
@@ -62,16 +62,31 @@ class ServerCollector(Collector):
                                   "Requests served by a picture already being made.", value=stats.coalesced)
         yield CounterMetricFamily("streamsnap_plis_sent", "Keyframe requests (RTCP PLI) sent to publishers.",
                                   value=stats.keyframe_requests)
+        yield CounterMetricFamily("streamsnap_plis_withheld", "Keyframe requests not sent: the stream's "
+                                  "budget (max_keyframe_requests_per_second) was spent.",
+                                  value=stats.keyframe_requests_withheld)
+        snapshots_service = self.services.snapshots
+        yield GaugeMetricFamily("streamsnap_snapshots_in_flight", "Snapshot requests being served.",
+                                value=snapshots_service.in_flight)
+        refused = CounterMetricFamily("streamsnap_snapshots_refused", "Snapshot requests refused before any "
+                                      "work (limits, shutdown), by reason.", labels=["reason"])
+        for reason, count in sorted(snapshots_service.refused.items()):
+            refused.add_metric([reason], count)
+        yield refused
+        yield CounterMetricFamily("streamsnap_pictures_reused", "Requests answered with a picture made for an "
+                                  "earlier one (younger than their max_age_ms).", value=snapshots_service.pictures.hits)
 
         frames = CounterMetricFamily("streamsnap_stream_frames_received",
                                      "Encoded video frames received, per live stream.", labels=["stream"])
         fps = GaugeMetricFamily("streamsnap_stream_fps", "Average frames per second, per live stream.",
                                 labels=["stream"])
-        for stream in self.streams:
-            video = stream.peer.video
-            frames.add_metric([stream.name], video.frames_received if video is not None else 0)
-            if video is not None and video.fps is not None:
-                fps.add_metric([stream.name], video.fps)
+        for record in self.streams:
+            source_stats = self.services.sources.stats(record.name, record.lease)
+            if source_stats is None:  # held by another node
+                continue
+            frames.add_metric([record.name], source_stats.frames_received)
+            if source_stats.fps is not None:
+                fps.add_metric([record.name], source_stats.fps)
         yield frames
         yield fps
 

@@ -10,18 +10,22 @@ from aiohttp import web
 from streamsnap import __version__
 from streamsnap.config import Settings
 from streamsnap.web.catalog import StreamInfo, WcsStream
+from streamsnap.web.errors import RETRY_AFTER_SECONDS, RETRY_LATER, SNAPSHOT_STATUS
 from streamsnap.web.guard import TOKEN_PARAMETER
-from streamsnap.web.images import EXTENSIONS, MAX_AGE_LIMIT_MS, RETRY_AFTER_SECONDS
+from streamsnap.web.images import EXTENSIONS, MAX_AGE_LIMIT_MS
 from streamsnap.web.rest import SnapshotAnswer, SnapshotBody, StreamFilter
 from streamsnap.web.services import SERVICES
+from streamsnap.web.wcs import SNAPSHOT_INFO
 
 
 class ErrorBody(msgspec.Struct, frozen=True):
-    """Every error answer: `{"error", "status"}`, plus `field` when one parameter or body field is at fault."""
+    """Every error answer: `{"error", "status"}`, plus `field` when one parameter or body field is at fault,
+    and `reason` (a snapshot failure's name) when no picture was made."""
 
     error: str
     status: int
     field: str | None = None
+    reason: str | None = None
 
 
 def _schema_components() -> dict[str, Any]:
@@ -45,6 +49,20 @@ def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | No
 
 def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     return _json(_ref("ErrorBody"), description, headers)
+
+
+def _snapshot_failures() -> dict[str, Any]:
+    """The answers of a picture that was not made, from the one table every HTTP picture answers with."""
+    by_status: dict[int, list[str]] = {}
+    for reason, status in SNAPSHOT_STATUS.items():
+        by_status.setdefault(status, []).append(f"`{reason.value}` ({SNAPSHOT_INFO[reason]})")
+    answers: dict[str, Any] = {}
+    for status, reasons in sorted(by_status.items()):
+        retry = any(reason in RETRY_LATER for reason in SNAPSHOT_STATUS if SNAPSHOT_STATUS[reason] == status)
+        headers = {"Retry-After": {"schema": {"type": "string"},
+                                   "description": f"Seconds to wait ({RETRY_AFTER_SECONDS})."}} if retry else None
+        answers[str(status)] = _error("No picture: " + "; ".join(reasons) + ".", headers)
+    return answers
 
 
 def _body(name: str, required: bool = True) -> dict[str, Any]:
@@ -98,13 +116,9 @@ def _image_operation(ext: str, settings: Settings) -> dict[str, Any]:
                     },
                     "content": {content_type: {"schema": {"type": "string", "format": "binary"}}},
                 },
-                "400": _error("A query parameter is malformed or out of range (`field` names it)."),
-                "404": _error("No live stream of that name, or it has no video."),
-                "500": _error("The picture could not be made."),
-                "503": _error("The stream has no picture yet.", {
-                    "Retry-After": {"schema": {"type": "string"},
-                                    "description": f"Seconds to wait ({RETRY_AFTER_SECONDS})."}}),
-                "504": _error("No decodable frame within the keyframe timeout."),
+                **_snapshot_failures(),
+                "400": _error("A query parameter is malformed or out of range (`field` names it), or the "
+                              "picture would be larger than the size cap (`reason` too_large)."),
             },
         }, refusal="The token has no snapshot right on this stream, or the backend refused."),
     }
@@ -159,9 +173,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "operationId": "snapshot", "summary": "A PNG of the stream now, base64 (WCS)", "tags": ["wcs"],
             "requestBody": _body("SnapshotBody"),
             "responses": {"200": _json(_ref("SnapshotAnswer"), "The picture."),
-                          "400": _error("Malformed body (`field` names the culprit)."),
-                          "404": _error("No live stream of that name."),
-                          "500": _error("The picture could not be taken (the error says why).")}},
+                          **_snapshot_failures(),
+                          "400": _error("Malformed body (`field` names the culprit), or the picture would be "
+                                        "larger than the size cap (`reason` too_large).")}},
             refusal="The token has no snapshot right on this stream, or the backend refused.")},
         "/rest-api/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "tags": ["site"],

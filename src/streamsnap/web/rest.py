@@ -16,12 +16,12 @@ import msgspec
 from aiohttp import web
 
 from streamsnap.access import Grant, Right
-from streamsnap.media.snapshot import SnapshotError
 from streamsnap.protocol.constants import Info
-from streamsnap.streams import PublishedStream
-from streamsnap.web.catalog import describe_wcs, status_of
-from streamsnap.web.errors import json_error
-from streamsnap.web.guard import authorize, request_grant
+from streamsnap.reasons import SnapshotError
+from streamsnap.streams import StreamRecord
+from streamsnap.web.catalog import describe_wcs
+from streamsnap.web.errors import json_error, snapshot_error
+from streamsnap.web.guard import authorize, http_requester, request_grant
 from streamsnap.web.services import SERVICES, Services
 
 logger = logging.getLogger(__name__)
@@ -49,15 +49,15 @@ class StreamFilter(msgspec.Struct, frozen=True, rename="camel"):
     display: list[str] | None = None
     "Accepted for compatibility (WCS adds e.g. metrics); streamsnap adds nothing."
 
-    def matches(self, stream: PublishedStream) -> bool:
-        """Whether `stream` passes every field given."""
+    def matches(self, record: StreamRecord) -> bool:
+        """Whether `record` passes every field given."""
         return (
-            (self.name is None or stream.name == self.name)
-            and (self.media_session_id is None or stream.stream_id == self.media_session_id)
-            and (self.media_session_ids is None or stream.stream_id in self.media_session_ids)
-            and (self.session_id is None or stream.session_id == self.session_id)
+            (self.name is None or record.name == self.name)
+            and (self.media_session_id is None or record.media_session_id == self.media_session_id)
+            and (self.media_session_ids is None or record.media_session_id in self.media_session_ids)
+            and (self.session_id is None or record.owner_session == self.session_id)
             and (self.published is None or self.published)  # every stream here is a published one
-            and (self.status is None or status_of(stream) == self.status)
+            and (self.status is None or record.state == self.status)
         )
 
 
@@ -110,9 +110,9 @@ def _json(value: object, status: int = 200) -> web.Response:
     return web.Response(body=msgspec.json.encode(value), status=status, content_type="application/json")
 
 
-async def _matching(services: Services, grant: Grant, wanted: StreamFilter) -> list[PublishedStream]:
+async def _matching(services: Services, grant: Grant, wanted: StreamFilter) -> list[StreamRecord]:
     """The live streams the grant may see that match `wanted` (streams it may not see do not exist for it)."""
-    return [stream for stream in await services.registry.all() if grant.sees(stream.name) and wanted.matches(stream)]
+    return [record for record in await services.registry.all() if grant.sees(record.name) and wanted.matches(record)]
 
 
 async def _found(request: web.Request, grant: Grant, wanted: StreamFilter) -> web.Response:
@@ -121,7 +121,7 @@ async def _found(request: web.Request, grant: Grant, wanted: StreamFilter) -> we
     streams = await _matching(services, grant, wanted)
     if not streams:
         return json_error(404, Info.STREAM_NOT_FOUND)
-    return _json([describe_wcs(stream, services.node) for stream in streams])
+    return _json([describe_wcs(record, services.sources.stats(record.name, record.lease)) for record in streams])
 
 
 async def find_all(request: web.Request) -> web.Response:
@@ -152,35 +152,32 @@ async def terminate(request: web.Request) -> web.Response:
         wanted = await read_body(request, StreamFilter, empty_ok=True)
     except BadBody as exc:
         return _bad(exc)
-    streams = [stream for stream in await _matching(services, grant, wanted) if stream.terminate is not None]
-    if not streams:
+    records = await _matching(services, grant, wanted)
+    if not records:
         return json_error(404, Info.STREAM_NOT_FOUND)
-    for stream in streams:  # every check before any stream is ended
-        await authorize(request, grant, Right.MANAGE, stream.name)
-    for stream in streams:
-        logger.info("stream %s terminated by REST", stream.name, extra={"stream": stream.name})
-    await asyncio.gather(*(stream.terminate(Info.STOPPED_BY_REST) for stream in streams if stream.terminate))
+    for record in records:  # every check before any stream is ended
+        await authorize(request, grant, Right.MANAGE, record.name)
+    for record in records:
+        logger.info("stream %s terminated by REST", record.name, extra={"stream": record.name})
+    ended = await asyncio.gather(*(services.publishing.terminate(record) for record in records))
+    if not any(ended):
+        return json_error(404, Info.STREAM_NOT_FOUND)
     return web.Response(status=200)
 
 
 async def snapshot(request: web.Request) -> web.Response:
-    """POST /rest-api/stream/snapshot {streamName}: 200 {data: base64 PNG}; 404 unknown; 500 when it failed."""
+    """POST /rest-api/stream/snapshot {streamName}: 200 {data: base64 PNG}; else the status of the failure's reason."""
     services = request.app[SERVICES]
     grant = request_grant(request)
     try:
         body = await read_body(request, SnapshotBody, empty_ok=False)
     except BadBody as exc:
         return _bad(exc)
-    await authorize(request, grant, Right.SNAPSHOT, body.stream_name)
-    stream = await services.registry.lookup(body.stream_name)
-    if stream is None:
-        return json_error(404, Info.STREAM_NOT_FOUND)
     try:
-        picture = await services.engine.request(stream.peer)
+        picture = await services.snapshots.take(body.stream_name, http_requester(request, grant))
     except SnapshotError as exc:
-        status = 404 if exc.info == Info.STREAM_NOT_FOUND else 500
-        return json_error(status, exc.info)
-    return _json(SnapshotAnswer(base64.b64encode(picture.data).decode()))
+        return snapshot_error(exc)
+    return _json(SnapshotAnswer(base64.b64encode(picture.snapshot.data).decode()))
 
 
 def add_rest_routes(app: web.Application) -> None:

@@ -1,4 +1,4 @@
-"""What every request handler shares: settings, the stream registry, the snapshot engine."""
+"""What every request handler shares: settings, the registry, the node's sources and the two services."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from aiohttp import web
 from streamsnap import __version__
 from streamsnap.access import AccessControl, BackendHooks, HookSettings, TokenPolicy
 from streamsnap.config import Settings
-from streamsnap.media.ingest import IngestSettings
 from streamsnap.media.snapshot import EngineSettings, SnapshotEngine
+from streamsnap.media.source import LocalSources
+from streamsnap.media.webrtc import IngestSettings
 from streamsnap.protocol.session import SessionConfig
+from streamsnap.service.node import NodeState
+from streamsnap.service.publishing import PublishingService, PublishLimits
+from streamsnap.service.snapshots import SnapshotLimits, SnapshotService
 from streamsnap.streams import LocalStreamRegistry, StreamRegistry
 from streamsnap.web.catalog import node_name
 
@@ -24,26 +28,33 @@ class Services:
 
     settings: Settings
     registry: StreamRegistry
+    sources: LocalSources
+    "The media of the streams this node holds."
     engine: SnapshotEngine
-    ingest: IngestSettings
+    snapshots: SnapshotService
+    "Every picture goes through it."
+    publishing: PublishingService
+    "Every published stream runs in it."
     session_config: SessionConfig
-    access: AccessControl = field(default_factory=lambda: AccessControl(TokenPolicy(""), BackendHooks(HookSettings())))
-    "Tokens, Origin allow-list and backend hooks (all off by default)."
+    access: AccessControl
+    node: NodeState
     clock: Callable[[], float] = time.monotonic
     sessions: set[object] = field(default_factory=set)
     "Live session runners (for shutdown)."
-    node: str = ""
-    "Name of this server in stream listings."
     ready: bool = False
     "True once the server has started, until it begins to shut down (`/readyz`)."
-    draining: bool = False
-    "Set when the server stops: new publishes and snapshots are refused."
-    snapshots_in_flight: int = 0
-    "Snapshot requests being served, over every session."
+
+    @property
+    def draining(self) -> bool:
+        """Whether the server is stopping (new publishes and pictures are refused)."""
+        return self.node.draining
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Services:
-        """Build every part from `settings`."""
+    def from_settings(cls, settings: Settings, registry: StreamRegistry | None = None) -> Services:
+        """Build every part from `settings` (on `registry`, or a local one)."""
+        registry = registry if registry is not None else LocalStreamRegistry()
+        node = NodeState(node_name(settings.node_name))
+        sources = LocalSources()
         engine = SnapshotEngine(
             EngineSettings(
                 max_frame_age_ms=settings.max_frame_age_ms,
@@ -77,8 +88,23 @@ class Services:
                                       settings.backend_fail_open)),
             tuple(settings.allowed_origins),
         )
-        return cls(settings, LocalStreamRegistry(), engine, ingest, session_config, access,
-                   node=node_name(settings.node_name))
+        snapshots = SnapshotService(
+            SnapshotLimits(
+                max_in_flight=settings.max_snapshots_in_flight,
+                max_per_client=settings.max_snapshots_per_client,
+                max_width=settings.image_max_width,
+                max_height=settings.image_max_height,
+                keyframe_requests_per_second=settings.max_keyframe_requests_per_second,
+                picture_cache_bytes=settings.picture_cache_bytes,
+            ),
+            registry, sources, engine, access, node,
+        )
+        publishing = PublishingService(
+            PublishLimits(max_streams=settings.max_streams, connect_timeout=settings.connect_timeout,
+                          rtp_timeout=settings.rtp_timeout, public_ip=settings.public_ip),
+            ingest, registry, sources, access, node,
+        )
+        return cls(settings, registry, sources, engine, snapshots, publishing, session_config, access, node)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -58,7 +58,7 @@ def self_signed_certificate(names: list[str], addresses: list[str]) -> Certifica
 
 def local_certificate() -> Certificate:
     """A self-signed certificate for this machine: localhost, its host name and every IPv4 address."""
-    from streamsnap.media.ingest import local_ipv4_addresses
+    from streamsnap.media.webrtc import local_ipv4_addresses
 
     names = list(dict.fromkeys(["localhost", socket.gethostname()]))
     return self_signed_certificate(names, list(dict.fromkeys(["127.0.0.1", *local_ipv4_addresses()])))

@@ -12,11 +12,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from streamsnap.access import OPEN_GRANT, AccessDenied, Grant, Right
+from streamsnap.access import OPEN_GRANT, AccessDenied, Grant
 from streamsnap.logs import ContextAdapter
-from streamsnap.media.candidates import announce_public_address
-from streamsnap.media.ingest import IngestError, IngestPeer
-from streamsnap.media.snapshot import SnapshotError
 from streamsnap.protocol import codec
 from streamsnap.protocol import messages as msg
 from streamsnap.protocol.codec import ProtocolError
@@ -31,8 +28,11 @@ from streamsnap.protocol.session import (
     StopPublish,
     TakeSnapshot,
 )
-from streamsnap.streams import PublishedStream
+from streamsnap.reasons import SnapshotError, StreamEnd
+from streamsnap.service.publishing import PublishRequest
+from streamsnap.service.snapshots import Requester
 from streamsnap.web.services import Services
+from streamsnap.web.wcs import SNAPSHOT_INFO, STREAM_END_INFO, UNPUBLISHED_ENDS
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class SessionRunner:
             config=services.session_config,
         )
         self.log = ContextAdapter(logger, {"session": self.session.session_id})
-        self._streams: dict[str, PublishedStream] = {}
+        self._publishes: dict[str, asyncio.Task[None]] = {}
+        "Publish tasks by stream id (each runs one stream in the publishing service)."
         self._tasks: set[asyncio.Task[None]] = set()
         self.snapshot_tasks: set[asyncio.Task[None]] = set()
         "Snapshot requests being served (a stopping server lets them finish)."
@@ -97,7 +98,7 @@ class SessionRunner:
                     await self._authorize_connect(message)
                 except AccessDenied as exc:
                     self.log.info("session %s refused: %s", self.session.session_id, exc.detail)
-                    return self.session.refuse_connection(exc.info)
+                    return self.session.refuse_connection(Info.RESTRICTED_ACCESS)
             return self.session.receive(message, now)
         except Exception:  # a bug must cost one answer, not the server or a traceback on the wire
             self.log.exception("session %s: error handling %s", self.session.session_id, type(message).__name__)
@@ -128,7 +129,7 @@ class SessionRunner:
             if isinstance(action, Send):
                 await self._send(action)
             elif isinstance(action, StartPublish):
-                self._spawn(self._publish(action))
+                self._publishes[action.stream_id] = self._spawn(self._publish(action))
             elif isinstance(action, StopPublish):
                 await self._stop_publish(action)
             elif isinstance(action, TakeSnapshot):
@@ -162,130 +163,56 @@ class SessionRunner:
             await self.execute(self.session.tick(self.services.clock()))
 
     async def _publish(self, action: StartPublish) -> None:
-        sid = action.stream_id
-        refusal = await self._publish_refusal(action)
-        if refusal is not None:
-            self.log.info("publish %s refused: %s", action.name, refusal)
-            await self.execute(self.session.publish_failed(sid, refusal))
-            return
-        peer = IngestPeer(action.name, self.services.ingest, clock=self.services.clock)
-        stream = PublishedStream(action.name, self.session.session_id, sid, peer, has_audio=action.has_audio,
-                                 terminate=lambda info: self.terminate(sid, info))
-        if not await self.services.registry.claim(stream):
-            self.log.info("publish %s refused: name in use", action.name, extra={"stream": action.name})
-            await peer.close()
-            await self.execute(self.session.publish_failed(sid, Info.NAME_IN_USE))
-            return
-        self._streams[sid] = stream
-        try:
-            answer = await peer.answer(action.sdp)
-        except IngestError as exc:
-            self.log.info("publish %s refused: %s", action.name, exc, extra={"stream": action.name})
-            await self.execute(self.session.publish_failed(sid, exc.info))
-            return
-        except Exception:  # an offer that breaks aiortc in a new way must still get an answer
-            self.log.exception("publish %s: offer could not be answered", action.name)
-            await self.execute(self.session.publish_failed(sid, Info.FAILED_BY_ERROR))
-            return
-        answer = announce_public_address(answer, self.services.settings.public_ip)
-        await self.execute(self.session.publish_answered(sid, answer))
-        started_or_ended: list[asyncio.Future[Any]] = [peer.media_started, peer.ended]
-        done, _ = await asyncio.wait(
-            started_or_ended,
-            timeout=self.services.ingest.connect_timeout,
-            return_when=asyncio.FIRST_COMPLETED,
+        request = PublishRequest(
+            name=action.name, media_session_id=action.stream_id, sdp=action.sdp, grant=self.grant,
+            owner_session=self.session.session_id, has_audio=action.has_audio,
+            hook_fields=self._hook_fields(),
         )
-        if peer.media_started in done:
-            self.log.info("stream %s publishing", action.name, extra={"stream": action.name})
-            await self.execute(self.session.publish_started(sid))
-        else:
-            info = peer.ended.result() if peer.ended.done() else Info.ICE_TIMEOUT
-            self.log.info("stream %s failed to start: %s", action.name, info, extra={"stream": action.name})
-            await self.execute(self.session.publish_failed(sid, info))
-            return
-        info = await self._watch_media(peer)
-        self.log.info("stream %s ended: %s", action.name, info)
-        await self.execute(self.session.publish_failed(sid, info))
-
-    async def terminate(self, stream_id: str, info: str) -> None:
-        """End stream `stream_id` from outside this session (REST terminate): its publisher gets UNPUBLISHED."""
-        await self.execute(self.session.publish_terminated(stream_id, info))
-
-    async def _publish_refusal(self, action: StartPublish) -> str | None:
-        """Why `action` may not go ahead (shutdown, server limit, access), or None."""
-        if self.services.draining:
-            return Info.SHUTTING_DOWN
-        if len(await self.services.registry.all()) >= self.services.settings.max_streams:
-            return f"{Info.FAILED_BY_ERROR}: {Info.TOO_MANY_STREAMS}"
-        try:
-            await self.services.access.allow(self.grant, Right.PUBLISH, action.name,
-                                             self._hook_fields(name=action.name, mediaSessionId=action.stream_id))
-        except AccessDenied as exc:
-            self.log.info("publish %s: %s", action.name, exc.detail)
-            return exc.info
-        return None
-
-    async def _watch_media(self, peer: IngestPeer) -> str:
-        """Wait for the stream to end; a video stream that sends nothing for `rtp_timeout` is ended here."""
-        limit = self.services.settings.rtp_timeout
-        while True:
-            try:
-                return await asyncio.wait_for(asyncio.shield(peer.ended), timeout=min(1.0, limit / 4))
-            except TimeoutError:
-                pass
-            video = peer.video
-            if peer.has_video and video is not None and video.last_arrival is not None:
-                silent = self.services.clock() - video.last_arrival
-                if silent > limit:
-                    return Info.RTP_ACTIVITY
+        await self.services.publishing.publish(request, _SessionPublisher(self, action.stream_id))
 
     async def _stop_publish(self, action: StopPublish) -> None:
-        stream = self._streams.pop(action.stream_id, None)
-        if stream is None:
+        """The session is done with the stream: stop its publish task (which releases it) unless it is ending."""
+        task = self._publishes.pop(action.stream_id, None)
+        if task is None or task is asyncio.current_task() or task.done():
             return
-        self.log.info("stream %s stopped: %s", stream.name, action.info, extra={"stream": stream.name})
-        await self.services.registry.release(stream)
-        await stream.peer.close()
+        self.log.info("stream %s stopped: %s", action.name, action.info, extra={"stream": action.name})
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def _snapshot(self, action: TakeSnapshot) -> None:
-        services = self.services
-        if services.draining:
-            await self.execute(self.session.snapshot_failed(action.request_id, action.name, Info.SHUTTING_DOWN))
-            return
-        if services.snapshots_in_flight >= services.settings.max_snapshots_in_flight:
-            info = f"{Info.FAILED_BY_ERROR}: {Info.TOO_MANY_SNAPSHOTS}"
-            await self.execute(self.session.snapshot_failed(action.request_id, action.name, info))
-            return
-        services.snapshots_in_flight += 1
+        requester = Requester(self.grant, self.remote, self._hook_fields(mediaSessionId=action.request_id))
         try:
-            await self._serve_snapshot(action)
-        finally:
-            services.snapshots_in_flight -= 1
-
-    async def _serve_snapshot(self, action: TakeSnapshot) -> None:
-        try:
-            await self.services.access.allow(self.grant, Right.SNAPSHOT, action.name,
-                                             self._hook_fields(name=action.name, mediaSessionId=action.request_id))
-        except AccessDenied as exc:
-            self.log.info("snapshot of %s refused: %s", action.name, exc.detail)
-            await self.execute(self.session.snapshot_failed(action.request_id, action.name, exc.info))
-            return
-        stream = await self.services.registry.lookup(action.name)
-        if stream is None:
-            await self.execute(self.session.snapshot_failed(action.request_id, action.name, Info.STREAM_NOT_FOUND))
-            return
-        try:
-            snap = await self.services.engine.request(stream.peer)
+            picture = await self.services.snapshots.take(action.name, requester)
         except SnapshotError as exc:
-            self.log.info("snapshot of %s failed: %s", action.name, exc.info, extra={"stream": action.name})
-            await self.execute(self.session.snapshot_failed(action.request_id, action.name, exc.info))
-            return
-        age_ms = (self.services.clock() - snap.frame_arrival) * 1000
-        self.log.info("snapshot of %s: %dx%d, frame age %.0f ms", action.name, snap.width, snap.height, age_ms,
-                      extra={"stream": action.name})
-        await self.execute(
-            self.session.snapshot_completed(
+            actions = self.session.snapshot_failed(action.request_id, action.name, SNAPSHOT_INFO[exc.reason])
+        else:
+            snap = picture.snapshot
+            self.log.info("snapshot of %s: %dx%d, frame age %.0f ms", action.name, snap.width, snap.height,
+                          picture.age_ms, extra={"stream": action.name})
+            actions = self.session.snapshot_completed(
                 action.request_id, action.name, base64.b64encode(snap.data).decode(),
-                width=snap.width, height=snap.height, frame_age_ms=age_ms,
+                width=snap.width, height=snap.height, frame_age_ms=picture.age_ms,
             )
-        )
+        await self.execute(actions)
+
+
+class _SessionPublisher:
+    """Tells the session (and so the client) what becomes of one of its streams."""
+
+    def __init__(self, runner: SessionRunner, stream_id: str) -> None:
+        self.runner = runner
+        self.stream_id = stream_id
+
+    async def answered(self, sdp: str) -> None:
+        await self.runner.execute(self.runner.session.publish_answered(self.stream_id, sdp))
+
+    async def publishing(self) -> None:
+        await self.runner.execute(self.runner.session.publish_started(self.stream_id))
+
+    async def ended(self, reason: StreamEnd) -> None:
+        session = self.runner.session
+        info = STREAM_END_INFO[reason]
+        if reason in UNPUBLISHED_ENDS:
+            await self.runner.execute(session.publish_terminated(self.stream_id, info))
+        else:
+            await self.runner.execute(session.publish_failed(self.stream_id, info))

@@ -1,4 +1,4 @@
-"""WebRTC ingest: one aiortc peer connection per published stream, with decoding switched off.
+"""WebRTC sources: one aiortc peer connection per published stream, with decoding switched off.
 
 aiortc decodes every received frame in a thread and queues the pictures without bound,
 whether anyone reads them or not. streamsnap puts a `ReceiverTap` where aiortc's decoder
@@ -16,27 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aioice.ice
 import ifaddr
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.exceptions import OperationError
 
+from streamsnap.media.aiortc_private import OperationError, replace_decoder_queue, replace_host_addresses
 from streamsnap.media.frames import GopCache
 from streamsnap.media.receiver import VideoReceivePath
-from streamsnap.protocol.constants import Info
+from streamsnap.media.source import SourceStats, video_stats
+from streamsnap.reasons import PublishError, StreamEnd
+from streamsnap.streams import SourceKind
 
 logger = logging.getLogger(__name__)
-
-# aiortc's RTCRtpReceiver reads its decoder input from this (name-mangled) attribute.
-_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
-
-
-class IngestError(Exception):
-    """The offer cannot be served; `info` is the WCS info string for the client."""
-
-    def __init__(self, info: str, detail: str = "") -> None:
-        super().__init__(f"{info}: {detail}" if detail else info)
-        self.info = info
 
 
 @dataclass(frozen=True)
@@ -77,7 +67,7 @@ def announce_addresses(addresses: Sequence[str]) -> None:
     def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
         return chosen or local_ipv4_addresses()
 
-    aioice.ice.get_host_addresses = host_addresses
+    replace_host_addresses(host_addresses)
 
 
 def ice_server(url: str, settings: IngestSettings) -> RTCIceServer:
@@ -112,8 +102,8 @@ class ReceiverTap:
 
 
 @dataclass
-class IngestPeer:
-    """The server side of one publisher's peer connection."""
+class WebRtcSource:
+    """The server side of one publisher's peer connection: a `Source` of kind WEBRTC."""
 
     name: str
     settings: IngestSettings
@@ -124,8 +114,9 @@ class IngestPeer:
     "Whether the negotiated session carries video."
     media_started: asyncio.Future[None] = field(init=False)
     "Resolved when media flows (first video frame; connected, for audio-only)."
-    ended: asyncio.Future[str] = field(init=False)
-    "Resolved with a WCS info string when the connection fails or closes."
+    ended: asyncio.Future[StreamEnd] = field(init=False)
+    "Resolved with the reason when the connection fails or closes."
+    kind: SourceKind = SourceKind.WEBRTC
     _pc: RTCPeerConnection | None = None
     _video_path: VideoReceivePath | None = None
     _closed: bool = False
@@ -144,23 +135,23 @@ class IngestPeer:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except OperationError as exc:
-            raise IngestError(Info.NO_COMMON_CODECS, str(exc)) from None
+            raise PublishError(StreamEnd.NO_COMMON_CODECS, str(exc)) from None
         except (ValueError, KeyError, IndexError, TypeError, AssertionError) as exc:  # aiortc asserts on junk
-            raise IngestError(Info.INVALID_SDP, str(exc) or type(exc).__name__) from None
+            raise PublishError(StreamEnd.INVALID_SDP, str(exc) or type(exc).__name__) from None
         for transceiver in pc.getTransceivers():
             receiver = transceiver.receiver
             if transceiver.kind == "video":
                 self.has_video = True
                 # Nothing reaches aiortc's decoder queue any more (the lean path hands frames
                 # on itself); the tap still stands there so its thread idles instead of decoding.
-                setattr(receiver, _DECODER_QUEUE, ReceiverTap(None))
+                replace_decoder_queue(receiver, ReceiverTap(None))
                 self._video_path = VideoReceivePath(
                     receiver, self._on_video_frame, self._on_video_gap, self.settings.max_publish_bitrate
                 )
             else:
-                setattr(receiver, _DECODER_QUEUE, ReceiverTap(None))
+                replace_decoder_queue(receiver, ReceiverTap(None))
         if not pc.getTransceivers():
-            raise IngestError(Info.NO_COMMON_CODECS, "the offer has no audio or video")
+            raise PublishError(StreamEnd.NO_COMMON_CODECS, "the offer has no audio or video")
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         return str(pc.localDescription.sdp)
@@ -171,8 +162,12 @@ class IngestPeer:
             return False
         return await self._video_path.request_keyframe()
 
-    async def close(self) -> None:
-        """Tear down the peer connection; idempotent."""
+    def stats(self) -> SourceStats:
+        """Statistics of the received video."""
+        return video_stats(self.video)
+
+    async def close(self, reason: StreamEnd = StreamEnd.STOPPED_BY_PUBLISHER) -> None:
+        """End the stream with `reason` (unless it ended already) and tear down the peer connection; idempotent."""
         if self._closed:
             return
         if self._video_path is not None:
@@ -181,7 +176,7 @@ class IngestPeer:
         if self.video is not None:
             self.video.close()
         if not self.ended.done():
-            self.ended.set_result(Info.STOPPED_BY_PUBLISHER)
+            self.ended.set_result(reason)
         if self._pc is not None:
             await self._pc.close()
 
@@ -213,6 +208,6 @@ class IngestPeer:
             self.media_started.set_result(None)
         elif state == "failed" and not self.ended.done():
             ice_failed = pc.iceConnectionState == "failed"
-            self.ended.set_result(Info.ICE_ERROR if ice_failed else Info.DTLS_ERROR)
+            self.ended.set_result(StreamEnd.ICE_FAILED if ice_failed else StreamEnd.DTLS_FAILED)
         elif state == "closed" and not self.ended.done():
-            self.ended.set_result(Info.FAILED_BY_ERROR)
+            self.ended.set_result(StreamEnd.TRANSPORT_CLOSED)

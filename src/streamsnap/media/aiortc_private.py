@@ -1,0 +1,271 @@
+"""Every private name of aiortc and aioice that streamsnap relies on, in one place.
+
+Why streamsnap reaches past their public API: aiortc's `RTCRtpReceiver` decodes every
+received frame in a thread and queues the pictures without bound, and runs a bandwidth
+estimator and a jitter buffer per packet; a snapshot server needs none of that for a stream
+nobody looks at. So `media/receiver.py` takes over the receiver's per-packet handler and
+uses its private state and RTCP senders, the WebRTC source puts a tap where the decoder's
+input queue is, and aioice's module-level host address lookup is replaced so that
+loopback can be offered. None of these is API: an upgrade may rename or reshape any of
+them, and most would then fail *silently* (a `setattr` of a renamed attribute just makes a
+new one, and aiortc's decoder and unbounded queue are back).
+
+Hence three guards, all keyed on `PRIVATE_NAMES` below:
+- `tests/unit/test_aiortc_contract.py` checks each entry against the installed aiortc and
+  aioice (presence, signature, type, behaviour) and names the entry and version on failure;
+- pyproject.toml pins aiortc and aioice to the minor versions that test passed on;
+- the `replace_*` helpers check that the name they replace exists before replacing it.
+
+Code elsewhere uses the constants and helpers here instead of spelling a private name.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.metadata
+import queue
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aioice.ice
+from aiortc.codecs import depayload, is_rtx
+from aiortc.exceptions import OperationError
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
+
+__all__ = [
+    "CODECS",
+    "DECODER_QUEUE",
+    "HANDLE_RTP_PACKET",
+    "HOST_ADDRESSES_FUNCTION",
+    "PRIVATE_NAMES",
+    "REMOTE_STREAMS",
+    "RTCP_PSFB_APP",
+    "RTCP_SSRC",
+    "RTX_SSRC",
+    "SEND_RTCP",
+    "SEND_RTCP_NACK",
+    "SEND_RTCP_PLI",
+    "Kind",
+    "NackGenerator",
+    "OperationError",
+    "PrivateName",
+    "PrivateNameMissing",
+    "RtcpPsfbPacket",
+    "RtpPacket",
+    "StreamStatistics",
+    "depayload",
+    "installed_version",
+    "is_rtx",
+    "pack_remb_fci",
+    "receiver_codecs",
+    "receiver_remote_streams",
+    "receiver_rtcp_ssrc",
+    "receiver_rtx_ssrc",
+    "replace_decoder_queue",
+    "replace_host_addresses",
+    "replace_rtp_handler",
+    "send_rtcp",
+    "send_rtcp_nack",
+    "send_rtcp_pli",
+    "unwrap_rtx",
+]
+
+# Attributes an RTCRtpReceiver sets in __init__ (name-mangled: `self.__codecs` and so on).
+DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+"The queue its decoder thread reads `(codec, encoded_frame)` from; the WebRTC source puts a tap there."
+CODECS = "_RTCRtpReceiver__codecs"
+"dict payload type -> RTCRtpCodecParameters, filled by `receive()`."
+RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+"dict RTX SSRC -> media SSRC, filled by `receive()`."
+REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
+"dict SSRC -> StreamStatistics, read by its receiver-report loop."
+RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
+"The SSRC its RTCP goes out with; None until the peer connection sets it."
+
+# RTCRtpReceiver methods.
+HANDLE_RTP_PACKET = "_handle_rtp_packet"
+"Called by the DTLS transport per RTP packet as `(packet, arrival_time_ms=...)`, looked up on the instance."
+SEND_RTCP = "_send_rtcp"
+SEND_RTCP_NACK = "_send_rtcp_nack"
+SEND_RTCP_PLI = "_send_rtcp_pli"
+
+# aioice.ice module global, looked up at each candidate gathering.
+HOST_ADDRESSES_FUNCTION = "get_host_addresses"
+"`get_host_addresses(use_ipv4, use_ipv6) -> list[str]`: the addresses host candidates are gathered on."
+
+
+class Kind(enum.Enum):
+    """What sort of thing a private name is, which decides how the contract test checks it."""
+
+    FUNCTION = "module function"
+    CLASS = "class"
+    CONSTANT = "module constant"
+    EXCEPTION = "exception class"
+    METHOD = "method"
+    INSTANCE_ATTRIBUTE = "instance attribute"
+
+
+@dataclass(frozen=True)
+class PrivateName:
+    """One private aiortc/aioice name streamsnap uses, with the shape it relies on."""
+
+    package: str
+    "Distribution that provides it (its version is pinned in pyproject.toml)."
+    module: str
+    "Module it lives in."
+    qualname: str
+    "Name in that module: `function`, `Class`, `CONSTANT`, `Class.method` or `Class.attribute`."
+    kind: Kind
+    use: str
+    "What streamsnap does with it (said in the contract test's failure message)."
+    parameters: tuple[str, ...] = ()
+    "FUNCTION, CLASS (constructor) and METHOD: the parameters streamsnap passes, in order (no self)."
+    coroutine: bool = False
+    "METHOD: whether it is awaited."
+    types: tuple[type, ...] = ()
+    "INSTANCE_ATTRIBUTE: the types its value may have on a new instance."
+    value: object = None
+    "CONSTANT: its value."
+
+    @property
+    def label(self) -> str:
+        """`module.qualname`, as a person would look it up."""
+        return f"{self.module}.{self.qualname}"
+
+
+def installed_version(package: str) -> str:
+    """The installed version of `package` (for messages)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+_RECEIVER = "aiortc.rtcrtpreceiver"
+
+PRIVATE_NAMES: tuple[PrivateName, ...] = (
+    PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{DECODER_QUEUE}", Kind.INSTANCE_ATTRIBUTE,
+                "replaced by a tap so that aiortc's decoder thread idles instead of decoding",
+                types=(queue.Queue,)),
+    PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{CODECS}", Kind.INSTANCE_ATTRIBUTE,
+                "read per packet to find the codec of a payload type", types=(dict,)),
+    PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{RTX_SSRC}", Kind.INSTANCE_ATTRIBUTE,
+                "read to unwrap RTX retransmissions onto their media SSRC", types=(dict,)),
+    PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{REMOTE_STREAMS}", Kind.INSTANCE_ATTRIBUTE,
+                "filled per packet so that aiortc's receiver reports stay right", types=(dict,)),
+    PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{RTCP_SSRC}", Kind.INSTANCE_ATTRIBUTE,
+                "sender SSRC of the REMB packets", types=(int, type(None))),
+    PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{HANDLE_RTP_PACKET}", Kind.METHOD,
+                "replaced on the instance by streamsnap's lean receive path",
+                parameters=("packet", "arrival_time_ms"), coroutine=True),
+    PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{SEND_RTCP}", Kind.METHOD,
+                "sends the REMB packets", parameters=("packet",), coroutine=True),
+    PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{SEND_RTCP_NACK}", Kind.METHOD,
+                "asks for lost packets again", parameters=("media_ssrc", "lost"), coroutine=True),
+    PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{SEND_RTCP_PLI}", Kind.METHOD,
+                "asks for a keyframe when a snapshot needs one", parameters=("media_ssrc",), coroutine=True),
+    PrivateName("aiortc", _RECEIVER, "NackGenerator", Kind.CLASS,
+                "finds the lost packets to NACK", parameters=()),
+    PrivateName("aiortc", _RECEIVER, "NackGenerator.add", Kind.METHOD,
+                "tells, per packet, whether packets went missing", parameters=("packet",)),
+    PrivateName("aiortc", _RECEIVER, "NackGenerator.missing", Kind.INSTANCE_ATTRIBUTE,
+                "the sequence numbers to NACK", types=(set,)),
+    PrivateName("aiortc", _RECEIVER, "StreamStatistics", Kind.CLASS,
+                "made per SSRC for aiortc's receiver reports", parameters=("clockrate",)),
+    PrivateName("aiortc", _RECEIVER, "StreamStatistics.add", Kind.METHOD,
+                "counts each packet for the receiver reports", parameters=("packet",)),
+    PrivateName("aiortc", "aiortc.codecs", "depayload", Kind.FUNCTION,
+                "strips the payload descriptor off a frame's RTP payloads", parameters=("codec", "payload")),
+    PrivateName("aiortc", "aiortc.codecs", "is_rtx", Kind.FUNCTION,
+                "tells RTX payload types", parameters=("codec",)),
+    PrivateName("aiortc", "aiortc.rtp", "RtpPacket", Kind.CLASS,
+                "the packets handed to the receive path (their header fields are read)",
+                parameters=("payload_type", "marker", "sequence_number", "timestamp", "ssrc", "payload")),
+    PrivateName("aiortc", "aiortc.rtp", "unwrap_rtx", Kind.FUNCTION,
+                "turns an RTX packet back into the lost one", parameters=("rtx", "payload_type", "ssrc")),
+    PrivateName("aiortc", "aiortc.rtp", "RtcpPsfbPacket", Kind.CLASS,
+                "the REMB packet", parameters=("fmt", "ssrc", "media_ssrc", "fci")),
+    PrivateName("aiortc", "aiortc.rtp", "pack_remb_fci", Kind.FUNCTION,
+                "encodes the REMB bitrate and SSRCs", parameters=("bitrate", "ssrcs")),
+    PrivateName("aiortc", "aiortc.rtp", "RTCP_PSFB_APP", Kind.CONSTANT,
+                "the feedback format of REMB", value=15),
+    PrivateName("aiortc", "aiortc.exceptions", "OperationError", Kind.EXCEPTION,
+                "raised by setRemoteDescription when no codec is common (not exported by `aiortc`)"),
+    PrivateName("aioice", "aioice.ice", HOST_ADDRESSES_FUNCTION, Kind.FUNCTION,
+                "replaced for the whole process so that host candidates can be on loopback",
+                parameters=("use_ipv4", "use_ipv6")),
+)
+
+
+class PrivateNameMissing(AttributeError):
+    """A private name streamsnap replaces is not there: the installed aiortc/aioice changed it."""
+
+    def __init__(self, package: str, label: str) -> None:
+        super().__init__(
+            f"{label} is missing in {package} {installed_version(package)}: streamsnap relies on it "
+            "(see streamsnap/media/aiortc_private.py and tests/unit/test_aiortc_contract.py)"
+        )
+
+
+def _require(target: object, name: str, package: str, label: str) -> None:
+    if not hasattr(target, name):
+        raise PrivateNameMissing(package, label)
+
+
+def receiver_codecs(receiver: Any) -> dict[int, Any]:
+    """The receiver's own payload type -> codec dict (the object aiortc fills, not a copy)."""
+    codecs: dict[int, Any] = getattr(receiver, CODECS)
+    return codecs
+
+
+def receiver_rtx_ssrc(receiver: Any) -> dict[int, int]:
+    """The receiver's own RTX SSRC -> media SSRC dict."""
+    rtx_ssrc: dict[int, int] = getattr(receiver, RTX_SSRC)
+    return rtx_ssrc
+
+
+def receiver_remote_streams(receiver: Any) -> dict[int, StreamStatistics]:
+    """The receiver's own SSRC -> statistics dict, which its receiver-report loop reads."""
+    streams: dict[int, StreamStatistics] = getattr(receiver, REMOTE_STREAMS)
+    return streams
+
+
+def receiver_rtcp_ssrc(receiver: Any) -> int | None:
+    """The SSRC the receiver's RTCP goes out with (None until its peer connection sets it)."""
+    ssrc: int | None = getattr(receiver, RTCP_SSRC)
+    return ssrc
+
+
+async def send_rtcp(receiver: Any, packet: Any) -> None:
+    """Send one RTCP packet through the receiver's transport."""
+    await getattr(receiver, SEND_RTCP)(packet)
+
+
+async def send_rtcp_nack(receiver: Any, media_ssrc: int, lost: list[int]) -> None:
+    """Ask the sender of `media_ssrc` to send the `lost` sequence numbers again."""
+    await getattr(receiver, SEND_RTCP_NACK)(media_ssrc, lost)
+
+
+async def send_rtcp_pli(receiver: Any, media_ssrc: int) -> None:
+    """Ask the sender of `media_ssrc` for a keyframe (picture loss indication)."""
+    await getattr(receiver, SEND_RTCP_PLI)(media_ssrc)
+
+
+def replace_rtp_handler(receiver: Any, handler: Callable[[RtpPacket, int], Awaitable[None]]) -> None:
+    """Make the DTLS transport hand this receiver's RTP packets to `handler` instead of aiortc's."""
+    _require(type(receiver), HANDLE_RTP_PACKET, "aiortc", f"{_RECEIVER}.RTCRtpReceiver.{HANDLE_RTP_PACKET}")
+    setattr(receiver, HANDLE_RTP_PACKET, handler)
+
+
+def replace_decoder_queue(receiver: Any, decoder_queue: Any) -> None:
+    """Put `decoder_queue` where the receiver's decoder thread reads from (before `receive()` starts it)."""
+    _require(receiver, DECODER_QUEUE, "aiortc", f"{_RECEIVER}.RTCRtpReceiver.{DECODER_QUEUE}")
+    setattr(receiver, DECODER_QUEUE, decoder_queue)
+
+
+def replace_host_addresses(host_addresses: Callable[[bool, bool], list[str]]) -> None:
+    """Make aioice gather host candidates on the addresses `host_addresses(use_ipv4, use_ipv6)` returns."""
+    _require(aioice.ice, HOST_ADDRESSES_FUNCTION, "aioice", f"aioice.ice.{HOST_ADDRESSES_FUNCTION}")
+    setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, host_addresses)

@@ -1,0 +1,90 @@
+"""Why things fail or end, in the domain's words.
+
+These enums are what the registry, the sources, the snapshot engine and the services say.
+Wire texts are chosen at the edges, each in one table: WCS info strings in
+`web/wcs.py`, HTTP statuses in `web/errors.py`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class SnapshotFailure(enum.StrEnum):
+    """Why no picture was made."""
+
+    STREAM_NOT_FOUND = "stream_not_found"
+    "No live stream by that name (or it ended while the picture was being made)."
+    NOT_READY = "not_ready"
+    "The stream exists but no media arrived within the keyframe timeout."
+    NO_VIDEO = "no_video"
+    "The stream carries audio only."
+    NO_DECODABLE_FRAME = "no_decodable_frame"
+    "No frame could be decoded within the keyframe timeout."
+    TOO_LARGE = "too_large"
+    "The picture asked for is larger than the configured size cap."
+    RESTRICTED = "restricted"
+    "The caller may not take pictures of this stream."
+    SERVER_BUSY = "server_busy"
+    "Too many pictures in flight on this server."
+    CLIENT_BUSY = "client_busy"
+    "Too many pictures in flight for this client address."
+    SHUTTING_DOWN = "shutting_down"
+    "The server is stopping."
+    UNREACHABLE = "unreachable"
+    "The stream is held by another node that could not be asked."
+    INTERNAL = "internal"
+    "A bug: logged with its traceback, answered without one."
+
+
+class SnapshotError(Exception):
+    """No picture could be made; `reason` says why, `detail` adds words for logs and HTTP bodies."""
+
+    def __init__(self, reason: SnapshotFailure, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        self.reason = reason
+        self.detail = detail
+
+
+class StreamEnd(enum.StrEnum):
+    """Why a stream was refused, failed or ended."""
+
+    NAME_IN_USE = "name_in_use"
+    "Another live stream has the name."
+    TOO_MANY_STREAMS = "too_many_streams"
+    "The server holds `max_streams` already."
+    RESTRICTED = "restricted"
+    "The publisher may not publish this name."
+    SHUTTING_DOWN = "shutting_down"
+    "The server is stopping."
+    INVALID_SDP = "invalid_sdp"
+    "The offer could not be parsed."
+    NO_COMMON_CODECS = "no_common_codecs"
+    "The offer has no codec the server takes."
+    ICE_FAILED = "ice_failed"
+    "ICE connectivity failed."
+    ICE_TIMEOUT = "ice_timeout"
+    "Media did not start within `connect_timeout`."
+    DTLS_FAILED = "dtls_failed"
+    "The DTLS handshake failed."
+    TRANSPORT_CLOSED = "transport_closed"
+    "The media connection closed on its own."
+    RTP_TIMEOUT = "rtp_timeout"
+    "No video for `rtp_timeout` seconds."
+    STOPPED_BY_PUBLISHER = "stopped_by_publisher"
+    "The publisher stopped it."
+    DISCONNECTED = "disconnected"
+    "The publisher's session ended."
+    TERMINATED = "terminated"
+    "Ended by an operator (REST terminate)."
+    ERROR = "error"
+    "A bug, or a failure with no better name."
+
+
+class PublishError(Exception):
+    """A publish cannot go ahead; `reason` says why, `detail` adds words for the log."""
+
+    def __init__(self, reason: StreamEnd, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        self.reason = reason
+        self.detail = detail

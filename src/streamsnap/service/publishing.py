@@ -1,0 +1,207 @@
+"""The publishing service: the life of one published stream, from the offer to its release.
+
+`publish` runs it all: the access check and backend hook, the atomic claim of the name
+(limits included), the source and its SDP answer, the wait for media, the watch for its
+end (RTP watchdog included), and the release. The signaling session that asked only
+hears of it through a `PublishListener`; cancelling `publish` at any step cleans up
+whatever was set up by then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+
+from streamsnap.access import AccessControl, AccessDenied, Grant, Right
+from streamsnap.media.candidates import announce_public_address
+from streamsnap.media.source import LocalSources, Source
+from streamsnap.media.webrtc import IngestSettings, WebRtcSource
+from streamsnap.reasons import PublishError, StreamEnd
+from streamsnap.service.node import NodeState
+from streamsnap.streams import ClaimRefused, SourceKind, StreamRecord, StreamRegistry, StreamState
+
+logger = logging.getLogger(__name__)
+
+WATCH_INTERVAL = 1.0
+"Seconds between looks at a stream's last packet (the RTP watchdog), at most."
+TERMINATE_WAIT = 5.0
+"Seconds `terminate` waits for a stream's publisher to have been told."
+
+
+@dataclass(frozen=True)
+class PublishLimits:
+    """The bounds and timing of publishing."""
+
+    max_streams: int = 200
+    "Streams on the whole server (checked in the same step as the claim)."
+    connect_timeout: float = 20.0
+    "Seconds for media to start after the answer."
+    rtp_timeout: float = 10.0
+    "A video stream silent this long has failed."
+    public_ip: str = ""
+    "Announced in place of host candidates, when set."
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    """A publisher's offer, and who makes it."""
+
+    name: str
+    media_session_id: str
+    sdp: str
+    grant: Grant
+    owner_session: str | None = None
+    has_audio: bool = False
+    hook_fields: Mapping[str, Any] = field(default_factory=dict)
+    "What the backend hook is told about the request."
+
+
+class PublishListener(Protocol):
+    """How the publisher hears of its stream."""
+
+    async def answered(self, sdp: str) -> None:
+        """The offer was answered with `sdp`."""
+        ...
+
+    async def publishing(self) -> None:
+        """Media flows."""
+        ...
+
+    async def ended(self, reason: StreamEnd) -> None:
+        """The stream was refused, failed or ended (called once, after its name was released)."""
+        ...
+
+
+@dataclass
+class _Publication:
+    record: StreamRecord
+    source: Source
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class PublishingService:
+    """Runs published streams on this node."""
+
+    def __init__(self, limits: PublishLimits, ingest: IngestSettings, registry: StreamRegistry,
+                 sources: LocalSources, access: AccessControl, node: NodeState,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.ingest = ingest
+        self.registry = registry
+        self.sources = sources
+        self.access = access
+        self.node = node
+        self.clock = clock
+        self._publications: dict[str, _Publication] = {}
+
+    async def publish(self, request: PublishRequest, listener: PublishListener) -> StreamEnd:
+        """Run the stream of `request` until it ends; return why it ended (after telling `listener`)."""
+        log = logging.LoggerAdapter(logger, {"stream": request.name, "session": request.owner_session})
+        publication: _Publication | None = None
+        reason = StreamEnd.ERROR
+        try:
+            try:
+                record = await self._claim(request)
+                source = WebRtcSource(request.name, self.ingest, clock=self.clock)
+                publication = self._publications[record.lease] = _Publication(record, source)
+                self.sources.add(record.lease, source)
+                answer = await source.answer(request.sdp)
+                await listener.answered(announce_public_address(answer, self.limits.public_ip))
+                await self._media_started(source)
+                publication.record = await self._publishing(publication.record, source)
+                log.info("stream %s publishing", request.name)
+                await listener.publishing()
+                reason = await self._watch(source)
+            except PublishError as exc:
+                reason = exc.reason
+                log.info("publish %s refused or failed: %s", request.name, exc)
+            except asyncio.CancelledError:
+                reason = StreamEnd.STOPPED_BY_PUBLISHER
+                raise
+            except Exception:  # an offer that breaks the media stack in a new way must still get an answer
+                log.exception("publish %s failed", request.name)
+            finally:
+                if publication is not None:
+                    await self._release(publication, reason)
+            log.info("stream %s ended: %s", request.name, reason)
+            await listener.ended(reason)
+            return reason
+        finally:
+            if publication is not None:
+                publication.finished.set()
+
+    async def terminate(self, record: StreamRecord, reason: StreamEnd = StreamEnd.TERMINATED) -> bool:
+        """End the stream of `record` (its publisher is told `reason`); False when this node does not run it."""
+        publication = self._publications.get(record.lease)
+        if publication is None:
+            return False
+        await publication.source.close(reason)
+        try:
+            await asyncio.wait_for(publication.finished.wait(), TERMINATE_WAIT)
+        except TimeoutError:
+            logger.warning("stream %s: publisher not told of its end within %.0f s", record.name, TERMINATE_WAIT)
+        return True
+
+    async def _claim(self, request: PublishRequest) -> StreamRecord:
+        """Check access, then claim the name with every limit in one step; raises `PublishError`."""
+        if self.node.draining:
+            raise PublishError(StreamEnd.SHUTTING_DOWN)
+        try:
+            await self.access.allow(request.grant, Right.PUBLISH, request.name,
+                                    {**request.hook_fields, "name": request.name,
+                                     "mediaSessionId": request.media_session_id})
+        except AccessDenied as exc:
+            raise PublishError(StreamEnd.RESTRICTED, exc.detail) from None
+        if self.node.draining:  # it may have begun while the backend was asked
+            raise PublishError(StreamEnd.SHUTTING_DOWN)
+        record = StreamRecord(name=request.name, media_session_id=request.media_session_id, node=self.node.name,
+                              kind=SourceKind.WEBRTC, owner_session=request.owner_session,
+                              has_audio=request.has_audio)
+        try:
+            return await self.registry.claim(record, max_streams=self.limits.max_streams)
+        except ClaimRefused as exc:
+            raise PublishError(exc.reason) from None
+
+    async def _media_started(self, source: Source) -> None:
+        """Wait for media; raises `PublishError` when the source ends or `connect_timeout` passes first."""
+        started_or_ended: list[asyncio.Future[Any]] = [source.media_started, source.ended]
+        await asyncio.wait(started_or_ended, timeout=self.limits.connect_timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if source.media_started.done():
+            return
+        raise PublishError(source.ended.result() if source.ended.done() else StreamEnd.ICE_TIMEOUT)
+
+    async def _publishing(self, record: StreamRecord, source: Source) -> StreamRecord:
+        """The record once media flows: state, codec and size as now known."""
+        stats = source.stats()
+        updated = msgspec.structs.replace(record, state=StreamState.PUBLISHING, has_video=source.has_video,
+                                          codec=stats.codec, width=stats.width, height=stats.height)
+        await self.registry.update(updated)
+        return updated
+
+    async def _watch(self, source: Source) -> StreamEnd:
+        """Wait for the source to end; a video stream that sends nothing for `rtp_timeout` is ended here."""
+        limit = self.limits.rtp_timeout
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(source.ended), timeout=min(WATCH_INTERVAL, limit / 4))
+            except TimeoutError:
+                pass
+            last = source.stats().last_arrival
+            if source.has_video and last is not None and self.clock() - last > limit:
+                return StreamEnd.RTP_TIMEOUT
+
+    async def _release(self, publication: _Publication, reason: StreamEnd) -> None:
+        record = publication.record
+        self.sources.remove(record.name, record.lease)
+        self._publications.pop(record.lease, None)
+        try:
+            await self.registry.release(record.name, record.lease)
+        finally:
+            await publication.source.close(reason)

@@ -1,0 +1,225 @@
+"""The snapshot service: `(name, image spec, max age, who asks) -> picture`, the same for every transport.
+
+The WebSocket, the image url, the WCS REST method and the thumbnailer each call `take`
+once and translate its answer. Everything that decides whether and how a picture is made
+lives here: the shutdown and in-flight limits (per server and per client address), the
+access check, the lookup of the stream and of the node that holds it, the size cap, reuse
+of a recent enough picture, and the stream's keyframe-request budget. Decoding, encoding
+and coalescing are the engine's (`media/snapshot.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamsnap.access import AccessControl, AccessDenied, Grant, Right
+from streamsnap.media.imaging import ImageSpec
+from streamsnap.media.snapshot import PNG, KeyframeBudget, Snapshot, SnapshotEngine
+from streamsnap.media.source import LocalSources
+from streamsnap.reasons import SnapshotError, SnapshotFailure
+from streamsnap.service.node import NodeState
+from streamsnap.streams import StreamRecord, StreamRegistry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SnapshotLimits:
+    """The bounds the service keeps."""
+
+    max_in_flight: int = 256
+    "Requests being served on the whole server."
+    max_per_client: int = 64
+    "Requests being served for one client address."
+    max_width: int = 3840
+    "Widest picture made."
+    max_height: int = 2160
+    "Tallest picture made."
+    keyframe_requests_per_second: float = 2.0
+    "Keyframe requests sent to one publisher per second at most."
+    picture_cache_bytes: int = 32 * 1024 * 1024
+    "Encoded pictures kept for reuse by callers whose max age allows it."
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asks for a picture."""
+
+    grant: Grant
+    "What the caller's token allows."
+    address: str | None
+    "The client's address, for the per-client limit; None for the server's own work (thumbnails)."
+    hook_fields: Mapping[str, Any] = field(default_factory=dict)
+    "What the backend hook is told about the request (session, origin, …)."
+
+
+class PictureCache:
+    """Recent encoded pictures by (stream lease, spec), least recently used dropped past `max_bytes`."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._pictures: OrderedDict[tuple[str, ImageSpec], Snapshot] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        "Requests answered from the cache."
+
+    def get(self, lease: str, spec: ImageSpec, newer_than: float) -> Snapshot | None:
+        """The cached picture of that stream and spec whose frame arrived after `newer_than`, or None."""
+        key = (lease, spec)
+        picture = self._pictures.get(key)
+        if picture is None or picture.frame_arrival < newer_than:
+            return None
+        self._pictures.move_to_end(key)
+        self.hits += 1
+        return picture
+
+    def put(self, lease: str, spec: ImageSpec, picture: Snapshot) -> None:
+        """Keep `picture` (if it fits at all)."""
+        if len(picture.data) > self.max_bytes:
+            return
+        key = (lease, spec)
+        old = self._pictures.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.data)
+        self._pictures[key] = picture
+        self._bytes += len(picture.data)
+        while self._bytes > self.max_bytes:
+            _, dropped = self._pictures.popitem(last=False)
+            self._bytes -= len(dropped.data)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes held."""
+        return self._bytes
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A picture of a stream, as the service answers it."""
+
+    name: str
+    snapshot: Snapshot
+    "The encoded image and its size."
+    age_ms: float
+    "How old the depicted frame was when the answer was made."
+    node: str
+    "The node that made it."
+
+
+class SnapshotService:
+    """Pictures of streams for every transport."""
+
+    def __init__(self, limits: SnapshotLimits, registry: StreamRegistry, sources: LocalSources,
+                 engine: SnapshotEngine, access: AccessControl, node: NodeState,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.registry = registry
+        self.sources = sources
+        self.engine = engine
+        self.access = access
+        self.node = node
+        self.clock = clock
+        self.in_flight = 0
+        "Requests being served."
+        self.refused: dict[str, int] = {}
+        "Requests refused before reaching the engine, by reason."
+        self.pictures = PictureCache(limits.picture_cache_bytes)
+        self._per_client: dict[str, int] = {}
+        self._budgets: dict[str, KeyframeBudget] = {}
+
+    async def take(self, name: str, requester: Requester, spec: ImageSpec = PNG, *,
+                   max_age_ms: float | None = None) -> Picture:
+        """A picture of stream `name`; raises `SnapshotError`.
+
+        `max_age_ms` (when given) bounds how old the depicted frame may be, and lets a picture
+        made for an earlier caller be reused while it is that young; without it the engine's
+        freshness setting applies and nothing is reused.
+        """
+        self._admit(requester)
+        self.in_flight += 1
+        if requester.address is not None:
+            self._per_client[requester.address] = self._per_client.get(requester.address, 0) + 1
+        try:
+            return await self._take(name, requester, spec, max_age_ms)
+        except SnapshotError as exc:
+            if exc.reason is not SnapshotFailure.INTERNAL:
+                logger.info("picture of %s refused: %s", name, exc, extra={"stream": name})
+            raise
+        except Exception:  # a bug must cost one answer, never the caller's answer or its slot
+            logger.exception("picture of %s: unexpected error", name, extra={"stream": name})
+            raise SnapshotError(SnapshotFailure.INTERNAL) from None
+        finally:
+            self.in_flight -= 1
+            if requester.address is not None:
+                left = self._per_client[requester.address] - 1
+                if left:
+                    self._per_client[requester.address] = left
+                else:
+                    del self._per_client[requester.address]
+
+    def _admit(self, requester: Requester) -> None:
+        """Refuse at once what the server cannot take on now."""
+        reason: SnapshotFailure | None = None
+        if self.node.draining:
+            reason = SnapshotFailure.SHUTTING_DOWN
+        elif self.in_flight >= self.limits.max_in_flight:
+            reason = SnapshotFailure.SERVER_BUSY
+        elif (requester.address is not None
+              and self._per_client.get(requester.address, 0) >= self.limits.max_per_client):
+            reason = SnapshotFailure.CLIENT_BUSY
+        if reason is not None:
+            self.refused[reason] = self.refused.get(reason, 0) + 1
+            raise SnapshotError(reason)
+
+    async def _take(self, name: str, requester: Requester, spec: ImageSpec, max_age_ms: float | None) -> Picture:
+        if (spec.width or 0) > self.limits.max_width or (spec.height or 0) > self.limits.max_height:
+            raise SnapshotError(SnapshotFailure.TOO_LARGE, self._cap_words(spec.width or 0, spec.height or 0))
+        try:
+            await self.access.allow(requester.grant, Right.SNAPSHOT, name, {**requester.hook_fields, "name": name})
+        except AccessDenied as exc:
+            raise SnapshotError(SnapshotFailure.RESTRICTED, exc.detail) from None
+        record = await self.registry.lookup(name)
+        if record is None:
+            raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
+        if record.node != self.node.name:
+            return await self._remote(record, spec, max_age_ms)
+        source = self.sources.get(name, record.lease)
+        if source is None:  # released between the lookup and now
+            raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
+        if max_age_ms is not None:
+            reused = self.pictures.get(record.lease, spec, newer_than=self.clock() - max_age_ms / 1000)
+            if reused is not None:
+                return self._answer(name, reused)
+        snapshot = await self.engine.request(
+            source, spec, max_age_ms=max_age_ms, max_size=(self.limits.max_width, self.limits.max_height),
+            keyframe_budget=self._budget(record.lease),
+        )
+        if self.limits.picture_cache_bytes > 0:
+            self.pictures.put(record.lease, spec, snapshot)
+        return self._answer(name, snapshot)
+
+    async def _remote(self, record: StreamRecord, spec: ImageSpec, max_age_ms: float | None) -> Picture:
+        """A picture of a stream another node holds: the routing step (this node has no route to others yet)."""
+        raise SnapshotError(SnapshotFailure.UNREACHABLE, f"the stream is held by node {record.node!r}")
+
+    def _answer(self, name: str, snapshot: Snapshot) -> Picture:
+        age_ms = max(0.0, (self.clock() - snapshot.frame_arrival) * 1000)
+        return Picture(name, snapshot, age_ms, self.node.name)
+
+    def _budget(self, lease: str) -> KeyframeBudget:
+        budget = self._budgets.get(lease)
+        if budget is None:
+            if len(self._budgets) > 2 * len(self.sources) + 16:  # forget the budgets of ended streams
+                live = {lease for lease in self._budgets if self.sources.holds_lease(lease)}
+                self._budgets = {lease: b for lease, b in self._budgets.items() if lease in live}
+            rate = self.limits.keyframe_requests_per_second
+            budget = self._budgets[lease] = KeyframeBudget(rate, burst=max(1.0, rate), clock=self.clock)
+        return budget
+
+    def _cap_words(self, width: int, height: int) -> str:
+        return f"{width}x{height} is larger than the limit {self.limits.max_width}x{self.limits.max_height}"

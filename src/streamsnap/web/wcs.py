@@ -1,0 +1,43 @@
+"""The WCS words for the domain's reasons: the one table both WCS transports (WebSocket, REST) answer with."""
+
+from __future__ import annotations
+
+from streamsnap.protocol.constants import Info
+from streamsnap.reasons import SnapshotFailure, StreamEnd
+
+SNAPSHOT_INFO: dict[SnapshotFailure, str] = {
+    SnapshotFailure.STREAM_NOT_FOUND: Info.STREAM_NOT_FOUND,
+    SnapshotFailure.NOT_READY: Info.PUBLISH_NOT_READY,
+    SnapshotFailure.NO_VIDEO: Info.NO_VIDEO,
+    SnapshotFailure.NO_DECODABLE_FRAME: Info.NO_DECODABLE_FRAME,
+    SnapshotFailure.TOO_LARGE: f"{Info.FAILED_BY_ERROR}: {Info.PICTURE_TOO_LARGE}",
+    SnapshotFailure.RESTRICTED: Info.RESTRICTED_ACCESS,
+    SnapshotFailure.SERVER_BUSY: f"{Info.FAILED_BY_ERROR}: {Info.TOO_MANY_SNAPSHOTS}",
+    SnapshotFailure.CLIENT_BUSY: f"{Info.FAILED_BY_ERROR}: {Info.TOO_MANY_CLIENT_SNAPSHOTS}",
+    SnapshotFailure.SHUTTING_DOWN: Info.SHUTTING_DOWN,
+    SnapshotFailure.UNREACHABLE: f"{Info.FAILED_BY_ERROR}: {Info.NODE_UNREACHABLE}",
+    SnapshotFailure.INTERNAL: Info.FAILED_BY_ERROR,
+}
+"What a client is told when no picture was made."
+
+STREAM_END_INFO: dict[StreamEnd, str] = {
+    StreamEnd.NAME_IN_USE: Info.NAME_IN_USE,
+    StreamEnd.TOO_MANY_STREAMS: f"{Info.FAILED_BY_ERROR}: {Info.TOO_MANY_STREAMS}",
+    StreamEnd.RESTRICTED: Info.RESTRICTED_ACCESS,
+    StreamEnd.SHUTTING_DOWN: Info.SHUTTING_DOWN,
+    StreamEnd.INVALID_SDP: Info.INVALID_SDP,
+    StreamEnd.NO_COMMON_CODECS: Info.NO_COMMON_CODECS,
+    StreamEnd.ICE_FAILED: Info.ICE_ERROR,
+    StreamEnd.ICE_TIMEOUT: Info.ICE_TIMEOUT,
+    StreamEnd.DTLS_FAILED: Info.DTLS_ERROR,
+    StreamEnd.TRANSPORT_CLOSED: Info.FAILED_BY_ERROR,
+    StreamEnd.RTP_TIMEOUT: Info.RTP_ACTIVITY,
+    StreamEnd.STOPPED_BY_PUBLISHER: Info.STOPPED_BY_PUBLISHER,
+    StreamEnd.DISCONNECTED: Info.STOPPED_BY_DISCONNECT,
+    StreamEnd.TERMINATED: Info.STOPPED_BY_REST,
+    StreamEnd.ERROR: Info.FAILED_BY_ERROR,
+}
+"What a publisher is told when its stream was refused, failed or ended."
+
+UNPUBLISHED_ENDS = frozenset({StreamEnd.TERMINATED, StreamEnd.SHUTTING_DOWN})
+"Ends from outside the publisher: its stream goes UNPUBLISHED rather than FAILED."

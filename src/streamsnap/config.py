@@ -149,7 +149,7 @@ class Settings:
     max_streams: Count = _setting(200, "Published streams on the whole server; more are refused.")
     max_snapshots_in_flight: Count = _setting(256, "Snapshot requests in flight on the whole server.")
     max_snapshots_per_client: Count = _setting(
-        64, "Snapshot requests one client address may have in flight, over every transport."
+        128, "Snapshot requests one client address may have in flight, over every transport."
     )
     message_rate: Annotated[float, Meta(gt=0)] = _setting(100.0, "Messages per second one session may send on average.")
     message_burst: Count = _setting(200, "Messages one session may send in a burst above the rate; then closed.")

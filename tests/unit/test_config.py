@@ -302,7 +302,7 @@ def test_every_setting_has_a_bad_value_below() -> None:
 
 def test_new_settings_and_their_defaults() -> None:
     settings = Settings()
-    assert settings.max_snapshots_per_client == 64
+    assert settings.max_snapshots_per_client == 128
     assert settings.max_keyframe_requests_per_second == 2.0
     assert settings.picture_cache_bytes == 32 * 1024 * 1024
 

@@ -37,13 +37,20 @@ class SnapshotFailure(enum.StrEnum):
     "A bug: logged with its traceback, answered without one."
 
 
-class SnapshotError(Exception):
+class _ReasonedError(Exception):
+    """A failure with its reason (an enum member) and, optionally, words for logs."""
+
+    def __init__(self, reason: enum.StrEnum, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        self.detail = detail
+
+
+class SnapshotError(_ReasonedError):
     """No picture could be made; `reason` says why, `detail` adds words for logs and HTTP bodies."""
 
     def __init__(self, reason: SnapshotFailure, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        super().__init__(reason, detail)
         self.reason = reason
-        self.detail = detail
 
 
 class StreamEnd(enum.StrEnum):
@@ -81,10 +88,9 @@ class StreamEnd(enum.StrEnum):
     "A bug, or a failure with no better name."
 
 
-class PublishError(Exception):
+class PublishError(_ReasonedError):
     """A publish cannot go ahead; `reason` says why, `detail` adds words for the log."""
 
     def __init__(self, reason: StreamEnd, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        super().__init__(reason, detail)
         self.reason = reason
-        self.detail = detail

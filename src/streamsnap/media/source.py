@@ -49,6 +49,13 @@ class Source(Protocol):
     ended: asyncio.Future[StreamEnd]
     "Resolved with the reason when the source ends, whatever ended it."
 
+    async def start(self) -> str | None:
+        """Begin receiving; return what the publisher must be answered (a WebRTC SDP answer), if anything.
+
+        Raises `PublishError` when the source cannot start (a bad offer, a camera that refuses).
+        """
+        ...
+
     async def request_keyframe(self) -> bool:
         """Ask the sender for a keyframe; False when the kind cannot or nobody is there yet."""
         ...

@@ -20,6 +20,7 @@ import ifaddr
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from streamsnap.media.aiortc_private import OperationError, replace_decoder_queue, replace_host_addresses
+from streamsnap.media.candidates import announce_public_address
 from streamsnap.media.frames import GopCache
 from streamsnap.media.receiver import VideoReceivePath
 from streamsnap.media.source import SourceStats, video_stats
@@ -49,6 +50,8 @@ class IngestSettings:
     "Seconds for ICE and DTLS to connect and media to start."
     max_publish_bitrate: int = 2_500_000
     "Bits per second a publisher is told (REMB) it may send."
+    public_ip: str = ""
+    "Announced in place of the host candidates' addresses in answers (a server behind 1:1 NAT); empty: as bound."
 
 
 def local_ipv4_addresses() -> list[str]:
@@ -107,6 +110,8 @@ class WebRtcSource:
 
     name: str
     settings: IngestSettings
+    offer: str = ""
+    "The publisher's SDP offer, answered by `start`."
     clock: Callable[[], float] = time.monotonic
     video: GopCache | None = None
     "Encoded video of the stream, once the first frame arrived."
@@ -125,6 +130,10 @@ class WebRtcSource:
         loop = asyncio.get_running_loop()
         self.media_started = loop.create_future()
         self.ended = loop.create_future()
+
+    async def start(self) -> str:
+        """Answer the offer; return the SDP answer to send back (with the announced address)."""
+        return announce_public_address(await self.answer(self.offer), self.settings.public_ip)
 
     async def answer(self, offer_sdp: str) -> str:
         """Negotiate the offer; return the SDP answer with the server's candidates."""

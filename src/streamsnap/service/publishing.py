@@ -1,7 +1,8 @@
 """The publishing service: the life of one published stream, from the offer to its release.
 
-`publish` runs it all: the access check and backend hook, the atomic claim of the name
-(limits included), the source and its SDP answer, the wait for media, the watch for its
+`publish` runs it all, whatever the kind of source: the access check and backend hook, the
+atomic claim of the name (limits included), the source and what it answers (a WebRTC SDP
+answer), the wait for media, the watch for its
 end (RTP watchdog included), and the release. The signaling session that asked only
 hears of it through a `PublishListener`; cancelling `publish` at any step cleans up
 whatever was set up by then.
@@ -19,9 +20,7 @@ from typing import Any, Protocol
 import msgspec
 
 from streamsnap.access import AccessControl, AccessDenied, Grant, Right
-from streamsnap.media.candidates import announce_public_address
 from streamsnap.media.source import LocalSources, Source
-from streamsnap.media.webrtc import IngestSettings, WebRtcSource
 from streamsnap.reasons import PublishError, StreamEnd
 from streamsnap.service.node import NodeState
 from streamsnap.streams import ClaimRefused, SourceKind, StreamRecord, StreamRegistry, StreamState
@@ -41,21 +40,23 @@ class PublishLimits:
     max_streams: int = 200
     "Streams on the whole server (checked in the same step as the claim)."
     connect_timeout: float = 20.0
-    "Seconds for media to start after the answer."
+    "Seconds for media to start after the source started."
     rtp_timeout: float = 10.0
     "A video stream silent this long has failed."
-    public_ip: str = ""
-    "Announced in place of host candidates, when set."
 
 
 @dataclass(frozen=True)
 class PublishRequest:
-    """A publisher's offer, and who makes it."""
+    """A stream to run: its name, who asks, and how to make its source."""
 
     name: str
     media_session_id: str
-    sdp: str
     grant: Grant
+    make_source: Callable[[str], Source]
+    "Builds the stream's source (not started yet) once its name is claimed."
+    kind: SourceKind = SourceKind.WEBRTC
+    right: Right = Right.PUBLISH
+    "The right the grant must hold on the name."
     owner_session: str | None = None
     has_audio: bool = False
     hook_fields: Mapping[str, Any] = field(default_factory=dict)
@@ -66,7 +67,7 @@ class PublishListener(Protocol):
     """How the publisher hears of its stream."""
 
     async def answered(self, sdp: str) -> None:
-        """The offer was answered with `sdp`."""
+        """The source started and has this for the publisher (the SDP answer of a WebRTC offer)."""
         ...
 
     async def publishing(self) -> None:
@@ -88,11 +89,9 @@ class _Publication:
 class PublishingService:
     """Runs published streams on this node."""
 
-    def __init__(self, limits: PublishLimits, ingest: IngestSettings, registry: StreamRegistry,
-                 sources: LocalSources, access: AccessControl, node: NodeState,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limits: PublishLimits, registry: StreamRegistry, sources: LocalSources,
+                 access: AccessControl, node: NodeState, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
-        self.ingest = ingest
         self.registry = registry
         self.sources = sources
         self.access = access
@@ -108,11 +107,12 @@ class PublishingService:
         try:
             try:
                 record = await self._claim(request)
-                source = WebRtcSource(request.name, self.ingest, clock=self.clock)
+                source = request.make_source(request.name)
                 publication = self._publications[record.lease] = _Publication(record, source)
                 self.sources.add(record.lease, source)
-                answer = await source.answer(request.sdp)
-                await listener.answered(announce_public_address(answer, self.limits.public_ip))
+                answer = await source.start()
+                if answer is not None:
+                    await listener.answered(answer)
                 await self._media_started(source)
                 publication.record = await self._publishing(publication.record, source)
                 log.info("stream %s publishing", request.name)
@@ -153,7 +153,7 @@ class PublishingService:
         if self.node.draining:
             raise PublishError(StreamEnd.SHUTTING_DOWN)
         try:
-            await self.access.allow(request.grant, Right.PUBLISH, request.name,
+            await self.access.allow(request.grant, request.right, request.name,
                                     {**request.hook_fields, "name": request.name,
                                      "mediaSessionId": request.media_session_id})
         except AccessDenied as exc:
@@ -161,7 +161,7 @@ class PublishingService:
         if self.node.draining:  # it may have begun while the backend was asked
             raise PublishError(StreamEnd.SHUTTING_DOWN)
         record = StreamRecord(name=request.name, media_session_id=request.media_session_id, node=self.node.name,
-                              kind=SourceKind.WEBRTC, owner_session=request.owner_session,
+                              kind=request.kind, owner_session=request.owner_session,
                               has_audio=request.has_audio)
         try:
             return await self.registry.claim(record, max_streams=self.limits.max_streams)

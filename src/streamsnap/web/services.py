@@ -35,6 +35,8 @@ class Services:
     "Every picture goes through it."
     publishing: PublishingService
     "Every published stream runs in it."
+    ingest: IngestSettings
+    "How WebRTC sources are made."
     session_config: SessionConfig
     access: AccessControl
     node: NodeState
@@ -72,6 +74,7 @@ class Services:
             gop_max_bytes=settings.gop_max_bytes,
             connect_timeout=settings.connect_timeout,
             max_publish_bitrate=settings.max_publish_bitrate,
+            public_ip=settings.public_ip,
         )
         session_config = SessionConfig(
             keepalive_interval=settings.keepalive_interval,
@@ -101,10 +104,10 @@ class Services:
         )
         publishing = PublishingService(
             PublishLimits(max_streams=settings.max_streams, connect_timeout=settings.connect_timeout,
-                          rtp_timeout=settings.rtp_timeout, public_ip=settings.public_ip),
-            ingest, registry, sources, access, node,
+                          rtp_timeout=settings.rtp_timeout),
+            registry, sources, access, node,
         )
-        return cls(settings, registry, sources, engine, snapshots, publishing, session_config, access, node)
+        return cls(settings, registry, sources, engine, snapshots, publishing, ingest, session_config, access, node)
 
 
 SERVICES = web.AppKey("services", Services)

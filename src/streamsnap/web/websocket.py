@@ -14,6 +14,7 @@ from aiohttp import WSMsgType, web
 
 from streamsnap.access import OPEN_GRANT, AccessDenied, Grant
 from streamsnap.logs import ContextAdapter
+from streamsnap.media.webrtc import WebRtcSource
 from streamsnap.protocol import codec
 from streamsnap.protocol import messages as msg
 from streamsnap.protocol.codec import ProtocolError
@@ -163,10 +164,11 @@ class SessionRunner:
             await self.execute(self.session.tick(self.services.clock()))
 
     async def _publish(self, action: StartPublish) -> None:
+        ingest, offer = self.services.ingest, action.sdp
         request = PublishRequest(
-            name=action.name, media_session_id=action.stream_id, sdp=action.sdp, grant=self.grant,
-            owner_session=self.session.session_id, has_audio=action.has_audio,
-            hook_fields=self._hook_fields(),
+            name=action.name, media_session_id=action.stream_id, grant=self.grant,
+            make_source=lambda name: WebRtcSource(name, ingest, offer),
+            owner_session=self.session.session_id, has_audio=action.has_audio, hook_fields=self._hook_fields(),
         )
         await self.services.publishing.publish(request, _SessionPublisher(self, action.stream_id))
 

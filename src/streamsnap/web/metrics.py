@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from streamsnap import __version__
-from streamsnap.streams import StreamRecord
+from streamsnap.streams import SourceKind, StreamRecord
 from streamsnap.web.services import SERVICES, Services
 
 
@@ -33,6 +33,11 @@ class ServerCollector(Collector):
         yield info
         yield GaugeMetricFamily("streamsnap_sessions", "Open WebSocket sessions.", value=len(self.services.sessions))
         yield GaugeMetricFamily("streamsnap_streams", "Live published streams.", value=len(self.streams))
+        by_kind = GaugeMetricFamily("streamsnap_streams_by_kind", "Live streams by kind of source "
+                                    "(webrtc, rtsp, rtmp, whip).", labels=["kind"])
+        for kind in SourceKind:
+            by_kind.add_metric([kind.value], sum(1 for record in self.streams if record.kind is kind))
+        yield by_kind
 
         snapshots = CounterMetricFamily("streamsnap_snapshots", "Snapshot requests answered, by result "
                                         "('ok' or the failure's info string).", labels=["result"])

@@ -95,8 +95,11 @@ class WcsClient:
         """Open a session on `url` (any path) and wait for `getUserData`; `ssl_context` for wss with own trust."""
         http = aiohttp.ClientSession()
         try:
-            ws = await http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
-                                       ssl=ssl_context if ssl_context is not None else True)
+            # Bounded as a whole: a host that drops packets or a port that never answers the upgrade.
+            ws = await asyncio.wait_for(
+                http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
+                                ssl=ssl_context if ssl_context is not None else True),
+                timeout)
         except BaseException:
             await http.close()
             raise

@@ -145,6 +145,12 @@ export interface ServerFail {
     [key: string]: unknown;
 }
 
+/** How the socket closed, passed to the DISCONNECTED callback (a refusal's reason, e.g. "Restricted access"). */
+export interface SessionClose {
+    code: number;
+    reason: string;
+}
+
 /** `getUserData` from the server, passed to the ESTABLISHED callback. */
 export interface UserData {
     authToken?: string;
@@ -165,6 +171,8 @@ export interface Session {
     getStream(id: string): Stream | undefined;
     on(event: typeof SESSION_STATUS.WARN, callback: (fail: ServerFail, session: Session) => void): Session;
     on(event: typeof SESSION_STATUS.ESTABLISHED, callback: (session: Session, userData: UserData) => void): Session;
+    /** `close`: the socket's close code and reason (streamsnap's addition; the SDK passes the session only). */
+    on(event: typeof SESSION_STATUS.DISCONNECTED, callback: (session: Session, close: SessionClose) => void): Session;
     on(event: SessionStatus, callback: (session: Session) => void): Session;
     /**
      * A NEW stream: `publish()` it, or `snapshot()` it to get a picture of the live stream
@@ -212,7 +220,10 @@ export interface Stream {
  * @throws Error if the browser lacks WebSocket or WebRTC
  */
 export declare function init(): void;
-/** Open a session (state PENDING, then CONNECTED and ESTABLISHED). */
+/**
+ * Open a session (state PENDING, then CONNECTED and ESTABLISHED).
+ * @throws SyntaxError if the browser refuses the url (not ws:// or wss://, malformed)
+ */
 export declare function createSession(options: SessionOptions): Session;
 /** Sessions not yet DISCONNECTED or FAILED. */
 export declare function getSessions(): Session[];

@@ -299,6 +299,7 @@ export function getSession(id) {
  * @param {object} [options.custom] application fields sent in `connection`
  * @param {number} [options.timeout] ms to wait for the socket to open before giving up
  * @param {RTCConfiguration} [options.mediaOptions] extra RTCPeerConnection settings (e.g. iceServers)
+ * @throws {SyntaxError} if the browser refuses the url (not ws:// or wss://, malformed), as the SDK does
  */
 export function createSession(options) {
   if (!initialized) throw new Error("streamsnap is not initialized: call init() first");
@@ -407,10 +408,12 @@ class Session {
       // that always follows an error reports DISCONNECTED.
       if (!this.#opened) this.#setStatus(SESSION_STATUS.FAILED);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       clearTimeout(this.#openTimer);
       if (this.#status !== SESSION_STATUS.FAILED && this.#status !== SESSION_STATUS.DISCONNECTED) {
-        this.#setStatus(SESSION_STATUS.DISCONNECTED);
+        // The close code and reason go to the DISCONNECTED callback as a second argument (an
+        // addition to the SDK's signature): a server's refusal says why there too.
+        this.#setStatus(SESSION_STATUS.DISCONNECTED, { code: event.code, reason: event.reason });
       }
     };
     ws.onmessage = (event) => this.#receive(event.data);

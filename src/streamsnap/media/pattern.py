@@ -1,17 +1,28 @@
-"""A synthetic camera: a moving test pattern whose frame counter can be read back from pixels.
+"""Tracks the `publish` command sends: a synthetic camera, and a video file played in a loop.
+
+The synthetic camera is a moving test pattern whose frame counter can be read back from pixels.
 
 The top quarter of each frame is a row of `COUNTER_BITS` black or white blocks spelling
 the frame number in binary (most significant bit first); big blocks survive lossy video
 coding. Below it, a colour that changes every second and a bar that sweeps across. The CLI's
 `publish --pattern` sends it, and the tests read the counter out of snapshots.
+
+`FileTrack` plays a video file (`publish --file`) and starts it over at its end without a
+gap or a jump back in time: the timestamps keep growing across passes, which encoders need.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fractions
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import av
 import numpy as np
 from aiortc import VideoStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 from PIL import Image
 
@@ -80,3 +91,122 @@ class PatternTrack(VideoStreamTrack):
         frame.pts = pts
         frame.time_base = time_base if isinstance(time_base, fractions.Fraction) else fractions.Fraction(time_base)
         return frame
+
+
+class VideoFileError(Exception):
+    """A file FFmpeg cannot read, or one without a video stream."""
+
+
+# RTP's video clock: frames go to the encoder with timestamps on it, whatever the file's time base.
+VIDEO_CLOCK = fractions.Fraction(1, 90000)
+FALLBACK_FRAME_SECONDS = 1 / FPS
+
+
+class FileTrack(MediaStreamTrack):
+    """An aiortc video track that plays a video file at its own pace, looped unless `loop` is False.
+
+    Decoding runs in a thread, off the event loop. At the end of the file it is opened again
+    and its frames are stamped after the last frame of the previous pass, one frame
+    duration apart, so the picture never stalls and the clock never goes back. Without
+    `loop` the track ends (its `ended` event) after one pass.
+    """
+
+    kind = "video"
+
+    def __init__(self, path: Path, *, loop: bool = True) -> None:
+        super().__init__()
+        self.path = path
+        self.loop = loop
+        self.passes = 0
+        "Complete passes through the file so far."
+        self._frames = self._open()
+        self._first = self._next_file_frame()  # fails here, not in the sender, if nothing decodes
+        if self._first is None:
+            raise VideoFileError(f"{path}: no video frame decodes")
+        self._offset = 0.0
+        "Seconds before the current pass starts (the length of the previous passes)."
+        self._file_start: float | None = None
+        "Timestamp of the current pass's first frame in the file, in seconds."
+        self._last_time = -1.0
+        self._frame_seconds = FALLBACK_FRAME_SECONDS
+        self._started_at: float | None = None
+
+    def _open(self) -> Iterator[VideoFrame]:
+        try:
+            container = av.open(str(self.path))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise VideoFileError(f"{self.path}: {_reason(exc)}") from None
+        if not container.streams.video:
+            container.close()
+            raise VideoFileError(f"{self.path}: has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        if rate:
+            self._frame_seconds = float(1 / rate)
+        return self._decode(container, stream)
+
+    @staticmethod
+    def _decode(container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[VideoFrame]:
+        try:
+            yield from container.decode(stream)
+        finally:
+            container.close()
+
+    def _next_file_frame(self) -> VideoFrame | None:
+        try:
+            return next(self._frames)
+        except StopIteration:
+            return None
+        except av.FFmpegError as exc:  # a damaged tail: treat as the end of the file
+            raise VideoFileError(f"{self.path}: {_reason(exc)}") from None
+
+    def _next_frame(self) -> tuple[VideoFrame, float] | None:
+        """The next frame and its time on the track's clock (seconds), or None at the end (no loop)."""
+        frame = self._first if self._first is not None else self._next_file_frame()
+        self._first = None
+        if frame is None:
+            self.passes += 1
+            if not self.loop:
+                return None
+            self._offset = self._last_time + self._frame_seconds
+            self._file_start = None
+            self._frames = self._open()
+            frame = self._next_file_frame()
+            if frame is None:
+                return None
+        file_time = float(frame.time) if frame.time is not None else None
+        if self._file_start is None:
+            self._file_start = file_time or 0.0
+        at = self._offset + (file_time - self._file_start if file_time is not None else 0.0)
+        if at <= self._last_time:  # missing or repeated timestamps: one frame after the last
+            at = self._last_time + self._frame_seconds
+        self._last_time = at
+        return frame, at
+
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            item = await asyncio.to_thread(self._next_frame)
+        except VideoFileError:
+            item = None
+        if item is None:
+            self.stop()
+            raise MediaStreamError
+        frame, at = item
+        now = time.monotonic()
+        if self._started_at is None:
+            self._started_at = now - at
+        wait = self._started_at + at - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+        frame.pts = round(at / VIDEO_CLOCK)
+        frame.time_base = VIDEO_CLOCK
+        return frame
+
+
+def _reason(exc: BaseException) -> str:
+    """FFmpeg's words for a failure, without the errno and file name PyAV adds."""
+    strerror = getattr(exc, "strerror", None)
+    return str(strerror) if strerror else str(exc)

@@ -10,12 +10,19 @@ import Streamsnap, {
 
 /** How long to wait for the server's answer to a snapshot request. */
 const SNAPSHOT_TIMEOUT_MS = 20000;
+/** How long to wait for the socket to open. */
+const CONNECT_TIMEOUT_MS = 10000;
 
 const $ = (id) => document.getElementById(id);
 const el = {
     notice: $("notice"),
     localVideo: $("localVideo"),
+    connectForm: $("connectForm"),
     url: $("url"),
+    token: $("token"),
+    connectBtn: $("connectBtn"),
+    sessionStatus: $("sessionStatus"),
+    sessionInfo: $("sessionInfo"),
     streamName: $("streamName"),
     codec: $("codec"),
     publishForm: $("publishForm"),
@@ -23,10 +30,17 @@ const el = {
     status: $("status"),
     info: $("info"),
     snapshotBtn: $("snapshotBtn"),
+    snapshotPanel: $("snapshotPanel"),
     snapshotImg: $("snapshotImg"),
-    snapshotSize: $("snapshotSize"),
+    snapshotPlaceholder: $("snapshotPlaceholder"),
+    snapshotLabel: $("snapshotLabel"),
     snapshotStatus: $("snapshotStatus"),
     snapshotInfo: $("snapshotInfo"),
+    pictureTools: $("pictureTools"),
+    downloadBtn: $("downloadBtn"),
+    copyUrlBtn: $("copyUrlBtn"),
+    copyStatus: $("copyStatus"),
+    imageUrl: $("imageUrl"),
     otherForm: $("otherForm"),
     otherName: $("otherName"),
     otherSnapshotBtn: $("otherSnapshotBtn"),
@@ -66,20 +80,24 @@ function initPage() {
     el.url.value = defaultServerUrl();
     el.streamName.value = "stream-" + randomChars(5);
 
+    el.connectForm.addEventListener("submit", (e) => {
+        e.preventDefault();
+        connectClick();
+    });
     el.publishForm.addEventListener("submit", (e) => e.preventDefault());
     el.otherForm.addEventListener("submit", (e) => {
         e.preventDefault();
         snapshotOfOther();
     });
-    el.snapshotImg.addEventListener("load", () => {
-        el.snapshotSize.textContent = `${el.snapshotImg.naturalWidth}×${el.snapshotImg.naturalHeight}`;
-    });
+    el.copyUrlBtn.addEventListener("click", copyImageUrl);
+    el.imageUrl.addEventListener("focus", () => el.imageUrl.select());
 
     try {
         Streamsnap.init();
     } catch (e) {
         showNotice("Your browser does not support WebRTC, which this example needs.");
         el.publishBtn.disabled = true;
+        el.connectBtn.disabled = true;
         el.otherSnapshotBtn.disabled = true;
         return;
     }
@@ -88,6 +106,7 @@ function initPage() {
         showNotice("The camera is available only on https pages or on localhost. "
             + "Snapshots of streams published elsewhere still work below.");
     }
+    setSessionStatus("", "Not connected: Connect, Publish or a snapshot opens the session.");
     onUnpublished();
 }
 
@@ -100,44 +119,112 @@ function showNotice(text) {
 // Session
 // ---------------------------------------------------------------------------
 
+/** Why `url` cannot be a signaling url, or "" when it can. */
+function urlProblem(url) {
+    if (!url) return "Enter the server url, e.g. ws://host:8080/";
+    let parsed;
+    try {
+        parsed = new URL(url);
+    } catch (e) {
+        return `"${url}" is not a url: the server url looks like ws://host:8080/ (wss:// with TLS)`;
+    }
+    if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+        return `The server url must start with ws:// or wss://, not ${parsed.protocol}//`;
+    }
+    return "";
+}
+
+function connectClick() {
+    if (state.session) {
+        state.session.disconnect(); // DISCONNECTED follows and resets the page
+        return;
+    }
+    connect().catch(() => {}); // the session handlers show what went wrong
+}
+
 /** The established session, connecting first if there is none. */
 function connect() {
     if (sessionReady) return sessionReady;
     const url = el.url.value.trim();
-    el.url.disabled = true;
-    sessionReady = new Promise((resolve, reject) => {
-        let session;
+    const problem = urlProblem(url);
+    if (problem) {
+        setSessionStatus(SESSION_STATUS.FAILED, problem);
+        el.url.focus();
+        return Promise.reject(new Error(problem));
+    }
+    const token = el.token.value.trim();
+    let refusal = "";
+    let session = null;
+    const ready = new Promise((resolve, reject) => {
         try {
-            session = Streamsnap.createSession({ urlServer: url });
+            session = Streamsnap.createSession({
+                urlServer: url,
+                authToken: token || undefined,
+                timeout: CONNECT_TIMEOUT_MS,
+            });
         } catch (e) {
-            reject(e);
+            reject(new Error(`Cannot use "${url}": ${e.message}`));
             return;
         }
-        state.session = session;
         session
-            .on(SESSION_STATUS.ESTABLISHED, (s) => resolve(s))
-            .on(SESSION_STATUS.DISCONNECTED, () => {
-                sessionGone(SESSION_STATUS.DISCONNECTED);
-                reject(new Error("Disconnected from " + url));
+            .on(SESSION_STATUS.ESTABLISHED, () => {
+                setSessionStatus(SESSION_STATUS.ESTABLISHED, url);
+                resolve(session);
+            })
+            .on(SESSION_STATUS.WARN, (fail) => {
+                // A refused `connection` comes as a fail, then the close: keep its reason.
+                if (fail && fail.apiMethod === "connection" && fail.info) refusal = fail.info;
+                else console.warn("server refused a request:", fail);
+            })
+            .on(SESSION_STATUS.DISCONNECTED, (s, close) => {
+                const why = refusal || (close && close.reason) || "";
+                reject(new Error(why || "Disconnected from " + url));
+                sessionGone(session, SESSION_STATUS.DISCONNECTED, why);
             })
             .on(SESSION_STATUS.FAILED, () => {
-                sessionGone(SESSION_STATUS.FAILED, "Cannot connect to " + url);
-                reject(new Error("Cannot connect to " + url));
-            })
-            .on(SESSION_STATUS.WARN, (fail) => console.warn("server refused a request:", fail));
+                const why = refusal || "Cannot connect to " + url;
+                reject(new Error(why));
+                sessionGone(session, SESSION_STATUS.FAILED, why);
+            });
     });
-    // Once settled badly, the next action starts a new session.
-    sessionReady.catch(() => {});
-    return sessionReady;
+    sessionReady = ready;
+    if (session) {
+        state.session = session;
+        lockConnection(true);
+        setSessionStatus(SESSION_STATUS.PENDING, "Connecting to " + url);
+    } else {
+        // The browser refused the url outright: nothing to reuse, the fields stay editable.
+        ready.catch((e) => {
+            sessionReady = null;
+            setSessionStatus(SESSION_STATUS.FAILED, e.message);
+        });
+    }
+    return ready;
 }
 
-function sessionGone(status, info) {
+/** `session` ended: forget it (the next action opens a new one) and unlock the fields. */
+function sessionGone(session, status, info) {
+    if (state.session !== session) return; // an older session, already replaced
     sessionReady = null;
     state.session = null;
     state.stream = null;
-    el.url.disabled = false;
-    setStatus(status, info);
+    lockConnection(false);
+    setSessionStatus(status, info);
     onUnpublished();
+}
+
+function lockConnection(locked) {
+    el.url.disabled = locked;
+    el.token.disabled = locked;
+    el.connectBtn.textContent = locked ? "Disconnect" : "Connect";
+    el.connectBtn.classList.toggle("stop", locked);
+}
+
+function setSessionStatus(status, info = "") {
+    el.sessionStatus.textContent = status;
+    el.sessionStatus.className = status === SESSION_STATUS.ESTABLISHED ? "ok"
+        : status === SESSION_STATUS.FAILED || (status === SESSION_STATUS.DISCONNECTED && info) ? "bad" : "muted";
+    el.sessionInfo.textContent = info || "";
 }
 
 // ---------------------------------------------------------------------------
@@ -219,7 +306,7 @@ function setButton(button, text, onclick, disabled, danger = false) {
     button.classList.toggle("stop", danger);
 }
 
-/** Show a connection or stream status and its info text. */
+/** Show a stream status and its info text. */
 function setStatus(status, info = "") {
     el.status.textContent = status;
     el.status.className = status === STREAM_STATUS.PUBLISHING ? "ok"
@@ -252,7 +339,7 @@ async function snapshot(name, button) {
     let request = null;
     let timer = null;
     let done = false;
-    const finish = (status, info, png) => {
+    const finish = (status, info, payload) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
@@ -260,10 +347,8 @@ async function snapshot(name, button) {
         if (request && request.status() === STREAM_STATUS.NEW) request.stop();
         restoreButton(button);
         if (seq !== snapshotSeq) return; // a newer request owns the page now
-        if (png) {
-            el.snapshotImg.src = "data:image/png;base64," + png;
-            el.snapshotImg.alt = "Snapshot of " + name;
-        }
+        if (payload) showPicture(name, payload);
+        else clearPicture(name, info);
         setSnapshotStatus(status, info);
     };
 
@@ -277,7 +362,7 @@ async function snapshot(name, button) {
     try {
         request = session.createStream({ name }).on(STREAM_EVENT, (event) => {
             if (event.type === STREAM_EVENT_TYPE.SNAPSHOT_COMPLETED) {
-                finish(STREAM_STATUS.SNAPSHOT_COMPLETE, "", event.payload.snapshot);
+                finish(STREAM_STATUS.SNAPSHOT_COMPLETE, "", event.payload);
             } else if (event.type === STREAM_EVENT_TYPE.SNAPSHOT_FAILED) {
                 finish(STREAM_STATUS.FAILED, event.payload.info);
             }
@@ -288,6 +373,77 @@ async function snapshot(name, button) {
         request.snapshot();
     } catch (e) {
         finish(STREAM_STATUS.FAILED, e.message);
+    }
+}
+
+/** Show a snapshot and label it: stream, size, age of the frame, when it arrived. */
+function showPicture(name, payload) {
+    const src = "data:image/png;base64," + payload.snapshot;
+    const taken = new Date();
+    el.snapshotImg.src = src;
+    el.snapshotImg.alt = "Snapshot of " + name;
+    el.snapshotPanel.classList.remove("failed");
+    el.snapshotPlaceholder.textContent = "";
+
+    const parts = [name];
+    const sizeKnown = payload.width && payload.height;
+    parts.push(sizeKnown ? `${payload.width}×${payload.height}` : "…");
+    if (typeof payload.frameAgeMs === "number") parts.push(`frame age ${Math.round(payload.frameAgeMs)} ms`);
+    parts.push(taken.toLocaleTimeString());
+    el.snapshotLabel.textContent = parts.join(" · ");
+    if (!sizeKnown) {
+        // A WCS server sends no size: read it off the picture once it is decoded.
+        el.snapshotImg.addEventListener("load", () => {
+            parts[1] = `${el.snapshotImg.naturalWidth}×${el.snapshotImg.naturalHeight}`;
+            el.snapshotLabel.textContent = parts.join(" · ");
+        }, { once: true });
+    }
+
+    el.downloadBtn.href = src;
+    el.downloadBtn.download = `${name.replace(/[^\w.-]+/g, "_")}-${fileTime(taken)}.png`;
+    el.imageUrl.value = imageUrlOf(name);
+    el.copyStatus.textContent = "";
+    el.pictureTools.hidden = false;
+}
+
+/** A failed snapshot: take the previous picture down so it cannot pass for this stream's. */
+function clearPicture(name, info) {
+    el.snapshotImg.removeAttribute("src");
+    el.snapshotImg.alt = "";
+    el.snapshotPanel.classList.add("failed");
+    el.snapshotPlaceholder.textContent = `No picture of ${name}: ${info || "the snapshot failed"}`;
+    el.snapshotLabel.textContent = `${name} · snapshot failed · ${new Date().toLocaleTimeString()}`;
+    el.pictureTools.hidden = true;
+}
+
+function fileTime(date) {
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${date.getFullYear()}${pad(date.getMonth() + 1)}${pad(date.getDate())}-`
+        + `${pad(date.getHours())}${pad(date.getMinutes())}${pad(date.getSeconds())}`;
+}
+
+/**
+ * The server's image url of stream `name` (any HTTP client can fetch it), on the host of the
+ * signaling url; with the page's token as `access_token`, since an <img> cannot send a header.
+ */
+function imageUrlOf(name) {
+    const server = new URL(el.url.value.trim());
+    const origin = `${server.protocol === "wss:" ? "https:" : "http:"}//${server.host}`;
+    const token = el.token.value.trim();
+    const query = token ? "?access_token=" + encodeURIComponent(token) : "";
+    return `${origin}/streams/${encodeURIComponent(name)}/snapshot.png${query}`;
+}
+
+async function copyImageUrl() {
+    const url = el.imageUrl.value;
+    try {
+        await navigator.clipboard.writeText(url);
+        el.copyStatus.textContent = "Copied";
+    } catch (e) {
+        // No clipboard access (an http page on another host, or permission refused): select it instead.
+        el.imageUrl.focus();
+        el.imageUrl.select();
+        el.copyStatus.textContent = "Press Ctrl+C to copy";
     }
 }
 

@@ -6,6 +6,9 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)  # RTMP tests push with Debian's ffmpeg
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # cluster tests: real Redis and Redis Cluster
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}"
 sudo=""

@@ -46,6 +46,14 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument("--thumbnail-dir", metavar="DIR", help="where thumbnails go")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", choices=["text", "json"])
+    cluster = serve.add_argument_group("cluster", "several nodes, one namespace of streams, coordinated through Redis")
+    cluster.add_argument("--redis", metavar="URL", help="join the cluster on this Redis, e.g. redis://127.0.0.1:6379/0 "
+                         "(the secret comes from $STREAMSNAP_CLUSTER_SECRET or the config file)")
+    cluster.add_argument("--node-id", metavar="NAME", help="this node's name in the cluster (default: the host name)")
+    cluster.add_argument("--advertise-url", metavar="URL", help="where other nodes reach this one's cluster listener")
+    cluster.add_argument("--cluster-port", type=int, metavar="PORT", help="port of the cluster listener (default: any)")
+    cluster.add_argument("--workers", type=int, metavar="N",
+                         help="run N processes sharing --port, one node each (needs --redis)")
 
 
 TOKEN_ENV = "STREAMSNAP_TOKEN"
@@ -261,12 +269,19 @@ def _serve(args: argparse.Namespace) -> int:
             "public_ip": args.public_ip, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
             "tls_self_signed": args.tls_self_signed, "tls_port": args.tls_port, "rest_port": args.rest_port,
             "thumbnail_interval": args.thumbnail_interval, "thumbnail_dir": args.thumbnail_dir,
+            "redis_url": args.redis, "node_name": args.node_id, "advertise_url": args.advertise_url,
+            "cluster_port": args.cluster_port, "workers": args.workers,
         })
         configure_logging(settings.log_level, settings.log_format)
     except (SettingsError, ValueError) as exc:
         print(f"streamsnap: {exc}", file=sys.stderr)
         return 2
-    server = Server(settings)
+    from streamsnap.workers import WORKER_ENV, supervise
+
+    worker = os.environ.get(WORKER_ENV)
+    if settings.workers > 1 and worker is None:
+        return supervise(settings)
+    server = Server(settings, reuse_port=worker is not None)
 
     async def run() -> None:
         await server.start()

@@ -63,6 +63,29 @@ HttpUrlOrEmpty = Annotated[
     str, Meta(pattern=r"^(?:https?://\S+)?\Z", extra={"range": "an http:// or https:// url or empty"})
 ]
 Texts = Annotated[list[str], Meta(extra={"range": "any strings"})]
+RedisUrlOrEmpty = Annotated[
+    str, Meta(pattern=r"^(?:(?:redis|rediss|unix)://\S+)?\Z",
+              extra={"range": "a redis://, rediss:// or unix:// url or empty"})
+]
+KeyPrefix = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}\Z", extra={"range": "1-64 of A-Z a-z 0-9 _ . -"})]
+RtspHosts = Annotated[
+    list[Annotated[str, Meta(pattern=r"^[0-9A-Za-z._:-]+(?:/[0-9]{1,3})?\Z")]],
+    Meta(extra={"range": "host names, IP addresses or networks (10.0.0.0/8)"}),
+]
+
+
+class Camera(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One `[[cameras]]` table of the config file: a camera pulled from start and kept up."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=256)]
+    "The stream name its pictures are asked by."
+    uri: Annotated[str, Meta(pattern=r"^rtsp://\S+\Z")]
+    "The camera's rtsp:// url (credentials in it are never shown)."
+    transport: Literal["tcp", "udp"] | None = None
+    "RTSP transport; None: `rtsp_transport`."
+
+
+Cameras = Annotated[list[Camera], Meta(extra={"range": "`[[cameras]]` tables: name, uri (rtsp://), transport"})]
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -168,16 +191,90 @@ class Settings:
     backend_secret: Text = _setting("", "HMAC-SHA256 key to sign backend requests (X-Streamsnap-Signature).")
     backend_timeout: Seconds = _setting(3.0, "Seconds to wait for the backend's answer.")
     backend_fail_open: bool = _setting(False, "Allow the action when the backend cannot be reached (default: refuse).")
+    # Cluster
+    redis_url: RedisUrlOrEmpty = _setting(
+        "", "Redis (redis://host:6379/0, rediss://, or a Redis Cluster node) shared by the nodes of a cluster; "
+        "empty: this node runs alone."
+    )
+    cluster_secret: Text = _setting(
+        "", "Secret the nodes of a cluster sign their requests to each other with (at least 16 characters; "
+        "required with `redis_url`)."
+    )
+    advertise_url: HttpUrlOrEmpty = _setting(
+        "", "URL other nodes reach this node's cluster listener at; empty: http://<cluster_host>:<bound port>."
+    )
+    cluster_host: Text = _setting("", "Address of the cluster listener (node-to-node requests); empty: `host`.")
+    cluster_port: Port = _setting(0, "Port of the cluster listener; 0: any free port (announced in Redis).")
+    cluster_ttl: Annotated[float, Meta(ge=1, le=600)] = _setting(
+        5.0, "Seconds a node's stream records live without a heartbeat (a dead node's streams vanish after it)."
+    )
+    cluster_prefix: KeyPrefix = _setting(
+        "streamsnap", "Namespace of this cluster's keys in Redis (one hash tag, so Redis Cluster keeps them together)."
+    )
+    workers: Annotated[int, Meta(ge=1, le=64)] = _setting(
+        1, "Processes `serve` runs on this machine, one node each, sharing `port` (needs `redis_url` when > 1)."
+    )
+    # RTMP and WHIP
+    rtmp_port: Port = _setting(0, "TCP port of the RTMP listener for encoders (1935 is the usual one); 0: off.")
+    rtmp_host: Text = _setting("", "Address the RTMP listener binds; empty: the same as `host`.")
+    rtmp_max_connections: Count = _setting(100, "RTMP connections held at once; more are closed on arrival.")
+    rtmp_max_chunk_size: Annotated[int, Meta(ge=128, le=16_777_215)] = _setting(
+        65536, "Largest chunk size an RTMP publisher may set (larger closes the connection)."
+    )
+    rtmp_max_message_bytes: Annotated[int, Meta(ge=65536, le=64 * 1024 * 1024)] = _setting(
+        4 * 1024 * 1024, "Largest RTMP message (one encoded video frame) accepted."
+    )
+    rtmp_handshake_timeout: Seconds = _setting(10.0, "Seconds an RTMP connection has from accept to `publish`.")
+    rtmp_idle_timeout: Seconds = _setting(30.0, "An RTMP connection that sends nothing this many seconds is closed.")
+    cors_origins: Texts = _setting(
+        [], "Origins (scheme://host[:port]) whose pages may read pictures, /streams and REST and call WHIP "
+        "across origins (CORS); '*': any; empty: none."
+    )
+    # RTSP cameras
+    rtsp_transport: Literal["tcp", "udp"] = _setting(
+        "tcp", "RTSP transport of pulls that name none: tcp (interleaved in the RTSP connection) or udp."
+    )
+    rtsp_open_timeout: Seconds = _setting(5.0, "Seconds a camera has to answer and describe its stream.")
+    rtsp_packet_timeout: Seconds = _setting(5.0, "A camera that sends no packet for this many seconds has failed.")
+    rtsp_on_demand: bool = _setting(True, "Pull a camera when a picture of an `rtsp://` stream name is asked.")
+    rtsp_idle_timeout: Seconds = _setting(
+        60.0, "A pull started by a picture of an `rtsp://` name stops after this many seconds without pictures."
+    )
+    rtsp_allowed_hosts: RtspHosts = _setting(
+        [], "Hosts (names, addresses, CIDR networks) cameras may be pulled from; empty: any."
+    )
+    rtsp_reconnect_max: Seconds = _setting(
+        30.0, "Longest wait between reconnections of a configured camera (exponential back-off with jitter)."
+    )
+    cameras: Cameras = _setting(
+        [], "Cameras pulled from start and kept up: `[[cameras]]` tables of `name`, `uri`, `transport` "
+        "(config file only)."
+    )
 
     def __post_init__(self) -> None:
         # Direct construction is checked like every other layer; ints given for floats become floats.
         for name, kind in _kinds().items():
             value = getattr(self, name)
             object.__setattr__(self, name, _check(name, kind, value, value))
+        _check_together(self)
 
 
 class SettingsError(ValueError):
     """A setting could not be read; the one-line message names it."""
+
+
+MIN_CLUSTER_SECRET = 16
+
+
+def _check_together(settings: Settings) -> None:
+    """Settings that only make sense with others."""
+    if settings.workers > 1 and not settings.redis_url:
+        raise SettingsError(f"workers: {settings.workers} workers need `redis_url` (they coordinate through Redis)")
+    # With several workers and no secret, `serve` makes one for its workers (they share one machine).
+    needs_secret = settings.redis_url and (settings.workers == 1 or settings.cluster_secret)
+    if needs_secret and len(settings.cluster_secret) < MIN_CLUSTER_SECRET:
+        raise SettingsError(f"cluster_secret: at least {MIN_CLUSTER_SECRET} characters are needed with `redis_url` "
+                            "(the nodes sign their requests to each other with it)")
 
 
 @functools.cache
@@ -208,6 +305,8 @@ def _type_words(kind: Any) -> str:
     bare = _bare(kind)
     if bare is bool:
         return "true or false"
+    if typing.get_origin(bare) is list and typing.get_args(bare)[0] is Camera:
+        return "`[[cameras]]` tables (name, uri rtsp://..., transport tcp or udp)"
     if typing.get_origin(bare) is list:
         return "a list of strings"
     return str(bare.__name__)

@@ -74,6 +74,10 @@ class ClaimRefused(Exception):
         self.reason = reason
 
 
+class RegistryUnavailable(Exception):
+    """The shared directory cannot be reached: only this node's own streams are known."""
+
+
 class StreamRegistry:
     """Names of live streams, unique across everything the registry covers (the interface)."""
 
@@ -93,7 +97,7 @@ class StreamRegistry:
         raise NotImplementedError
 
     async def lookup(self, name: str) -> StreamRecord | None:
-        """The live stream called `name`, or None."""
+        """The live stream called `name`, or None; raises `RegistryUnavailable` when that cannot be known."""
         raise NotImplementedError
 
     async def all(self) -> list[StreamRecord]:

@@ -263,6 +263,33 @@ BAD_VALUES: dict[str, tuple[Any, str | None]] = {
     "backend_secret": (0, None),
     "backend_timeout": (0, "0"),
     "backend_fail_open": ("sometimes", "2"),
+    # Cluster
+    "redis_url": ("http://redis.example", "localhost:6379"),
+    "cluster_secret": (16, None),
+    "advertise_url": ("node-a:8080", "ftp://node-a"),
+    "cluster_host": (0, None),
+    "cluster_port": (65536, "-1"),
+    "cluster_ttl": (0.5, "601"),
+    "cluster_prefix": ("a b", "{tag}"),
+    "workers": (0, "65"),
+    # RTMP and WHIP
+    "rtmp_port": (65536, "rtmp"),
+    "rtmp_host": (1935, None),
+    "rtmp_max_connections": (0, "0"),
+    "rtmp_max_chunk_size": (127, "16777216"),
+    "rtmp_max_message_bytes": (1024, "1GB"),
+    "rtmp_handshake_timeout": (0, "-1"),
+    "rtmp_idle_timeout": (0, "inf"),
+    "cors_origins": ([7], None),
+    # RTSP cameras
+    "rtsp_transport": ("http", "rtp"),
+    "rtsp_open_timeout": (0, "-1"),
+    "rtsp_packet_timeout": (-1.0, "inf"),
+    "rtsp_on_demand": ("yes please", "2"),
+    "rtsp_idle_timeout": (0, "0"),
+    "rtsp_allowed_hosts": (["a b"], "a b"),
+    "rtsp_reconnect_max": (0, "100000"),
+    "cameras": (["rtsp://camera.example/"], "rtsp://camera.example/"),
 }
 NAMES = [f.name for f in dataclasses.fields(Settings)]
 

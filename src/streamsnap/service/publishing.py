@@ -23,6 +23,7 @@ from streamsnap.access import AccessControl, AccessDenied, Grant, Right
 from streamsnap.media.source import LocalSources, Source
 from streamsnap.reasons import PublishError, StreamEnd
 from streamsnap.service.node import NodeState
+from streamsnap.service.routing import Router
 from streamsnap.streams import ClaimRefused, SourceKind, StreamRecord, StreamRegistry, StreamState
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class PublishingService:
         self.node = node
         self.clock = clock
         self._publications: dict[str, _Publication] = {}
+        self.router: Router | None = None
+        "How streams of other nodes are reached (set when the node is in a cluster)."
 
     async def publish(self, request: PublishRequest, listener: PublishListener) -> StreamEnd:
         """Run the stream of `request` until it ends; return why it ended (after telling `listener`)."""
@@ -137,7 +140,12 @@ class PublishingService:
                 publication.finished.set()
 
     async def terminate(self, record: StreamRecord, reason: StreamEnd = StreamEnd.TERMINATED) -> bool:
-        """End the stream of `record` (its publisher is told `reason`); False when this node does not run it."""
+        """End the stream of `record` (its publisher is told `reason`), on whichever node runs it.
+
+        False when its node does not run it (any more).
+        """
+        if record.node != self.node.name:
+            return self.router is not None and await self.router.terminate(record, reason)
         publication = self._publications.get(record.lease)
         if publication is None:
             return False

@@ -10,20 +10,22 @@ and coalescing are the engine's (`media/snapshot.py`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamsnap.access import AccessControl, AccessDenied, Grant, Right
-from streamsnap.media.imaging import ImageSpec
+from streamsnap.media.imaging import ImageSpec, output_size
 from streamsnap.media.snapshot import PNG, KeyframeBudget, Snapshot, SnapshotEngine
 from streamsnap.media.source import LocalSources
 from streamsnap.reasons import SnapshotError, SnapshotFailure
 from streamsnap.service.node import NodeState
-from streamsnap.streams import StreamRecord, StreamRegistry
+from streamsnap.service.routing import Router
+from streamsnap.streams import RegistryUnavailable, StreamRecord, StreamRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ class Requester:
     "The client's address, for the per-client limit; None for the server's own work (thumbnails)."
     hook_fields: Mapping[str, Any] = field(default_factory=dict)
     "What the backend hook is told about the request (session, origin, …)."
+    checked: bool = False
+    "Access was checked already (by the node that routed the request here)."
 
 
 class PictureCache:
@@ -109,6 +113,24 @@ class Picture:
     "How old the depicted frame was when the answer was made."
     node: str
     "The node that made it."
+    frame_time: float = 0.0
+    "Wall-clock time (Unix seconds) of the depicted frame."
+
+
+@dataclass(frozen=True)
+class PictureStatus:
+    """What a picture of a stream would be, known without making one (HTTP HEAD, MJPEG admission)."""
+
+    record: StreamRecord
+    size: tuple[int, int] | None
+    "The output size, when the stream's size is known."
+    frame_time: float | None
+    "Wall-clock time (Unix seconds) of the newest frame this node holds; None for another node's stream."
+
+    @property
+    def local(self) -> bool:
+        """Whether this node holds the stream (else `status` answered from the registry only)."""
+        return self.frame_time is not None
 
 
 class SnapshotService:
@@ -129,6 +151,17 @@ class SnapshotService:
         self.refused: dict[str, int] = {}
         "Requests refused before reaching the engine, by reason."
         self.pictures = PictureCache(limits.picture_cache_bytes)
+        self.wall_clock: Callable[[], float] = time.time
+        "Wall-clock time, to date frames whose arrival `clock` measured."
+        self.on_demand: Callable[[str, Requester], Awaitable[str | None]] | None = None
+        """Asked about every name once access is granted: for a name it pulls on demand (an rtsp:// url) it
+        starts the pull if needed, waits for it to publish and returns the stream's name (raising
+        `SnapshotError` when it cannot); None for other names."""
+        self.router: Router | None = None
+        "How pictures of other nodes' streams are fetched (set when the node is in a cluster)."
+        self.remote_requests: dict[str, int] = {}
+        "Pictures asked of other nodes, by outcome ('ok' or the reason)."
+        self._hops: dict[tuple[str, str, ImageSpec, float | None], asyncio.Future[Snapshot]] = {}
         self._per_client: dict[str, int] = {}
         self._budgets: dict[str, KeyframeBudget] = {}
 
@@ -179,14 +212,23 @@ class SnapshotService:
     async def _take(self, name: str, requester: Requester, spec: ImageSpec, max_age_ms: float | None) -> Picture:
         if (spec.width or 0) > self.limits.max_width or (spec.height or 0) > self.limits.max_height:
             raise SnapshotError(SnapshotFailure.TOO_LARGE, self._cap_words(spec.width or 0, spec.height or 0))
+        if not requester.checked:
+            try:
+                await self.access.allow(requester.grant, Right.SNAPSHOT, name,
+                                        {**requester.hook_fields, "name": name})
+            except AccessDenied as exc:
+                raise SnapshotError(SnapshotFailure.RESTRICTED, exc.detail) from None
+        if self.on_demand is not None:
+            name = await self.on_demand(name, requester) or name
         try:
-            await self.access.allow(requester.grant, Right.SNAPSHOT, name, {**requester.hook_fields, "name": name})
-        except AccessDenied as exc:
-            raise SnapshotError(SnapshotFailure.RESTRICTED, exc.detail) from None
-        record = await self.registry.lookup(name)
+            record = await self.registry.lookup(name)
+        except RegistryUnavailable as exc:
+            raise SnapshotError(SnapshotFailure.UNREACHABLE, "the cluster directory is unreachable") from exc
         if record is None:
             raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
         if record.node != self.node.name:
+            if requester.checked:  # routed here, but not held here (any more): no second hop
+                raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
             return await self._remote(record, spec, max_age_ms)
         source = self.sources.get(name, record.lease)
         if source is None:  # released between the lookup and now
@@ -204,12 +246,69 @@ class SnapshotService:
         return self._answer(name, snapshot)
 
     async def _remote(self, record: StreamRecord, spec: ImageSpec, max_age_ms: float | None) -> Picture:
-        """A picture of a stream another node holds: the routing step (this node has no route to others yet)."""
-        raise SnapshotError(SnapshotFailure.UNREACHABLE, f"the stream is held by node {record.node!r}")
+        """A picture of a stream another node holds: the routing step.
 
-    def _answer(self, name: str, snapshot: Snapshot) -> Picture:
+        Equal requests in flight share one hop (and the owner's engine shares one decode among hops).
+        """
+        if self.router is None:
+            raise SnapshotError(SnapshotFailure.UNREACHABLE, f"the stream is held by node {record.node!r}")
+        key = (record.name, record.lease, spec, max_age_ms)
+        hop = self._hops.get(key)
+        if hop is None:
+            hop = self._hops[key] = asyncio.ensure_future(self.router.picture(record, spec, max_age_ms))
+            hop.add_done_callback(lambda _: self._hops.pop(key, None))
+        try:
+            snapshot = await asyncio.shield(hop)
+        except SnapshotError as exc:
+            self.remote_requests[exc.reason] = self.remote_requests.get(exc.reason, 0) + 1
+            raise
+        self.remote_requests["ok"] = self.remote_requests.get("ok", 0) + 1
+        return self._answer(record.name, snapshot, node=record.node)
+
+    def _answer(self, name: str, snapshot: Snapshot, node: str | None = None) -> Picture:
         age_ms = max(0.0, (self.clock() - snapshot.frame_arrival) * 1000)
-        return Picture(name, snapshot, age_ms, self.node.name)
+        return Picture(name, snapshot, age_ms, node or self.node.name, self.wall_clock() - age_ms / 1000)
+
+    async def status(self, name: str, requester: Requester, spec: ImageSpec = PNG) -> PictureStatus:
+        """What `take` would answer about `name`, without making a picture; raises `SnapshotError`.
+
+        The same refusals as `take` up to the engine (draining, size cap, access, lookup), plus
+        those the source tells at once (ended, no media yet, no video); no slot is held, nothing is
+        decoded, no keyframe is asked. A stream of another node is answered from its record.
+        """
+        if self.node.draining:
+            raise SnapshotError(SnapshotFailure.SHUTTING_DOWN)
+        if (spec.width or 0) > self.limits.max_width or (spec.height or 0) > self.limits.max_height:
+            raise SnapshotError(SnapshotFailure.TOO_LARGE, self._cap_words(spec.width or 0, spec.height or 0))
+        if not requester.checked:
+            try:
+                await self.access.allow(requester.grant, Right.SNAPSHOT, name,
+                                        {**requester.hook_fields, "name": name})
+            except AccessDenied as exc:
+                raise SnapshotError(SnapshotFailure.RESTRICTED, exc.detail) from None
+        try:
+            record = await self.registry.lookup(name)
+        except RegistryUnavailable as exc:
+            raise SnapshotError(SnapshotFailure.UNREACHABLE, "the cluster directory is unreachable") from exc
+        if record is None:
+            raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
+        native = (record.width, record.height)
+        if record.node != self.node.name:
+            return PictureStatus(record, _known_size(native, spec), None)
+        source = self.sources.get(name, record.lease)
+        if source is None or source.ended.done():
+            raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
+        if not source.media_started.done():
+            raise SnapshotError(SnapshotFailure.NOT_READY)
+        if not source.has_video:
+            raise SnapshotError(SnapshotFailure.NO_VIDEO)
+        stats = source.stats()
+        if stats.last_arrival is None:
+            raise SnapshotError(SnapshotFailure.NOT_READY)
+        if stats.width and stats.height:
+            native = (stats.width, stats.height)
+        frame_time = self.wall_clock() - max(0.0, self.clock() - stats.last_arrival)
+        return PictureStatus(record, _known_size(native, spec), frame_time)
 
     def _budget(self, lease: str) -> KeyframeBudget:
         budget = self._budgets.get(lease)
@@ -223,3 +322,13 @@ class SnapshotService:
 
     def _cap_words(self, width: int, height: int) -> str:
         return f"{width}x{height} is larger than the limit {self.limits.max_width}x{self.limits.max_height}"
+
+
+def _known_size(native: tuple[int | None, int | None], spec: ImageSpec) -> tuple[int, int] | None:
+    """The output size of `spec` for a stream of `native` size, when that size is known."""
+    width, height = native
+    if spec.width and spec.height:
+        return spec.width, spec.height
+    if not (width and height):
+        return None
+    return output_size((width, height), spec)

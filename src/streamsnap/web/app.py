@@ -17,7 +17,9 @@ from streamsnap.media.webrtc import announce_addresses
 from streamsnap.protocol import codec
 from streamsnap.protocol import messages as msg
 from streamsnap.protocol.constants import Info, Message
+from streamsnap.streams import StreamRegistry
 from streamsnap.thumbnails import Thumbnailer, ThumbnailSettings
+from streamsnap.web.cors import cors_middleware
 from streamsnap.web.errors import json_error
 from streamsnap.web.guard import access_refusals
 from streamsnap.web.health import add_health_routes
@@ -25,8 +27,11 @@ from streamsnap.web.images import add_image_routes
 from streamsnap.web.metrics import add_metrics_route
 from streamsnap.web.openapi import add_openapi_route
 from streamsnap.web.rest import add_rest_routes
+from streamsnap.web.rtmp import add_rtmp_listener
+from streamsnap.web.rtsp_rest import add_rtsp_routes, run_cameras
 from streamsnap.web.services import SERVICES, Services
 from streamsnap.web.websocket import SessionRunner
+from streamsnap.web.whip import add_whip_routes
 
 logger = logging.getLogger(__name__)
 
@@ -147,19 +152,23 @@ async def _not_ready(app: web.Application) -> None:
     app[SERVICES].ready = False
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The whole server as an aiohttp application."""
-    app = web.Application(middlewares=[access_refusals])
-    app[SERVICES] = Services.from_settings(settings)
+def create_app(settings: Settings, registry: StreamRegistry | None = None) -> web.Application:
+    """The whole server as an aiohttp application (on `registry`, or a registry of its own)."""
+    app = web.Application(middlewares=[cors_middleware(settings.cors_origins), access_refusals])
+    app[SERVICES] = Services.from_settings(settings, registry)
     app.cleanup_ctx.append(_lifecycle)
+    app.cleanup_ctx.append(run_cameras)
+    add_rtmp_listener(app)
     app.on_shutdown.append(_not_ready)
     app.on_shutdown.append(_drain)
     app.router.add_get("/version", version)
     add_health_routes(app)
     add_metrics_route(app)
     add_rest_routes(app)
+    add_rtsp_routes(app)
     add_openapi_route(app)
     add_image_routes(app)
+    add_whip_routes(app)
     app.router.add_get("/", landing)
     if CLIENT_DIR.is_dir():
         app.router.add_static("/client/", CLIENT_DIR, show_index=False)
@@ -169,8 +178,9 @@ def create_app(settings: Settings) -> web.Application:
 
 def create_rest_app(services: Services) -> web.Application:
     """Only the WCS REST methods, for the second port WCS clients expect (`rest_port`), sharing `services`."""
-    app = web.Application(middlewares=[access_refusals])
+    app = web.Application(middlewares=[cors_middleware(services.settings.cors_origins), access_refusals])
     app[SERVICES] = services
     add_rest_routes(app)
+    add_rtsp_routes(app)
     add_openapi_route(app)
     return app

@@ -13,13 +13,20 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """GET /readyz: 200 once started and until shutdown begins; 503 otherwise."""
+    """GET /readyz: 200 once started and until shutdown begins ("degraded" in a cluster without Redis); else 503."""
     services = request.app[SERVICES]
     if not services.ready:
         return web.json_response({"status": "not ready"}, status=503, headers={"Cache-Control": "no-store"})
     streams = await services.registry.count()
-    return web.json_response({"status": "ready", "sessions": len(services.sessions), "streams": streams},
-                             headers={"Cache-Control": "no-store"})
+    body: dict[str, object] = {"status": "ready", "sessions": len(services.sessions), "streams": streams}
+    cluster = services.cluster
+    if cluster is not None:
+        # Still ready without Redis: local streams and pictures go on (a load balancer should keep sending).
+        age = None if cluster.last_refresh is None else round(services.clock() - cluster.last_refresh, 3)
+        body["cluster"] = {"node": services.node.name, "redis": cluster.redis_up, "heartbeat_age_seconds": age}
+        if not cluster.redis_up:
+            body["status"] = "degraded"
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 def add_health_routes(app: web.Application) -> None:

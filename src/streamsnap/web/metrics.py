@@ -81,6 +81,8 @@ class ServerCollector(Collector):
         yield CounterMetricFamily("streamsnap_pictures_reused", "Requests answered with a picture made for an "
                                   "earlier one (younger than their max_age_ms).", value=snapshots_service.pictures.hits)
 
+        yield from self._cluster()
+
         frames = CounterMetricFamily("streamsnap_stream_frames_received",
                                      "Encoded video frames received, per live stream.", labels=["stream"])
         fps = GaugeMetricFamily("streamsnap_stream_fps", "Average frames per second, per live stream.",
@@ -94,6 +96,25 @@ class ServerCollector(Collector):
                 fps.add_metric([record.name], source_stats.fps)
         yield frames
         yield fps
+
+
+    def _cluster(self) -> Iterator[Metric]:
+        cluster = self.services.cluster
+        if cluster is None:
+            return
+        yield GaugeMetricFamily("streamsnap_cluster_redis_up", "1 while the cluster's Redis answers.",
+                                value=1 if cluster.redis_up else 0)
+        if cluster.last_refresh is not None:
+            yield GaugeMetricFamily("streamsnap_cluster_heartbeat_age_seconds",
+                                    "Seconds since this node last refreshed its records in Redis.",
+                                    value=self.services.clock() - cluster.last_refresh)
+        yield CounterMetricFamily("streamsnap_cluster_conflicts", "Streams this node lost to an earlier claim "
+                                  "of the same name on another node (after Redis came back).", value=cluster.conflicts)
+        remote = CounterMetricFamily("streamsnap_cluster_remote_pictures", "Pictures asked of other nodes, by "
+                                     "result ('ok' or the reason).", labels=["result"])
+        for result, count in sorted(self.services.snapshots.remote_requests.items()):
+            remote.add_metric([result], count)
+        yield remote
 
 
 async def metrics(request: web.Request) -> web.Response:

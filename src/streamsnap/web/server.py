@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from streamsnap.cluster.registry import NodeInfo, RedisStreamRegistry
+from streamsnap.cluster.routing import HttpRouter
 from streamsnap.config import Settings
+from streamsnap.media.webrtc import local_ipv4_addresses
+from streamsnap.reasons import StreamEnd
+from streamsnap.streams import StreamRecord
 from streamsnap.web.app import create_app, create_rest_app
+from streamsnap.web.catalog import node_name
+from streamsnap.web.cluster import create_cluster_app
 from streamsnap.web.services import SERVICES, Services
 from streamsnap.web.tls import Certificate, local_certificate, server_context, server_context_from_files
+
+logger = logging.getLogger(__name__)
 
 
 class ServerError(Exception):
@@ -28,9 +41,10 @@ class Listener:
     port: int
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     try:
-        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    reuse_port=reuse_port)
     except OSError as exc:
         raise ServerError(f"cannot listen on {host}:{port}: {exc}") from None
 
@@ -40,11 +54,14 @@ class Server:
     """A running streamsnap server with every listener its settings ask for."""
 
     settings: Settings
+    reuse_port: bool = False
+    "Share the public ports with other processes (the workers of `serve --workers`)."
     listeners: list[Listener] = field(default_factory=list)
     certificate: Certificate | None = None
     "The self-signed certificate, when `tls_self_signed` made one."
     _runners: list[web.AppRunner] = field(default_factory=list)
     _services: Services | None = None
+    _cluster: tuple[RedisStreamRegistry, HttpRouter, asyncio.Task[None]] | None = None
 
     @property
     def services(self) -> Services:
@@ -71,21 +88,32 @@ class Server:
         return None
 
     async def start(self) -> None:
-        """Bind every listener and start serving."""
+        """Bind every listener and start serving (joining the cluster first when `redis_url` is set)."""
         settings = self.settings
         context = self._tls_context()
-        app = create_app(settings)
+        registry: RedisStreamRegistry | None = None
+        cluster_sock: socket.socket | None = None
+        if settings.redis_url:
+            cluster_sock = _listen(settings.cluster_host or settings.host, settings.cluster_port)
+            node = NodeInfo(id=node_name(settings.node_name), url=self._advertised(cluster_sock.getsockname()[1]),
+                            started_at=time.time())
+            registry = await RedisStreamRegistry.connect(settings.redis_url, node, ttl=settings.cluster_ttl,
+                                                         prefix=settings.cluster_prefix)
+        app = create_app(settings, registry)
         self._services = app[SERVICES]
+        if registry is not None and cluster_sock is not None:
+            await self._join(registry, cluster_sock)
         sites: list[tuple[web.AppRunner, socket.socket, ssl.SSLContext | None, str, str]] = []
         # Room for the drain (in-flight snapshots get `shutdown_grace`) before aiohttp cuts connections.
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace + 2.0)
-        sites.append((runner, _listen(settings.host, settings.port), None, "http", "http"))
+        shared = self.reuse_port
+        sites.append((runner, _listen(settings.host, settings.port, shared), None, "http", "http"))
         if context is not None:
-            sites.append((runner, _listen(settings.host, settings.tls_port), context, "https", "https"))
+            sites.append((runner, _listen(settings.host, settings.tls_port, shared), context, "https", "https"))
         rest_runner = None
         if settings.rest_port:
             rest_runner = web.AppRunner(create_rest_app(self._services), handle_signals=False)
-            sites.append((rest_runner, _listen(settings.host, settings.rest_port), None, "rest", "http"))
+            sites.append((rest_runner, _listen(settings.host, settings.rest_port, shared), None, "rest", "http"))
         if rest_runner is not None:
             await rest_runner.setup()
             self._runners.append(rest_runner)
@@ -100,3 +128,42 @@ class Server:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        if self._cluster is not None:
+            registry, router, refresher = self._cluster
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await router.close()
+            await registry.close()
+            self._cluster = None
+
+    def _advertised(self, port: int) -> str:
+        """The URL other nodes reach the cluster listener at."""
+        if self.settings.advertise_url:
+            return self.settings.advertise_url
+        host = self.settings.cluster_host or self.settings.host
+        if host in ("0.0.0.0", "::", ""):
+            outward = [ip for ip in local_ipv4_addresses() if not ip.startswith("127.")]
+            host = outward[0] if outward else "127.0.0.1"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    async def _join(self, registry: RedisStreamRegistry, sock: socket.socket) -> None:
+        """Route pictures and ends of other nodes' streams, serve theirs, keep this node's records alive."""
+        services = self.services
+        router = HttpRouter(registry, self.settings.cluster_secret)
+        services.snapshots.router = router
+        services.publishing.router = router
+        services.cluster = registry.status
+
+        async def lost(record: StreamRecord) -> None:
+            await services.publishing.terminate(record, StreamEnd.NAME_IN_USE)
+
+        registry.on_lost = lost
+        runner = web.AppRunner(create_cluster_app(services), handle_signals=False)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        self._runners.append(runner)
+        self.listeners.append(Listener("cluster", "http", sock.getsockname()[1]))
+        self._cluster = (registry, router, asyncio.ensure_future(registry.run()))
+        logger.info("node %s in the cluster at %s (records live %.1f s without a heartbeat)",
+                    registry.node.id, registry.node.url, registry.ttl)

@@ -10,11 +10,14 @@ from aiohttp import web
 
 from streamsnap import __version__
 from streamsnap.access import AccessControl, BackendHooks, HookSettings, TokenPolicy
+from streamsnap.cluster.registry import ClusterStatus
 from streamsnap.config import Settings
+from streamsnap.media.rtsp import RtspSettings, RtspSource
 from streamsnap.media.snapshot import EngineSettings, SnapshotEngine
 from streamsnap.media.source import LocalSources
 from streamsnap.media.webrtc import IngestSettings
 from streamsnap.protocol.session import SessionConfig
+from streamsnap.service.cameras import CameraPulls, PullSettings
 from streamsnap.service.node import NodeState
 from streamsnap.service.publishing import PublishingService, PublishLimits
 from streamsnap.service.snapshots import SnapshotLimits, SnapshotService
@@ -45,6 +48,10 @@ class Services:
     "Live session runners (for shutdown)."
     ready: bool = False
     "True once the server has started, until it begins to shut down (`/readyz`)."
+    cameras: CameraPulls | None = None
+    "The node's RTSP camera pulls (on demand, REST, config)."
+    cluster: ClusterStatus | None = None
+    "The node's link to its cluster's Redis, when it is in one."
 
     @property
     def draining(self) -> bool:
@@ -107,7 +114,21 @@ class Services:
                           rtp_timeout=settings.rtp_timeout),
             registry, sources, access, node,
         )
-        return cls(settings, registry, sources, engine, snapshots, publishing, ingest, session_config, access, node)
+        services = cls(settings, registry, sources, engine, snapshots, publishing, ingest, session_config, access, node)
+        services.cameras = camera_pulls(settings, publishing)
+        snapshots.on_demand = services.cameras.on_demand
+        return services
+
+
+def camera_pulls(settings: Settings, publishing: PublishingService) -> CameraPulls:
+    """The RTSP camera pulls of the settings' `rtsp_*` block, running in `publishing`."""
+    rtsp = RtspSettings(open_timeout=settings.rtsp_open_timeout, packet_timeout=settings.rtsp_packet_timeout,
+                        gop_max_frames=settings.gop_max_frames, gop_max_bytes=settings.gop_max_bytes)
+    pulls = PullSettings(transport=settings.rtsp_transport, on_demand=settings.rtsp_on_demand,
+                         idle_timeout=settings.rtsp_idle_timeout, allowed_hosts=tuple(settings.rtsp_allowed_hosts),
+                         start_timeout=settings.rtsp_open_timeout + settings.connect_timeout + 1,
+                         reconnect_max=settings.rtsp_reconnect_max)
+    return CameraPulls(pulls, publishing, lambda name, uri, transport: RtspSource(name, uri, rtsp, transport))
 
 
 SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,1 @@
+"""Several nodes, one namespace: the Redis registry and the hop between nodes."""

@@ -1,0 +1,406 @@
+"""Camera pulls: RTSP cameras run as streams of the publishing service, started three ways.
+
+- On demand: a picture of a stream name that is an `rtsp://` url starts a pull (the snapshot
+  service's `on_demand` hook), waits for it to publish, and the pull stops after
+  `idle_timeout` seconds without pictures.
+- By REST (`/rest-api/rtsp/startup`): pulled until it ends or is terminated.
+- From the config file (`[[cameras]]`): pulled from start and kept up, reconnecting with
+  exponential back-off and jitter whatever ended it (except a terminate or the shutdown).
+
+A pull's stream name is the name it was given, or else its url without credentials: the
+credentials go to the camera only, never to names, listings, logs or metrics. Before any
+connection the url is checked (scheme, host, port) and its host against `allowed_hosts`
+(names as written, addresses and networks after resolution), so that a client cannot make
+the server connect anywhere it names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import ipaddress
+import logging
+import random
+import secrets
+import socket
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamsnap.access import Grant, Right
+from streamsnap.media.rtsp import public_uri
+from streamsnap.media.source import Source
+from streamsnap.reasons import PublishError, SnapshotError, SnapshotFailure, StreamEnd
+from streamsnap.service.publishing import PublishingService, PublishRequest
+from streamsnap.service.snapshots import Requester
+from streamsnap.streams import SourceKind
+
+logger = logging.getLogger(__name__)
+
+SCHEMES = ("rtsp",)
+MAX_URI_LENGTH = 2048
+
+PICTURE_FAILURES: dict[StreamEnd, SnapshotFailure] = {
+    StreamEnd.BAD_SOURCE_URI: SnapshotFailure.BAD_SOURCE_URI,
+    StreamEnd.SOURCE_NOT_ALLOWED: SnapshotFailure.SOURCE_NOT_ALLOWED,
+    StreamEnd.SOURCE_UNREACHABLE: SnapshotFailure.SOURCE_UNREACHABLE,
+    StreamEnd.SOURCE_CLOSED: SnapshotFailure.SOURCE_UNREACHABLE,
+    StreamEnd.SOURCE_UNAUTHORIZED: SnapshotFailure.SOURCE_UNAUTHORIZED,
+    StreamEnd.SOURCE_NOT_FOUND: SnapshotFailure.SOURCE_NOT_FOUND,
+    StreamEnd.SOURCE_TIMEOUT: SnapshotFailure.SOURCE_TIMEOUT,
+    StreamEnd.ICE_TIMEOUT: SnapshotFailure.SOURCE_TIMEOUT,  # the publishing service's "no media in time"
+    StreamEnd.RTP_TIMEOUT: SnapshotFailure.SOURCE_TIMEOUT,
+    StreamEnd.UNSUPPORTED_CODEC: SnapshotFailure.UNSUPPORTED_SOURCE,
+    StreamEnd.INVALID_SDP: SnapshotFailure.UNSUPPORTED_SOURCE,
+    StreamEnd.RESTRICTED: SnapshotFailure.RESTRICTED,
+    StreamEnd.TOO_MANY_STREAMS: SnapshotFailure.SERVER_BUSY,
+    StreamEnd.SHUTTING_DOWN: SnapshotFailure.SHUTTING_DOWN,
+}
+"Why no picture was made, when a pull started for it failed."
+
+
+def picture_failure(reason: StreamEnd) -> SnapshotFailure:
+    """The picture failure of a pull that ended with `reason` before publishing."""
+    return PICTURE_FAILURES.get(reason, SnapshotFailure.SOURCE_UNREACHABLE)
+
+
+class PullOrigin(enum.StrEnum):
+    """Who started a pull (it decides how long it lasts)."""
+
+    ON_DEMAND = "on_demand"
+    "A picture of an rtsp:// name; stops when idle."
+    REST = "rest"
+    "REST startup; until it ends or is terminated."
+    CONFIG = "config"
+    "The config file; kept up."
+
+
+class PullStatus(enum.StrEnum):
+    """Where a pull is."""
+
+    CONNECTING = "CONNECTING"
+    PUBLISHING = "PUBLISHING"
+    RECONNECTING = "RECONNECTING"
+    "A configured camera between two attempts."
+    ENDED = "ENDED"
+
+
+@dataclass(frozen=True)
+class PullSettings:
+    """How pulls are started and kept."""
+
+    transport: str = "tcp"
+    "RTSP transport of pulls that name none."
+    on_demand: bool = True
+    "Whether a picture of an rtsp:// name starts a pull."
+    idle_timeout: float = 60.0
+    "An on-demand pull without pictures this long stops."
+    allowed_hosts: Sequence[str] = ()
+    "Host names, addresses and networks that may be pulled; empty: any."
+    start_timeout: float = 30.0
+    "Seconds a caller waits for a pull to publish."
+    reconnect_min: float = 0.5
+    "First wait before a configured camera is tried again."
+    reconnect_max: float = 30.0
+    "Longest wait between two attempts."
+
+
+@dataclass(frozen=True)
+class PullInfo:
+    """A pull as listings show it (no credentials)."""
+
+    name: str
+    uri: str
+    "The url without credentials."
+    transport: str
+    origin: PullOrigin
+    status: PullStatus
+    reason: StreamEnd | None
+    "Why the last attempt ended, if one did."
+    attempts: int
+
+
+SourceFactory = Callable[[str, str, str], Source]
+"Builds a camera's source from (stream name, url with credentials, transport)."
+
+
+@dataclass(eq=False)
+class _Pull:
+    name: str
+    uri: str
+    transport: str
+    origin: PullOrigin
+    grant: Grant
+    hook_fields: Mapping[str, Any]
+    last_used: float
+    status: PullStatus = PullStatus.CONNECTING
+    reason: StreamEnd | None = None
+    attempts: int = 0
+    stopping: bool = False
+    source: Source | None = None
+    task: asyncio.Task[None] | None = None
+    ready: asyncio.Future[StreamEnd | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    "None once publishing, or why the attempt ended first."
+
+    def info(self) -> PullInfo:
+        return PullInfo(self.name, public_uri(self.uri), self.transport, self.origin, self.status, self.reason,
+                        self.attempts)
+
+
+class _PullListener:
+    """How a pull hears of its stream from the publishing service."""
+
+    def __init__(self, pull: _Pull) -> None:
+        self.pull = pull
+
+    async def answered(self, sdp: str) -> None:
+        """Cameras answer nothing."""
+
+    async def publishing(self) -> None:
+        self.pull.status = PullStatus.PUBLISHING
+        if not self.pull.ready.done():
+            self.pull.ready.set_result(None)
+
+    async def ended(self, reason: StreamEnd) -> None:
+        self.pull.reason = reason
+        self.pull.status = PullStatus.ENDED
+        if not self.pull.ready.done():
+            self.pull.ready.set_result(reason)
+
+
+def check_uri(uri: str) -> urllib.parse.SplitResult:
+    """The parts of a camera url that can be pulled; raises `PublishError(BAD_SOURCE_URI)` (words without it)."""
+    if len(uri) > MAX_URI_LENGTH or any(ord(char) <= 32 or ord(char) == 127 for char in uri):
+        raise PublishError(StreamEnd.BAD_SOURCE_URI, "too long, or spaces or control characters in it")
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        raise PublishError(StreamEnd.BAD_SOURCE_URI, "not a url, or a bad port") from None
+    if parts.scheme.lower() not in SCHEMES:
+        raise PublishError(StreamEnd.BAD_SOURCE_URI, f"scheme {parts.scheme!r} is not one of {', '.join(SCHEMES)}")
+    if not parts.hostname:
+        raise PublishError(StreamEnd.BAD_SOURCE_URI, "no host")
+    if port == 0:
+        raise PublishError(StreamEnd.BAD_SOURCE_URI, "port 0")
+    return parts
+
+
+class HostPolicy:
+    """Which camera hosts may be pulled: names as written, addresses and networks once resolved."""
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self.names: set[str] = set()
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for entry in allowed:
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self.names.add(entry.lower().rstrip("."))
+
+    @property
+    def open(self) -> bool:
+        """Whether any host may be pulled."""
+        return not self.names and not self.networks
+
+    async def check(self, host: str) -> None:
+        """Raise `PublishError(SOURCE_NOT_ALLOWED)` unless `host` may be pulled (every address it resolves to)."""
+        if self.open or host.lower().rstrip(".") in self.names:
+            return
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            except OSError:
+                raise PublishError(StreamEnd.SOURCE_UNREACHABLE, f"cannot resolve {host}") from None
+            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        if not addresses or not all(any(address in network for network in self.networks) for address in addresses):
+            raise PublishError(StreamEnd.SOURCE_NOT_ALLOWED, f"{host} is not among the hosts that may be pulled")
+
+
+class CameraPulls:
+    """The node's camera pulls, each running as a stream of the publishing service."""
+
+    def __init__(self, settings: PullSettings, publishing: PublishingService, make_source: SourceFactory,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.publishing = publishing
+        self.make_source = make_source
+        self.clock = clock
+        self.hosts = HostPolicy(settings.allowed_hosts)
+        self._pulls: dict[str, _Pull] = {}
+        self._closing = False
+
+    def pulls(self) -> list[PullInfo]:
+        """Every pull, as listings show it."""
+        return [pull.info() for pull in self._pulls.values()]
+
+    def find(self, name_or_uri: str) -> PullInfo | None:
+        """The pull of that stream name or url (with or without credentials), or None."""
+        pull = self._find(name_or_uri)
+        return pull.info() if pull is not None else None
+
+    async def on_demand(self, name: str, requester: Requester) -> str | None:
+        """The snapshot service's hook: for an rtsp:// name, the stream to picture once its pull publishes."""
+        if not self.settings.on_demand or not name[:7].lower() == "rtsp://":
+            return None
+        stream = public_uri(name)
+        pull = self._pulls.get(stream)
+        try:
+            if pull is None:
+                pull = await self._start(name, stream, PullOrigin.ON_DEMAND, requester.grant,
+                                         requester.hook_fields, self.settings.transport)
+        except PublishError as exc:
+            raise SnapshotError(picture_failure(exc.reason), exc.detail) from None
+        if requester.address is not None:  # the server's own pictures (thumbnails) do not keep a pull up
+            pull.last_used = self.clock()
+        reason = await self._wait(pull)
+        if reason is StreamEnd.NAME_IN_USE:  # another kind of stream has that name: picture it
+            return stream
+        if reason is not None:
+            raise SnapshotError(picture_failure(reason))
+        return stream
+
+    async def start(self, uri: str, name: str | None, grant: Grant, hook_fields: Mapping[str, Any],
+                    transport: str | None = None) -> PullInfo:
+        """Pull `uri` as stream `name` (default: the url without credentials) until it ends or is terminated.
+
+        Returns once it publishes; raises `PublishError` with the reason it did not.
+        """
+        stream = name or public_uri(uri)
+        if stream in self._pulls:
+            raise PublishError(StreamEnd.NAME_IN_USE)
+        pull = await self._start(uri, stream, PullOrigin.REST, grant, hook_fields, transport or self.settings.transport)
+        reason = await self._wait(pull)
+        if reason is not None:
+            raise PublishError(reason)
+        return pull.info()
+
+    def start_camera(self, name: str, uri: str, transport: str | None, grant: Grant) -> None:
+        """Pull a configured camera from now on, reconnecting whatever ends it (until `close`)."""
+        pull = _Pull(name, uri, transport or self.settings.transport, PullOrigin.CONFIG, grant,
+                     {"source": "config"}, self.clock())
+        self._pulls[name] = pull
+        pull.task = asyncio.ensure_future(self._run(pull))
+
+    async def terminate(self, name_or_uri: str) -> bool:
+        """Stop the pull of that stream name or url; False when there is none."""
+        pull = self._find(name_or_uri)
+        if pull is None:
+            return False
+        await self._stop(pull, StreamEnd.TERMINATED)
+        return True
+
+    async def watch_idle(self) -> None:
+        """Stop on-demand pulls nobody asked a picture of for `idle_timeout` seconds (runs until cancelled)."""
+        limit = self.settings.idle_timeout
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = self.clock()
+            for pull in list(self._pulls.values()):
+                if (pull.origin is PullOrigin.ON_DEMAND and pull.status is PullStatus.PUBLISHING
+                        and now - pull.last_used > limit and not pull.stopping):
+                    logger.info("camera %s idle for %.0f s: stopping", public_uri(pull.uri), limit,
+                                extra={"stream": pull.name})
+                    pull.stopping = True
+                    if pull.source is not None:
+                        await pull.source.close(StreamEnd.IDLE)
+
+    async def close(self) -> None:
+        """Stop every pull (server shutdown)."""
+        self._closing = True
+        await asyncio.gather(*(self._stop(pull, StreamEnd.SHUTTING_DOWN) for pull in list(self._pulls.values())),
+                             return_exceptions=True)
+
+    def _find(self, name_or_uri: str) -> _Pull | None:
+        pull = self._pulls.get(name_or_uri)
+        if pull is None:
+            shown = public_uri(name_or_uri)
+            pull = next((p for p in self._pulls.values() if public_uri(p.uri) == shown), None)
+        return pull
+
+    async def _start(self, uri: str, name: str, origin: PullOrigin, grant: Grant,
+                     hook_fields: Mapping[str, Any], transport: str) -> _Pull:
+        """Check the url and its host, then run the pull in its own task; raises `PublishError`."""
+        if self._closing:
+            raise PublishError(StreamEnd.SHUTTING_DOWN)
+        parts = check_uri(uri)
+        await self.hosts.check(parts.hostname or "")
+        pull = self._pulls.get(name)
+        if pull is not None:  # started by someone else while the host was checked
+            return pull
+        pull = self._pulls[name] = _Pull(name, uri, transport, origin, grant, hook_fields, self.clock())
+        pull.task = asyncio.ensure_future(self._run(pull))
+        return pull
+
+    async def _wait(self, pull: _Pull) -> StreamEnd | None:
+        """None once `pull` publishes, or why its attempt ended first."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(pull.ready), self.settings.start_timeout)
+        except TimeoutError:
+            return StreamEnd.SOURCE_TIMEOUT
+
+    def _source_of(self, pull: _Pull) -> Callable[[str], Source]:
+        def make(name: str) -> Source:
+            pull.source = self.make_source(name, pull.uri, pull.transport)
+            return pull.source
+        return make
+
+    async def _run(self, pull: _Pull) -> None:
+        """Run `pull`'s stream; a configured camera again and again, with back-off, until stopped."""
+        delay = self.settings.reconnect_min
+        shown = public_uri(pull.uri)
+        try:
+            while True:
+                if pull.ready.done():
+                    pull.ready = asyncio.get_running_loop().create_future()
+                pull.status = PullStatus.CONNECTING
+                pull.attempts += 1
+                request = PublishRequest(
+                    name=pull.name, media_session_id=secrets.token_hex(8), grant=pull.grant,
+                    make_source=self._source_of(pull), kind=SourceKind.RTSP, right=Right.PULL,
+                    hook_fields={**pull.hook_fields, "uri": shown, "origin": pull.origin.value},
+                )
+                reason = await self.publishing.publish(request, _PullListener(pull))
+                published = pull.ready.done() and pull.ready.result() is None
+                pull.source = None
+                if (pull.origin is not PullOrigin.CONFIG or pull.stopping or self._closing
+                        or reason in (StreamEnd.TERMINATED, StreamEnd.SHUTTING_DOWN)):
+                    return
+                if published:
+                    delay = self.settings.reconnect_min
+                pull.status = PullStatus.RECONNECTING
+                wait = random.uniform(delay / 2, delay)  # jitter: cameras of one dead switch do not return in step
+                logger.info("camera %s (%s) ended: %s; again in %.1f s", pull.name, shown, reason, wait,
+                            extra={"stream": pull.name})
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, self.settings.reconnect_max)
+        finally:
+            pull.status = PullStatus.ENDED
+            if self._pulls.get(pull.name) is pull:
+                del self._pulls[pull.name]
+            if not pull.ready.done():
+                pull.ready.set_result(pull.reason or StreamEnd.STOPPED_BY_PUBLISHER)
+
+    async def _stop(self, pull: _Pull, reason: StreamEnd) -> None:
+        pull.stopping = True
+        task = pull.task
+        if pull.source is None:  # between two attempts, or not started yet: nothing to tell
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            return
+        await pull.source.close(reason)
+        if task is None or task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 5.0)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

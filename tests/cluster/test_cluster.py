@@ -1,0 +1,270 @@
+"""Several nodes, one namespace: real nodes as processes, a real redis-server, real publishers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from streamsnap.media.pattern import PatternTrack, read_counter
+from streamsnap.wcsclient import PublishFailed, SnapshotFailed, WcsClient
+from tests.cluster.conftest import TTL, Node, Redis, stop, wait_listening
+from tests.conftest import MAX_LAG_FRAMES, free_port, png_image
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
+
+
+async def streams_on(http: aiohttp.ClientSession, node: Node) -> list[dict[str, Any]]:
+    async with http.get(f"{node.http_url}/streams") as response:
+        listed: list[dict[str, Any]] = await response.json()
+        return listed
+
+
+async def wait_listed(http: aiohttp.ClientSession, node: Node, name: str, present: bool = True,
+                      timeout: float = 15.0) -> float:
+    """Wait until `node` lists `name` (or no longer does); return the seconds it took."""
+    started = time.monotonic()
+    async with asyncio.timeout(timeout):
+        while (name in {s["name"] for s in await streams_on(http, node)}) != present:  # noqa: ASYNC110 -- another process
+            await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def metric(http: aiohttp.ClientSession, node: Node, name: str) -> float:
+    async with http.get(f"{node.http_url}/metrics") as response:
+        for line in (await response.text()).splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def assert_fresh(track: PatternTrack, png: bytes) -> None:
+    assert 0 <= track.counter - read_counter(png_image(png)) <= MAX_LAG_FRAMES
+
+
+async def assert_pictures_everywhere(http: aiohttp.ClientSession, nodes: list[Node], name: str,
+                                     track: PatternTrack) -> None:
+    """A true picture of `name` from every node, over WebSocket, REST and the image url."""
+    for node in nodes:
+        viewer = await WcsClient.connect(node.ws_url)
+        try:
+            assert_fresh(track, (await viewer.snapshot(name)).png)
+        finally:
+            await viewer.close()
+        async with http.post(f"{node.http_url}/rest-api/stream/snapshot", json={"streamName": name}) as response:
+            assert response.status == 200, await response.text()
+            assert_fresh(track, base64.b64decode((await response.json())["data"]))
+        async with http.get(f"{node.http_url}/streams/{name}/snapshot.png") as response:
+            assert response.status == 200, await response.text()
+            assert_fresh(track, await response.read())
+
+
+async def test_publish_on_one_node_pictures_from_every_node(redis_server: Redis, start_node: Callable[..., Node],
+                                                            http: aiohttp.ClientSession) -> None:
+    a, b, c = (start_node(name, redis_server.url) for name in ("a", "b", "c"))
+    publisher = await WcsClient.connect(a.ws_url)
+    try:
+        track = PatternTrack(320, 240)
+        await publisher.publish("lobby", [track])
+        await wait_listed(http, c, "lobby")
+        listed = {s["name"]: s for s in await streams_on(http, c)}
+        assert listed["lobby"]["node"] == "a"
+        async with http.post(f"{b.http_url}/rest-api/stream/find_all") as response:
+            assert [(s["name"], s["nodeId"]) for s in await response.json()] == [("lobby", "a")]
+        await assert_pictures_everywhere(http, [b, c, a], "lobby", track)
+        assert await metric(http, b, 'streamsnap_cluster_remote_pictures_total{result="ok"}') >= 3
+        assert await metric(http, b, "streamsnap_cluster_redis_up") == 1
+    finally:
+        await publisher.close()
+
+
+async def test_a_name_is_unique_across_nodes_and_terminate_works_from_any(
+        redis_server: Redis, start_node: Callable[..., Node], http: aiohttp.ClientSession) -> None:
+    a, b = start_node("a", redis_server.url), start_node("b", redis_server.url)
+    first, second = await WcsClient.connect(a.ws_url), await WcsClient.connect(b.ws_url)
+    try:
+        publication = await first.publish("cam", [PatternTrack(160, 120)])
+        with pytest.raises(PublishFailed) as refused:
+            await second.publish("cam", [PatternTrack(160, 120)])
+        assert refused.value.info == "Stream name is already in use"
+        # REST terminate on b ends a's stream: its publisher is told
+        async with http.post(f"{b.http_url}/rest-api/stream/terminate", json={"name": "cam"}) as response:
+            assert response.status == 200, await response.text()
+        status = await first.wait_status(publication, "UNPUBLISHED", timeout=10)
+        assert status["info"] == "Stopped by rest /terminate"
+        await wait_listed(http, b, "cam", present=False)
+        await second.publish("cam", [PatternTrack(160, 120)])  # the name is free again, on any node
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_killed_nodes_streams_vanish_within_the_ttl(redis_server: Redis, start_node: Callable[..., Node],
+                                                           http: aiohttp.ClientSession) -> None:
+    a, b = start_node("a", redis_server.url), start_node("b", redis_server.url)
+    publisher = await WcsClient.connect(a.ws_url)
+    viewer = await WcsClient.connect(b.ws_url)
+    try:
+        await publisher.publish("doomed", [PatternTrack(160, 120)])
+        await wait_listed(http, b, "doomed")
+        stop(a.proc, signal.SIGKILL)
+        vanished = await wait_listed(http, b, "doomed", present=False, timeout=TTL + 5)
+        assert vanished <= TTL + 1.0, vanished
+        with pytest.raises(SnapshotFailed) as failed:
+            await viewer.snapshot("doomed")
+        assert failed.value.info == "Stream not found"
+    finally:
+        await publisher.close()
+        await viewer.close()
+
+
+async def test_the_cluster_recovers_when_redis_restarts(redis_server: Redis, start_node: Callable[..., Node],
+                                                       http: aiohttp.ClientSession) -> None:
+    a, b = start_node("a", redis_server.url), start_node("b", redis_server.url)
+    publisher = await WcsClient.connect(a.ws_url)
+    try:
+        track = PatternTrack(320, 240)
+        await publisher.publish("steady", [track])
+        await wait_listed(http, b, "steady")
+        redis_server.kill()
+        # without Redis: a keeps serving its own stream; b cannot know and says why
+        async with http.get(f"{a.http_url}/streams/steady/snapshot.png") as response:
+            assert response.status == 200
+            assert_fresh(track, await response.read())
+        async with http.get(f"{b.http_url}/streams/steady/snapshot.png") as response:
+            body = await response.json()
+            assert (response.status, body["reason"]) == (502, "unreachable"), body
+        async with asyncio.timeout(10):
+            while True:  # the next failed heartbeat marks the node degraded
+                async with http.get(f"{a.http_url}/readyz") as response:
+                    ready = await response.json()
+                if ready["status"] == "degraded":
+                    break
+                await asyncio.sleep(0.1)
+        assert response.status == 200 and ready["cluster"]["redis"] is False
+        async with http.get(f"{a.http_url}/healthz") as response:
+            assert response.status == 200  # liveness never depends on Redis
+        redis_server.start()  # empty: every record is gone until the nodes write theirs again
+        await wait_listed(http, b, "steady", timeout=TTL * 3 + 5)
+        await assert_pictures_everywhere(http, [b], "steady", track)
+        async with http.get(f"{a.http_url}/readyz") as response:
+            assert (await response.json())["status"] == "ready"
+    finally:
+        await publisher.close()
+
+
+async def test_fifty_concurrent_cross_node_requests_make_one_decode(
+        redis_server: Redis, start_node: Callable[..., Node], http: aiohttp.ClientSession) -> None:
+    a, b = start_node("a", redis_server.url), start_node("b", redis_server.url)
+    publisher = await WcsClient.connect(a.ws_url)
+    try:
+        track = PatternTrack(640, 480)
+        await publisher.publish("popular", [track])
+        await wait_listed(http, b, "popular")
+        decodes = await metric(http, a, "streamsnap_decodes_total")
+
+        async def fetch() -> bytes:
+            async with http.get(f"{b.http_url}/streams/popular/snapshot.png") as response:
+                assert response.status == 200
+                return await response.read()
+
+        pictures = await asyncio.gather(*(fetch() for _ in range(50)))
+        assert await metric(http, a, "streamsnap_decodes_total") - decodes == 1
+        assert len(set(pictures)) == 1
+        assert_fresh(track, pictures[0])
+    finally:
+        await publisher.close()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Any:
+    """Three Redis Cluster masters on loopback, joined with redis-cli."""
+    servers = []
+    for index in range(3):
+        directory = tmp_path / f"r{index}"
+        directory.mkdir()
+        server = Redis(free_port(), directory, ["--cluster-enabled", "yes", "--cluster-config-file",
+                                                str(directory / "nodes.conf"), "--cluster-node-timeout", "2000"])
+        server.start()
+        servers.append(server)
+    subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in servers),
+                    "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        info = subprocess.run(["redis-cli", "-p", str(servers[0].port), "cluster", "info"], capture_output=True,
+                              text=True, timeout=10).stdout
+        if "cluster_state:ok" in info:
+            break
+        time.sleep(0.2)
+    yield servers
+    for server in servers:
+        server.kill()
+
+
+async def test_on_a_redis_cluster(redis_cluster: list[Redis], start_node: Callable[..., Node],
+                                  http: aiohttp.ClientSession) -> None:
+    a = start_node("a", redis_cluster[0].url)
+    b = start_node("b", redis_cluster[2].url)
+    first, second = await WcsClient.connect(a.ws_url), await WcsClient.connect(b.ws_url)
+    try:
+        track = PatternTrack(320, 240)
+        await first.publish("clustered", [track])
+        with pytest.raises(PublishFailed) as refused:
+            await second.publish("clustered", [PatternTrack(160, 120)])
+        assert refused.value.info == "Stream name is already in use"
+        await wait_listed(http, b, "clustered")
+        await assert_pictures_everywhere(http, [b], "clustered", track)
+    finally:
+        await first.close()
+        await second.close()
+
+
+@pytest.fixture
+def two_workers(redis_server: Redis) -> Any:
+    """`streamsnap serve --workers 2` on a free port; yields the port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--ice-address", "127.0.0.1", "--redis", redis_server.url, "--workers", "2", "--node-id", "box"],
+        env=os.environ | {"STREAMSNAP_CLUSTER_TTL": str(TTL)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_listening(port, proc)
+        yield port
+    finally:
+        stop(proc)
+
+
+async def test_workers_share_the_port_and_route_pictures_between_them(two_workers: int,
+                                                                      http: aiohttp.ClientSession) -> None:
+    port = two_workers
+    publishers: list[WcsClient] = []
+    try:
+        url = f"ws://127.0.0.1:{port}/"
+        tracks = {}
+        for index in range(10):  # the kernel spreads new connections over the two workers
+            publisher = await WcsClient.connect(url)
+            publishers.append(publisher)
+            tracks[f"w{index}"] = track = PatternTrack(160, 120)
+            await publisher.publish(f"w{index}", [track])
+        async with http.get(f"http://127.0.0.1:{port}/streams") as response:
+            listed = await response.json()
+        assert {s["node"] for s in listed} == {"box-1", "box-2"}, listed
+        for name, track in tracks.items():  # each over a new connection: about half are another worker's
+            async with http.get(f"http://127.0.0.1:{port}/streams/{name}/snapshot.png",
+                                headers={"Connection": "close"}) as response:
+                assert response.status == 200, await response.text()
+                assert_fresh(track, await response.read())
+    finally:
+        for publisher in publishers:
+            await publisher.close()

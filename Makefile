@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: serve test unit integration e2e lint bench system-deps clean
+.PHONY: serve cluster test unit integration e2e lint bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 
 serve: $(STAMP)
 	$(BIN)/streamsnap serve --port $(PORT)
+
+cluster: $(STAMP)
+	PORT=$(PORT) scripts/cluster.sh
 
 system-deps:
 	scripts/system-deps.sh

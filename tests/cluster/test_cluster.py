@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -268,3 +269,66 @@ async def test_workers_share_the_port_and_route_pictures_between_them(two_worker
     finally:
         for publisher in publishers:
             await publisher.close()
+
+
+async def test_names_claimed_on_two_nodes_while_redis_was_away_keep_the_earlier(
+        redis_server: Redis, start_node: Callable[..., Node], http: aiohttp.ClientSession) -> None:
+    a, b = start_node("a", redis_server.url), start_node("b", redis_server.url)
+    first, second = await WcsClient.connect(a.ws_url), await WcsClient.connect(b.ws_url)
+    try:
+        redis_server.kill()
+        # each node alone: both accept the same name (the earlier on a)
+        earlier = await first.publish("twin", [PatternTrack(160, 120)])
+        later = await second.publish("twin", [PatternTrack(160, 120)])
+        redis_server.start()
+        status = await second.wait_status(later, "FAILED", timeout=TTL * 3 + 10)
+        assert status["info"] == "Stream name is already in use"
+        await wait_listed(http, b, "twin")
+        listed = {s["name"]: s["node"] for s in await streams_on(http, b)}
+        assert listed == {"twin": "a"}
+        assert earlier.status == "PUBLISHING"
+        assert await metric(http, b, "streamsnap_cluster_conflicts_total") == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def make_cluster() -> Any:
+    """`make cluster`, as the README shows it, on free ports; yields (process, first port)."""
+    port, redis_port = free_port(), free_port()
+    while redis_port in (port, port + 1, port + 2):
+        redis_port = free_port()
+    proc = subprocess.Popen(["make", "cluster"], cwd=ROOT, env=os.environ | {"PORT": str(port),
+                            "REDIS_PORT": str(redis_port)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        for offset in range(3):
+            wait_listening(port + offset, proc, timeout=60)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+async def test_make_cluster_runs_three_nodes_and_ctrl_c_stops_them(make_cluster: Any,
+                                                                   http: aiohttp.ClientSession) -> None:
+    proc, port = make_cluster
+    nodes = [Node(f"node{i + 1}", port + i, proc) for i in range(3)]
+    publisher = await WcsClient.connect(nodes[0].ws_url)
+    try:
+        track = PatternTrack(160, 120)
+        await publisher.publish("made", [track])
+        await wait_listed(http, nodes[2], "made")
+        await assert_pictures_everywhere(http, [nodes[2]], "made", track)
+    finally:
+        await publisher.close()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    assert await asyncio.to_thread(proc.wait, 20) is not None
+    for node in nodes:  # every node and Redis are gone with it
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", node.port), timeout=0.5).close()

@@ -9,9 +9,9 @@ them), RTX unwrapping and NACKs (so losses are repaired), and frame assembly tha
 a frame on its marker bit. Instead of estimating bandwidth per packet it tells the
 publisher, once a second (REMB), that it may send up to `max_bitrate`.
 
-This module is the one place that reaches into aiortc's private receiver state
-(name-mangled attributes); tests pin that behaviour, so an aiortc upgrade that changes it
-fails loudly rather than silently.
+The private aiortc names this takes over or reads (the receiver's name-mangled state, its
+RTCP senders, and aiortc's RTP helpers) are spelled only in `aiortc_private`, whose contract
+test fails loudly, naming the name, when an aiortc upgrade changes one.
 """
 
 from __future__ import annotations
@@ -23,13 +23,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc.codecs import depayload, is_rtx
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
+from streamsnap.media.aiortc_private import (
+    RTCP_PSFB_APP,
+    NackGenerator,
+    RtcpPsfbPacket,
+    RtpPacket,
+    StreamStatistics,
+    depayload,
+    is_rtx,
+    pack_remb_fci,
+    receiver_codecs,
+    receiver_remote_streams,
+    receiver_rtcp_ssrc,
+    receiver_rtx_ssrc,
+    replace_rtp_handler,
+    send_rtcp,
+    send_rtcp_nack,
+    send_rtcp_pli,
+    unwrap_rtx,
+)
 
 logger = logging.getLogger(__name__)
 
-_RECEIVER = "_RTCRtpReceiver__"
 REMB_INTERVAL = 1.0
 MAX_WAIT_FRAMES = 4
 
@@ -145,16 +160,18 @@ class VideoReceivePath:
         self._on_gap = on_gap
         self._max_bitrate = max_bitrate
         # The same dict objects aiortc fills in `receive()` and reads in its RTCP loop.
-        self._codecs: dict[int, Any] = getattr(receiver, _RECEIVER + "codecs")
-        self._rtx_ssrc: dict[int, int] = getattr(receiver, _RECEIVER + "rtx_ssrc")
-        self._statistics: dict[int, StreamStatistics] = getattr(receiver, _RECEIVER + "remote_streams")
+        self._codecs = receiver_codecs(receiver)
+        self._rtx_ssrc = receiver_rtx_ssrc(receiver)
+        self._statistics = receiver_remote_streams(receiver)
         self._nack = NackGenerator()
         self._assemblers: dict[str, FrameAssembler] = {}
         self._media_ssrcs: set[int] = set()
         self._remb_task: asyncio.Task[None] | None = None
         self.packets = 0
         "RTP packets handled."
-        receiver._handle_rtp_packet = self.handle  # the DTLS transport calls this per packet
+        self.gaps = 0
+        "Frames given up (lost for good, or undecodable), each also reported through `on_gap`."
+        replace_rtp_handler(receiver, self.handle)  # the DTLS transport calls this per packet
 
     async def handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         """One RTP packet from the DTLS transport."""
@@ -178,7 +195,7 @@ class VideoReceivePath:
             if self._remb_task is None:
                 self._remb_task = asyncio.ensure_future(self._send_remb())
         if self._nack.add(packet):
-            await self._receiver._send_rtcp_nack(packet.ssrc, sorted(self._nack.missing))
+            await send_rtcp_nack(self._receiver, packet.ssrc, sorted(self._nack.missing))
         if not packet.payload:
             return  # padding
         assembler = self._assemblers.get(codec.name)
@@ -187,12 +204,14 @@ class VideoReceivePath:
         gaps = assembler.gaps
         frames = assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker), packet.payload)
         if assembler.gaps != gaps:
+            self.gaps += assembler.gaps - gaps
             self._on_gap()
         for timestamp, payloads in frames:
             try:
                 data = b"".join(depayload(codec, payload) for payload in payloads)
             except ValueError as exc:
                 logger.debug("undecodable %s payload: %s", codec.name, exc)
+                self.gaps += 1
                 self._on_gap()
                 continue
             self._on_frame(codec.name, data, timestamp)
@@ -200,7 +219,7 @@ class VideoReceivePath:
     async def request_keyframe(self) -> bool:
         """Send a PLI for every media source seen; False when none has been seen yet."""
         for ssrc in self._media_ssrcs:
-            await self._receiver._send_rtcp_pli(ssrc)
+            await send_rtcp_pli(self._receiver, ssrc)
         return bool(self._media_ssrcs)
 
     def close(self) -> None:
@@ -211,9 +230,9 @@ class VideoReceivePath:
     async def _send_remb(self) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             while True:
-                rtcp_ssrc = getattr(self._receiver, _RECEIVER + "rtcp_ssrc")
+                rtcp_ssrc = receiver_rtcp_ssrc(self._receiver)
                 if rtcp_ssrc is not None:
                     remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
                                           fci=pack_remb_fci(self._max_bitrate, sorted(self._media_ssrcs)))
-                    await self._receiver._send_rtcp(remb)
+                    await send_rtcp(self._receiver, remb)
                 await asyncio.sleep(REMB_INTERVAL)

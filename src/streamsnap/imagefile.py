@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePath
 
-from PIL import Image, ImageOps
+from PIL import Image
+
+from streamsnap.framing import Fit, framing
+
+__all__ = ["Conversion", "FileFormat", "Fit", "convert", "format_for"]
 
 
 class FileFormat(StrEnum):
@@ -20,17 +24,6 @@ class FileFormat(StrEnum):
     PNG = "png"
     JPG = "jpg"
     WEBP = "webp"
-
-
-class Fit(StrEnum):
-    """How a picture goes into a `width` x `height` box when both are given."""
-
-    FILL = "fill"
-    "Stretched to the box (the aspect ratio may change)."
-    CONTAIN = "contain"
-    "Scaled to fit inside the box, the rest filled black (letterbox)."
-    COVER = "cover"
-    "Scaled to cover the box, the overflow cropped equally from both sides (centre crop)."
 
 
 EXTENSIONS = {".png": FileFormat.PNG, ".jpg": FileFormat.JPG, ".jpeg": FileFormat.JPG, ".webp": FileFormat.WEBP}
@@ -87,19 +80,15 @@ def convert(png: bytes, conversion: Conversion) -> tuple[bytes, tuple[int, int]]
 
 
 def _resized(image: Image.Image, conversion: Conversion) -> Image.Image:
-    width, height = conversion.width, conversion.height
-    native_width, native_height = image.size
-    if width is None and height is None:
+    """Scale, crop and pad as the server does (`streamsnap.framing`), with Pillow's Lanczos filter."""
+    if conversion.width is None and conversion.height is None:
         return image
-    if width is None or height is None:
-        if width is not None:
-            height = max(1, round(native_height * width / native_width))
-        else:
-            assert height is not None
-            width = max(1, round(native_width * height / native_height))
-        return image.resize((width, height), Image.Resampling.LANCZOS)
-    if conversion.fit is Fit.CONTAIN:
-        return ImageOps.pad(image, (width, height), Image.Resampling.LANCZOS, color=(0, 0, 0))
-    if conversion.fit is Fit.COVER:
-        return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
-    return image.resize((width, height), Image.Resampling.LANCZOS)
+    placed = framing(image.size, conversion.width, conversion.height, conversion.fit)
+    scaled = image.resize(placed.scaled, Image.Resampling.LANCZOS)
+    if placed.is_plain_scale:
+        return scaled
+    left, top = placed.crop
+    kept_width, kept_height = placed.kept
+    output = Image.new("RGB", placed.size, (0, 0, 0))
+    output.paste(scaled.crop((left, top, left + kept_width, top + kept_height)), placed.offset)
+    return output

@@ -3,8 +3,11 @@
 Each picture comes from the snapshot service, so a stream costs one decode per interval at
 most (none while its cached group is fresh enough to share), never continuous decoding.
 Files are replaced atomically (write a temporary file, then `os.replace`), so a reader never
-sees half a picture. Optionally older pictures are kept in `<dir>/<name>/` (the newest
-`history` of them), and a webhook gets `{name, path, taken_at}` for each new one.
+sees half a picture; they are created with mode 0666 less the process umask (0644 under the
+usual 022), so another process (nginx) can serve them. Optionally older pictures are kept in
+`<dir>/<name>/` (the newest `history` of them), a webhook gets `{name, path, taken_at}` for
+each new one, and the files of a stream are removed once a round finds it ended. The newest
+picture of each live stream is also kept in memory, for `/streams/{name}/thumbnail.jpg`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
+import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +53,22 @@ class ThumbnailSettings:
     "Older pictures kept per stream; 0: only the current one."
     webhook: str = ""
     "URL to POST `{name, path, taken_at}` to after each picture; empty: none."
+    remove_ended: bool = False
+    "Remove a stream's files (and its history folder) at the first round after it ended."
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """The newest thumbnail of a stream, as served over HTTP."""
+
+    data: bytes
+    "The JPEG file."
+    width: int
+    height: int
+    frame_time: float
+    "Wall-clock time (Unix seconds) of the depicted frame."
+    lease: str
+    "The stream it shows (a stream published again under the same name has another lease)."
 
 
 def file_stem(name: str) -> str:
@@ -57,7 +77,10 @@ def file_stem(name: str) -> str:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    # os.open with 0o666 lets the kernel apply the umask (mkstemp would force 0600, which
+    # nginx or another user cannot read); O_EXCL and a random name keep it as safe.
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
@@ -85,6 +108,14 @@ def store(directory: Path, name: str, data: bytes, taken_at: datetime, history: 
     return current
 
 
+def remove(directory: Path, name: str) -> None:
+    """Remove the thumbnail files of stream `name` (the current one and its history folder)."""
+    stem = file_stem(name)
+    with contextlib.suppress(FileNotFoundError):
+        (directory / f"{stem}.jpg").unlink()
+    shutil.rmtree(directory / stem, ignore_errors=True)
+
+
 class Thumbnailer:
     """Runs the rounds until cancelled."""
 
@@ -96,6 +127,11 @@ class Thumbnailer:
         self.written = 0
         "Thumbnails written so far."
         self._http: aiohttp.ClientSession | None = None
+        self._latest: dict[str, Thumbnail] = {}
+
+    def latest(self, name: str) -> Thumbnail | None:
+        """The newest thumbnail of live stream `name`, or None (none made yet, or the stream ended)."""
+        return self._latest.get(name)
 
     async def run(self) -> None:
         """Take a round every `interval` seconds (rounds never overlap)."""
@@ -113,6 +149,13 @@ class Thumbnailer:
         """One thumbnail of every live stream this node holds."""
         node = self.snapshots.node.name
         streams = [record for record in await self.snapshots.registry.all() if record.node == node]
+        live = {record.name: record.lease for record in streams}
+        ended = [name for name, thumbnail in self._latest.items() if live.get(name) != thumbnail.lease]
+        for name in ended:  # ended, or published again: the old picture is not this stream's
+            del self._latest[name]
+            if self.settings.remove_ended and name not in live:
+                await asyncio.to_thread(remove, self.settings.directory, name)
+                logger.info("thumbnail of %s removed: the stream ended", name, extra={"stream": name})
         await asyncio.gather(*(self._one(record) for record in streams))
 
     async def _one(self, stream: StreamRecord) -> None:
@@ -125,6 +168,9 @@ class Thumbnailer:
             logger.debug("no thumbnail of %s: %s", stream.name, exc, extra={"stream": stream.name})
             return
         picture = taken.snapshot
+        # Served over HTTP even when the file cannot be written (a full disk is no reason to go blind).
+        self._latest[stream.name] = Thumbnail(picture.data, picture.width, picture.height, taken.frame_time,
+                                              stream.lease)
         taken_at = self.wall_clock()
         try:
             path = await asyncio.to_thread(store, self.settings.directory, stream.name, picture.data, taken_at,

@@ -14,10 +14,13 @@ from typing import cast
 
 import av
 import imagecodecs
+import numpy as np
 from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
+from streamsnap.framing import Fit, framing
+from streamsnap.framing import output_size as framed_size
 from streamsnap.media.frames import EncodedFrame
 
 # FFmpeg's native decoders: faster than libvpx for VP8, and the only H.264 one PyAV ships.
@@ -57,6 +60,8 @@ class ImageSpec:
     "Output height."
     quality: int | None = None
     "JPEG/WebP quality 1-100 (ignored for PNG); None: the format's default."
+    fit: Fit = Fit.FILL
+    "How the picture goes into width x height when both are given (`streamsnap.framing`)."
 
 
 class DecodeError(Exception):
@@ -107,22 +112,19 @@ def decode_latest(codec: str, group: Sequence[EncodedFrame]) -> Picture:
 
 def output_size(native: tuple[int, int], spec: ImageSpec) -> tuple[int, int]:
     """The size to encode at: native, exact, or scaled to one given side keeping the aspect ratio."""
-    width, height = native
-    if spec.width and spec.height:
-        return spec.width, spec.height
-    if spec.width:
-        return spec.width, max(1, round(height * spec.width / width))
-    if spec.height:
-        return max(1, round(width * spec.height / height)), spec.height
-    return width, height
+    return framed_size(native, spec.width, spec.height)
 
 
 def encode(picture: Picture, spec: ImageSpec, png_compress_level: int) -> bytes:
-    """The picture as an image file of `spec` (scaled and converted to RGB by swscale in one pass)."""
-    width, height = output_size(picture.size, spec)
+    """The picture as an image file of `spec` (scaled and converted to RGB by swscale in one pass,
+    then cropped or letterboxed by numpy when `spec.fit` asks)."""
+    placed = framing(picture.size, spec.width, spec.height, spec.fit)
+    width, height = placed.scaled
     # A reformatter of its own: `VideoFrame.reformat` shares one per frame, and two workers
     # encoding the same picture at once (PNG and JPEG of one moment) deadlock on it.
     rgb = VideoReformatter().reformat(picture.frame, width=width, height=height, format="rgb24").to_ndarray()
+    if not placed.is_plain_scale:
+        rgb = _placed(rgb, placed.crop, placed.kept, placed.offset, placed.size)
     if spec.format is ImageFormat.PNG:
         return bytes(imagecodecs.png_encode(rgb, level=png_compress_level, filter=PNG_FILTER_UP))
     buffer = io.BytesIO()
@@ -131,3 +133,17 @@ def encode(picture: Picture, spec: ImageSpec, png_compress_level: int) -> bytes:
     options = {"method": 0} if spec.format is ImageFormat.WEBP else {}
     Image.fromarray(rgb).save(buffer, format=spec.format.name, quality=quality, **options)
     return buffer.getvalue()
+
+
+def _placed(rgb: np.ndarray, crop: tuple[int, int], kept: tuple[int, int], offset: tuple[int, int],
+            size: tuple[int, int]) -> np.ndarray:
+    """The kept part of `rgb` (cover's centre crop) placed on a black picture of `size` (contain's bars)."""
+    left, top = crop
+    kept_width, kept_height = kept
+    part = rgb[top:top + kept_height, left:left + kept_width]
+    if (kept_width, kept_height) == size:
+        return np.ascontiguousarray(part)
+    output = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    x, y = offset
+    output[y:y + kept_height, x:x + kept_width] = part
+    return output

@@ -1,0 +1,196 @@
+"""RTMP sources: H.264 from FLV video tags into the frame cache, nothing decoded.
+
+An encoder sends the AVC sequence header (SPS and PPS, in an AVCDecoderConfigurationRecord)
+once, then access units of length-prefixed NAL units (AVCC). The cache and the decoder
+want Annex-B access units whose keyframes carry SPS and PPS, so each NAL unit gets a start
+code and each IDR frame without its own SPS gets the sequence header's in front.
+
+The TCP connection belongs to the RTMP shell (`web/rtmp.py`); the source is told of each
+video tag (`feed_video`) and closes the connection through `disconnect` when it is ended
+from here (REST terminate, RTP timeout, shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from streamsnap.media.frames import GopCache
+from streamsnap.media.source import SourceStats, video_stats
+from streamsnap.reasons import StreamEnd
+from streamsnap.streams import SourceKind
+
+logger = logging.getLogger(__name__)
+
+FLV_CODEC_AVC = 7
+AVC_SEQUENCE_HEADER = 0
+AVC_NALU = 1
+START_CODE = b"\x00\x00\x00\x01"
+NAL_IDR = 5
+NAL_SPS = 7
+
+
+class FlvError(ValueError):
+    """A video tag that cannot be H.264 as FLV carries it."""
+
+
+@dataclass(frozen=True)
+class AvcConfig:
+    """What an AVCDecoderConfigurationRecord says: NAL length size, SPS and PPS."""
+
+    length_size: int
+    sps: tuple[bytes, ...]
+    pps: tuple[bytes, ...]
+
+    def annex_b(self) -> bytes:
+        """SPS and PPS as Annex-B NAL units (what goes before an IDR)."""
+        return b"".join(START_CODE + nal for nal in (*self.sps, *self.pps))
+
+
+def parse_avc_config(record: bytes) -> AvcConfig:
+    """The AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.2.4.1) in `record`; raises `FlvError`."""
+    if len(record) < 7 or record[0] != 1:
+        raise FlvError("not an AVCDecoderConfigurationRecord")
+    length_size = (record[4] & 0x03) + 1
+    if length_size == 3:
+        raise FlvError("NAL length size 3 is not allowed")
+    pos = 5
+    sets: list[tuple[bytes, ...]] = []
+    for count_mask in (0x1F, 0xFF):
+        if pos >= len(record):
+            raise FlvError("record ends before its parameter sets")
+        count = record[pos] & count_mask
+        pos += 1
+        units = []
+        for _ in range(count):
+            if pos + 2 > len(record):
+                raise FlvError("parameter set length runs past the record")
+            size = int.from_bytes(record[pos:pos + 2], "big")
+            pos += 2
+            if size == 0 or pos + size > len(record):
+                raise FlvError("parameter set runs past the record")
+            units.append(bytes(record[pos:pos + size]))
+            pos += size
+        sets.append(tuple(units))
+    if not sets[0]:
+        raise FlvError("no SPS in the sequence header")
+    return AvcConfig(length_size, sets[0], sets[1])
+
+
+def avcc_to_annex_b(data: bytes, length_size: int) -> list[bytes]:
+    """The NAL units of a length-prefixed access unit; raises `FlvError` when a length overruns."""
+    units: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        if pos + length_size > len(data):
+            raise FlvError("NAL length runs past the frame")
+        size = int.from_bytes(data[pos:pos + length_size], "big")
+        pos += length_size
+        if size == 0 or pos + size > len(data):
+            raise FlvError("NAL unit runs past the frame")
+        units.append(data[pos:pos + size])
+        pos += size
+    return units
+
+
+@dataclass(frozen=True)
+class RtmpSettings:
+    """How RTMP sources keep their video."""
+
+    gop_max_frames: int = 300
+    gop_max_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass
+class RtmpSource:
+    """One RTMP publisher's stream: a `Source` of kind RTMP, fed by the connection's shell."""
+
+    name: str
+    settings: RtmpSettings
+    on_start: Callable[[], None]
+    "Called by `start` (the shell answers the publisher NetStream.Publish.Start)."
+    disconnect: Callable[[], None]
+    "Closes the publisher's TCP connection."
+    clock: Callable[[], float] = time.monotonic
+    kind: SourceKind = SourceKind.RTMP
+    video: GopCache | None = None
+    has_video: bool = False
+    "True once the first H.264 video tag arrived."
+    media_started: asyncio.Future[None] = field(init=False)
+    ended: asyncio.Future[StreamEnd] = field(init=False)
+    _config: AvcConfig | None = None
+    _closed: bool = False
+
+    def __post_init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.media_started = loop.create_future()
+        self.ended = loop.create_future()
+
+    async def start(self) -> None:
+        """The name is ours: let the publisher send (RTMP has nothing to answer)."""
+        self.on_start()
+
+    async def request_keyframe(self) -> bool:
+        """RTMP has no way back to the encoder: always False (the cached group is decoded instead)."""
+        return False
+
+    def stats(self) -> SourceStats:
+        """Statistics of the received video."""
+        return video_stats(self.video)
+
+    def feed_video(self, timestamp: int, tag: bytes) -> None:
+        """One FLV video tag body from the publisher (`timestamp` in milliseconds)."""
+        if self._closed or len(tag) < 2:
+            return
+        codec_id = tag[0] & 0x0F
+        if tag[0] & 0x80 or codec_id != FLV_CODEC_AVC:
+            self._fail(StreamEnd.NO_COMMON_CODECS, f"FLV video codec {codec_id} (only H.264 is taken)")
+            return
+        packet_type = tag[1]
+        try:
+            if packet_type == AVC_SEQUENCE_HEADER:
+                self._config = parse_avc_config(tag[5:])
+            elif packet_type == AVC_NALU and len(tag) > 5:
+                self._frame(timestamp, int.from_bytes(tag[2:5], "big", signed=True), tag[5:])
+        except FlvError as exc:
+            self._fail(StreamEnd.ERROR, f"bad H.264 from the encoder: {exc}")
+
+    def _frame(self, timestamp: int, composition: int, data: bytes) -> None:
+        config = self._config
+        if config is None:
+            return  # no sequence header yet: nothing could decode it
+        units = avcc_to_annex_b(data, config.length_size)
+        types = {unit[0] & 0x1F for unit in units}
+        prefix = config.annex_b() if NAL_IDR in types and NAL_SPS not in types else b""
+        access_unit = prefix + b"".join(START_CODE + unit for unit in units)
+        video = self.video
+        if video is None:
+            video = self.video = GopCache("H264", max_frames=self.settings.gop_max_frames,
+                                          max_bytes=self.settings.gop_max_bytes, clock=self.clock)
+            self.has_video = True
+        video.add(access_unit, ((timestamp + composition) * 90) & 0xFFFFFFFF)
+        if not self.media_started.done():
+            self.media_started.set_result(None)
+
+    def publisher_left(self, reason: StreamEnd) -> None:
+        """The publisher stopped or its connection closed: the stream ends with `reason`."""
+        if not self.ended.done():
+            self.ended.set_result(reason)
+
+    def _fail(self, reason: StreamEnd, detail: str) -> None:
+        logger.info("stream %s: %s", self.name, detail, extra={"stream": self.name})
+        self.publisher_left(reason)
+
+    async def close(self, reason: StreamEnd = StreamEnd.STOPPED_BY_PUBLISHER) -> None:
+        """End the stream with `reason` (unless it ended already), free the frames, close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self.ended.done():
+            self.ended.set_result(reason)
+        if self.video is not None:
+            self.video.close()
+        self.disconnect()

@@ -1,0 +1,274 @@
+"""The sans-I/O RTMP core and the FLV/H.264 conversion: every step without sockets, then hostile bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamsnap.media.frames import h264_nal_types
+from streamsnap.media.rtmp import FlvError, RtmpSettings, RtmpSource, avcc_to_annex_b, parse_avc_config
+from streamsnap.protocol.rtmp import (
+    COMMAND_AMF0,
+    HANDSHAKE_SIZE,
+    SET_CHUNK_SIZE,
+    VIDEO,
+    Connected,
+    PublishRequested,
+    PublishStopped,
+    RtmpConnection,
+    RtmpError,
+    RtmpLimits,
+    State,
+    Undefined,
+    VideoData,
+    decode_amf0,
+    encode_amf0,
+)
+from streamsnap.reasons import StreamEnd
+
+pytestmark = pytest.mark.unit
+
+
+def chunked(csid: int, type_id: int, stream_id: int, payload: bytes, chunk_size: int = 128,
+            timestamp: int = 0) -> bytes:
+    """A message as a client writes it: a type-0 chunk, then type-3 continuations."""
+    ts = min(timestamp, 0xFFFFFF)
+    out = bytes([csid]) + ts.to_bytes(3, "big") + len(payload).to_bytes(3, "big") + bytes([type_id])
+    out += stream_id.to_bytes(4, "little")
+    extended = timestamp.to_bytes(4, "big") if timestamp >= 0xFFFFFF else b""
+    out += extended + payload[:chunk_size]
+    for start in range(chunk_size, len(payload), chunk_size):
+        out += bytes([0xC0 | csid]) + extended + payload[start:start + chunk_size]
+    return out
+
+
+def command(*values: object, stream_id: int = 0, chunk_size: int = 128) -> bytes:
+    payload = b"".join(encode_amf0(v) for v in values)  # type: ignore[arg-type]
+    return chunked(3, COMMAND_AMF0, stream_id, payload, chunk_size)
+
+
+def handshake(conn: RtmpConnection) -> bytes:
+    c1 = bytes(range(256)) * 6
+    assert conn.receive_data(b"\x03" + c1) == []
+    answer = conn.data_to_send()
+    assert answer[0] == 3 and len(answer) == 1 + 2 * HANDSHAKE_SIZE
+    assert answer[1 + HANDSHAKE_SIZE:] == c1  # S2 echoes C1
+    assert conn.receive_data(answer[1:1 + HANDSHAKE_SIZE]) == []  # C2
+    assert conn.state is State.WAIT_CONNECT
+    return answer
+
+
+def publishing(conn: RtmpConnection, key: str = "cam?token=abc") -> list[object]:
+    handshake(conn)
+    events: list[object] = []
+    events += conn.receive_data(command("connect", 1.0, {"app": "live", "tcUrl": "rtmp://h/live"}))
+    events += conn.receive_data(command("releaseStream", 2.0, None, key))
+    events += conn.receive_data(command("FCPublish", 3.0, None, key))
+    events += conn.receive_data(command("createStream", 4.0, None))
+    events += conn.receive_data(command("publish", 5.0, None, key, "live", stream_id=1))
+    return events
+
+
+def replies(data: bytes) -> list[list[object]]:
+    """The AMF0 commands in the server's output (after its Set Chunk Size of 4096, single chunks)."""
+    found = []
+    pos = 0
+    while pos < len(data):
+        csid, size, type_id = data[pos] & 0x3F, int.from_bytes(data[pos + 4:pos + 7], "big"), data[pos + 7]
+        assert csid >= 2
+        payload = data[pos + 12:pos + 12 + size]
+        if type_id == COMMAND_AMF0:
+            found.append(decode_amf0(payload))
+        pos += 12 + size
+    return found
+
+
+def test_amf0_round_trip() -> None:
+    values = ["connect", 1.0, {"app": "live", "n": 2.5, "ok": True, "nested": {"x": None}}, None,
+              Undefined.UNDEFINED, [1.0, "a"]]
+    assert decode_amf0(b"".join(encode_amf0(v) for v in values)) == values
+
+
+def test_a_publish_as_ffmpeg_does_it() -> None:
+    conn = RtmpConnection()
+    events = publishing(conn)
+    assert events == [Connected("live", "rtmp://h/live"), PublishRequested("cam?token=abc", 1)]
+    answers = replies(conn.data_to_send())
+    assert [a[0] for a in answers] == ["_result", "_result", "_result", "_result"]
+    connect_result = answers[0]
+    assert connect_result[1] == 1.0
+    assert isinstance(connect_result[3], dict) and connect_result[3]["code"] == "NetConnection.Connect.Success"
+    assert answers[3][1:] == [4.0, None, 1.0]  # createStream's stream id
+    conn.accept_publish(1, "Publishing")
+    status = replies(conn.data_to_send())
+    assert status[0][0] == "onStatus" and status[0][3]["code"] == "NetStream.Publish.Start"  # type: ignore[index]
+    video = b"\x17\x01\x00\x00\x00" + b"\x00\x00\x00\x02\x65\x88"
+    assert conn.receive_data(chunked(6, VIDEO, 1, video, timestamp=40)) == [VideoData(40, video)]
+    assert conn.receive_data(command("FCUnpublish", 6.0, None, "cam")) == [PublishStopped(1)]
+
+
+def test_video_before_the_publish_is_accepted_is_dropped() -> None:
+    conn = RtmpConnection()
+    publishing(conn)
+    assert conn.receive_data(chunked(6, VIDEO, 1, b"\x17\x01\x00\x00\x00")) == []
+
+
+def test_a_refused_publish_says_why_and_the_connection_is_done() -> None:
+    conn = RtmpConnection()
+    publishing(conn)
+    conn.data_to_send()
+    conn.refuse_publish(1, "NetStream.Publish.BadName", "Stream name is already in use")
+    status = replies(conn.data_to_send())[0]
+    assert status[3] == {"level": "error", "code": "NetStream.Publish.BadName",
+                         "description": "Stream name is already in use"}
+    assert conn.state is State.CLOSED and conn.receive_data(b"more") == []
+
+
+def test_chunk_size_changes_and_byte_at_a_time_delivery() -> None:
+    conn = RtmpConnection()
+    handshake(conn)
+    data = chunked(2, SET_CHUNK_SIZE, 0, (4096).to_bytes(4, "big"))
+    data += command("connect", 1.0, {"app": "live"}, chunk_size=4096)
+    events = []
+    for byte in data:
+        events += conn.receive_data(bytes([byte]))
+    assert events == [Connected("live", "")]
+
+
+def test_extended_timestamps_and_type_3_continuations() -> None:
+    conn = RtmpConnection()
+    publishing(conn)
+    conn.accept_publish(1, "")
+    video = b"\x27\x01\x00\x00\x00" + bytes(300)
+    events = conn.receive_data(chunked(6, VIDEO, 1, video, timestamp=0x1234567))
+    assert events == [VideoData(0x1234567, video)]
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"GET / HTTP/1.1\r\n\r\n", "not RTMP"),
+    (b"\x06" + bytes(1536), "not RTMP"),
+])
+def test_garbage_instead_of_a_handshake(data: bytes, words: str) -> None:
+    with pytest.raises(RtmpError, match=words):
+        RtmpConnection().receive_data(data)
+
+
+def test_limits() -> None:
+    conn = RtmpConnection(RtmpLimits(max_chunk_size=65536, max_message_size=100_000))
+    handshake(conn)
+    with pytest.raises(RtmpError, match="chunk size"):
+        conn.receive_data(chunked(2, SET_CHUNK_SIZE, 0, (0x7FFFFFFF).to_bytes(4, "big")))
+    conn = RtmpConnection(RtmpLimits(max_message_size=100_000))
+    handshake(conn)
+    with pytest.raises(RtmpError, match="over the limit"):
+        conn.receive_data(b"\x06" + bytes(3) + (200_000).to_bytes(3, "big") + b"\x09" + bytes(4))
+    conn = RtmpConnection(RtmpLimits(max_chunk_streams=4))
+    handshake(conn)
+    with pytest.raises(RtmpError, match="too many chunk streams"):
+        for csid in range(10, 20):
+            conn.receive_data(bytes([csid]) + bytes(3) + (50).to_bytes(3, "big") + b"\x09" + bytes(4) + bytes(50))
+    conn = RtmpConnection()
+    handshake(conn)
+    with pytest.raises(RtmpError, match="before connect"):
+        conn.receive_data(command("publish", 5.0, None, "cam"))
+
+
+def test_an_ack_follows_the_peer_window() -> None:
+    conn = RtmpConnection()
+    publishing(conn)
+    conn.data_to_send()
+    conn.receive_data(chunked(2, 5, 0, (1000).to_bytes(4, "big")))
+    conn.accept_publish(1, "")
+    conn.data_to_send()
+    conn.receive_data(chunked(6, VIDEO, 1, bytes(2000), chunk_size=128))
+    assert b"\x03" in conn.data_to_send()[:12]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=4000))
+def test_hostile_bytes_after_the_handshake_raise_rtmp_error_or_pass(data: bytes) -> None:
+    conn = RtmpConnection(RtmpLimits(max_message_size=65536))
+    handshake(conn)
+    try:
+        conn.receive_data(data)
+    except RtmpError:
+        assert conn.state is State.CLOSED
+    assert len(conn._buffer) <= 65536 + 1024
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=20), st.integers(min_value=0, max_value=2))
+def test_hostile_messages_after_connect(payloads: list[bytes], which: int) -> None:
+    conn = RtmpConnection()
+    publishing(conn)
+    conn.accept_publish(1, "")
+    type_id = (COMMAND_AMF0, VIDEO, 18)[which]
+    for payload in payloads:
+        try:
+            conn.receive_data(chunked(5, type_id, 1, payload))
+        except RtmpError:
+            return
+
+
+@given(st.binary(max_size=300))
+def test_amf0_decoding_of_junk_raises_rtmp_error_only(data: bytes) -> None:
+    try:
+        decode_amf0(data)
+    except RtmpError:
+        pass
+
+
+def test_amf0_depth_is_bounded() -> None:
+    with pytest.raises(RtmpError, match="deep"):
+        decode_amf0(b"\x0a\x00\x00\x00\x01" * 100)
+
+
+SPS = b"\x67\x42\xc0\x1e\xda\x02\x80\xbf\xe5\x84\x00\x00\x03\x00\x04"
+PPS = b"\x68\xce\x3c\x80"
+
+
+def avc_config() -> bytes:
+    return (b"\x01\x42\xc0\x1e\xff\xe1" + len(SPS).to_bytes(2, "big") + SPS + b"\x01"
+            + len(PPS).to_bytes(2, "big") + PPS)
+
+
+def test_avc_sequence_header_and_annex_b() -> None:
+    config = parse_avc_config(avc_config())
+    assert (config.length_size, config.sps, config.pps) == (4, (SPS,), (PPS,))
+    frame = struct.pack(">I", 3) + b"\x65\x88\x80" + struct.pack(">I", 2) + b"\x06\x05"
+    assert avcc_to_annex_b(frame, 4) == [b"\x65\x88\x80", b"\x06\x05"]
+    with pytest.raises(FlvError):
+        avcc_to_annex_b(struct.pack(">I", 99) + b"\x65", 4)
+    with pytest.raises(FlvError):
+        parse_avc_config(b"\x01\x42\xc0\x1e\xff\xe1\x00\x50")
+
+
+async def test_an_rtmp_source_turns_flv_tags_into_decodable_access_units() -> None:
+    closed: list[bool] = []
+    source = RtmpSource("cam", RtmpSettings(), on_start=lambda: None, disconnect=lambda: closed.append(True))
+    await source.start()
+    source.feed_video(0, b"\x17\x00\x00\x00\x00" + avc_config())
+    assert source.video is None  # the sequence header alone is no frame
+    source.feed_video(0, b"\x17\x01\x00\x00\x00" + struct.pack(">I", 3) + b"\x65\x88\x80")
+    source.feed_video(66, b"\x27\x01\x00\x00\x00" + struct.pack(">I", 2) + b"\x41\x9a")
+    assert source.media_started.done() and source.has_video
+    assert source.video is not None
+    group = source.video.group()
+    assert [f.keyframe for f in group] == [True, False]
+    assert group[0].data.startswith(b"\x00\x00\x00\x01" + SPS)
+    assert h264_nal_types(group[0].data) == {7, 8, 5}
+    assert group[1].timestamp == 66 * 90
+    assert source.stats().codec == "H264"
+    assert not await source.request_keyframe()
+    await source.close(StreamEnd.TERMINATED)
+    assert closed == [True] and source.ended.result() is StreamEnd.TERMINATED
+
+
+async def test_an_rtmp_source_refuses_codecs_other_than_h264() -> None:
+    source = RtmpSource("cam", RtmpSettings(), on_start=lambda: None, disconnect=lambda: None)
+    source.feed_video(0, b"\x12" + bytes(10))  # Sorenson H.263
+    assert await asyncio.wait_for(source.ended, 1) is StreamEnd.NO_COMMON_CODECS

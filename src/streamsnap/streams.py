@@ -108,6 +108,10 @@ class StreamRegistry:
         """How many streams are live."""
         raise NotImplementedError
 
+    async def local(self) -> list[StreamRecord]:
+        """The streams this node holds (no round trip to a shared directory)."""
+        raise NotImplementedError
+
 
 class LocalStreamRegistry(StreamRegistry):
     """A `StreamRegistry` for one node, kept in memory (the default when no cluster is configured)."""
@@ -147,3 +151,6 @@ class LocalStreamRegistry(StreamRegistry):
 
     async def count(self) -> int:
         return len(self._records)
+
+    async def local(self) -> list[StreamRecord]:
+        return list(self._records.values())

@@ -148,7 +148,7 @@ class Thumbnailer:
     async def round(self) -> None:
         """One thumbnail of every live stream this node holds."""
         node = self.snapshots.node.name
-        streams = [record for record in await self.snapshots.registry.all() if record.node == node]
+        streams = [record for record in await self.snapshots.registry.local() if record.node == node]
         live = {record.name: record.lease for record in streams}
         ended = [name for name, thumbnail in self._latest.items() if live.get(name) != thumbnail.lease]
         for name in ended:  # ended, or published again: the old picture is not this stream's

@@ -57,8 +57,9 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local ttl = tonumber(ARGV[1])
 local lost = {}
 for i = 2, #KEYS do
-  local base = 2 + (i - 2) * 5
+  local base = 2 + (i - 2) * 6
   local name, lease, record, started, node = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+  local stale = ARGV[base + 5] == '1'
   local held = redis.call('HMGET', KEYS[i], 'lease', 'started', 'node')
   local keep = true
   if held[1] and held[1] ~= lease then
@@ -66,7 +67,9 @@ for i = 2, #KEYS do
     if theirs < ours or (theirs == ours and held[3] < node) then keep = false end
   end
   if keep then
-    redis.call('HSET', KEYS[i], 'lease', lease, 'record', record, 'started', started, 'node', node)
+    if held[1] ~= lease or stale then  -- missing (expired, Redis restarted), taken over, or not updated
+      redis.call('HSET', KEYS[i], 'lease', lease, 'record', record, 'started', started, 'node', node)
+    end
     redis.call('PEXPIRE', KEYS[i], ttl)
     redis.call('ZADD', KEYS[1], now + ttl, name)
   else
@@ -75,7 +78,8 @@ for i = 2, #KEYS do
 end
 return lost
 """
-"KEYS: streams, then one stream key per record. ARGV: ttl_ms, then name, lease, record, started, node per record."
+"""KEYS: streams, then one stream key per record. ARGV: ttl_ms, then name, lease, record, started, node and
+stale ('1' when an update did not reach Redis) per record. A record is written whole only when needed."""
 
 _RELEASE = """
 if redis.call('HGET', KEYS[2], 'lease') == ARGV[2] then
@@ -162,6 +166,7 @@ class RedisStreamRegistry(StreamRegistry):
         self._all = client.register_script(_ALL)
         self._count = client.register_script(_COUNT)
         self._nodes: dict[str, tuple[float, NodeInfo | None]] = {}
+        self._stale: set[str] = set()
 
     @classmethod
     async def connect(cls, url: str, node: NodeInfo, *, ttl: float = 5.0, prefix: str = "streamsnap",
@@ -206,8 +211,11 @@ class RedisStreamRegistry(StreamRegistry):
     async def update(self, record: StreamRecord) -> bool:
         if not await self._own.update(record):
             return False
-        with contextlib.suppress(RedisError, OSError):
+        try:
             await self._update(keys=[self._stream_key(record.name)], args=[record.lease, _ENCODER.encode(record)])
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+            self._stale.add(record.name)  # the next refresh writes it whole
         return True
 
     async def release(self, name: str, lease: str) -> bool:
@@ -251,6 +259,9 @@ class RedisStreamRegistry(StreamRegistry):
         self._up()
         return counted
 
+    async def local(self) -> list[StreamRecord]:
+        return await self._own.all()
+
     # Nodes.
 
     async def node_info(self, node_id: str) -> NodeInfo | None:
@@ -277,9 +288,12 @@ class RedisStreamRegistry(StreamRegistry):
         if own:
             keys = [self._streams_key] + [self._stream_key(record.name) for record in own]
             args: list[Any] = [self._ttl_ms]
+            stale = set(self._stale)
             for record in own:
-                args += [record.name, record.lease, _ENCODER.encode(record), _started(record), self.node.id]
+                args += [record.name, record.lease, _ENCODER.encode(record), _started(record), self.node.id,
+                         "1" if record.name in stale else "0"]
             lost = await self._refresh_script(keys=keys, args=args)
+            self._stale -= stale
         self._up()
         self.status.last_refresh = self.clock()
         for raw_name in lost:

@@ -22,6 +22,7 @@ import enum
 import ipaddress
 import logging
 import random
+import re
 import secrets
 import socket
 import time
@@ -60,6 +61,39 @@ PICTURE_FAILURES: dict[StreamEnd, SnapshotFailure] = {
     StreamEnd.SHUTTING_DOWN: SnapshotFailure.SHUTTING_DOWN,
 }
 "Why no picture was made, when a pull started for it failed."
+
+
+_USERINFO = re.compile(r"(rtsps?://)[^/@\s]*@", re.IGNORECASE)
+_USERINFO_ENCODED = re.compile(r"(rtsps?%3A%2F%2F)(?:(?!%2F)[^/\s])*%40", re.IGNORECASE)
+
+
+def redact_credentials(text: str) -> str:
+    """`text` with the credentials of every rtsp:// url in it (plain or percent-encoded) taken out."""
+    if "rtsp" not in text.lower():
+        return text
+    return _USERINFO_ENCODED.sub(r"\1", _USERINFO.sub(r"\1", text))
+
+
+def redact_credentials_in_logs() -> None:
+    """Take camera credentials out of every log record made from now on (idempotent).
+
+    Camera urls reach log lines this module does not write: a stream name as a client gave
+    it, and the request path of an image url in the access log.
+    """
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "redacts_credentials", False):
+        return
+
+    def redacting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        if isinstance(record.msg, str):
+            record.msg = redact_credentials(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_credentials(arg) if isinstance(arg, str) else arg for arg in record.args)
+        return record
+
+    redacting.redacts_credentials = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting)
 
 
 def picture_failure(reason: StreamEnd) -> SnapshotFailure:
@@ -153,14 +187,16 @@ class _Pull:
 class _PullListener:
     """How a pull hears of its stream from the publishing service."""
 
-    def __init__(self, pull: _Pull) -> None:
+    def __init__(self, pull: _Pull, clock: Callable[[], float]) -> None:
         self.pull = pull
+        self.clock = clock
 
     async def answered(self, sdp: str) -> None:
         """Cameras answer nothing."""
 
     async def publishing(self) -> None:
         self.pull.status = PullStatus.PUBLISHING
+        self.pull.last_used = self.clock()  # idle from now on, however long the camera took
         if not self.pull.ready.done():
             self.pull.ready.set_result(None)
 
@@ -218,8 +254,26 @@ class HostPolicy:
             except OSError:
                 raise PublishError(StreamEnd.SOURCE_UNREACHABLE, f"cannot resolve {host}") from None
             addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-        if not addresses or not all(any(address in network for network in self.networks) for address in addresses):
+        if not self._covered(addresses):
             raise PublishError(StreamEnd.SOURCE_NOT_ALLOWED, f"{host} is not among the hosts that may be pulled")
+
+    def permits(self, host: str) -> bool:
+        """Whether `host` may be pulled, resolving it here (blocking: for the reader threads, on redirects)."""
+        if self.open or host.lower().rstrip(".") in self.names:
+            return True
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            try:
+                infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            except OSError:
+                return False
+            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        return self._covered(addresses)
+
+    def _covered(self, addresses: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
+        return bool(addresses) and all(any(address in network for network in self.networks)
+                                       for address in addresses)
 
 
 class CameraPulls:
@@ -250,15 +304,19 @@ class CameraPulls:
             return None
         stream = public_uri(name)
         pull = self._pulls.get(stream)
+        if pull is not None and pull.origin is PullOrigin.ON_DEMAND and pull.task is not None and (
+                pull.stopping or pull.status is PullStatus.ENDED):
+            await asyncio.wait([pull.task], timeout=5)  # it is on its way out (idle): start afresh
+            pull = self._pulls.get(stream)
         try:
             if pull is None:
                 pull = await self._start(name, stream, PullOrigin.ON_DEMAND, requester.grant,
                                          requester.hook_fields, self.settings.transport)
         except PublishError as exc:
             raise SnapshotError(picture_failure(exc.reason), exc.detail) from None
-        if requester.address is not None:  # the server's own pictures (thumbnails) do not keep a pull up
-            pull.last_used = self.clock()
         reason = await self._wait(pull)
+        if requester.address is not None:  # the server's own pictures (thumbnails) do not keep a pull up
+            pull.last_used = self.clock()  # after the wait: the idle time counts from a picture, not the ask
         if reason is StreamEnd.NAME_IN_USE:  # another kind of stream has that name: picture it
             return stream
         if reason is not None:
@@ -365,7 +423,7 @@ class CameraPulls:
                     make_source=self._source_of(pull), kind=SourceKind.RTSP, right=Right.PULL,
                     hook_fields={**pull.hook_fields, "uri": shown, "origin": pull.origin.value},
                 )
-                reason = await self.publishing.publish(request, _PullListener(pull))
+                reason = await self.publishing.publish(request, _PullListener(pull, self.clock))
                 published = pull.ready.done() and pull.ready.result() is None
                 pull.source = None
                 if (pull.origin is not PullOrigin.CONFIG or pull.stopping or self._closing

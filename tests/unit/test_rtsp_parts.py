@@ -1,0 +1,86 @@
+"""The pure parts of camera pulls: urls without credentials, url checks, the host allow-list, log redaction."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from streamsnap.media.rtsp import annexb_parameter_sets, public_uri
+from streamsnap.reasons import PublishError, SnapshotFailure, StreamEnd
+from streamsnap.service.cameras import HostPolicy, check_uri, picture_failure, redact_credentials
+from streamsnap.web.errors import SNAPSHOT_STATUS
+from streamsnap.web.wcs import SNAPSHOT_INFO, STREAM_END_INFO
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("uri, shown", [
+    ("rtsp://user:pw@cam.example:554/live?x=1", "rtsp://cam.example:554/live?x=1"),
+    ("rtsp://user@10.0.0.5/a", "rtsp://10.0.0.5/a"),
+    ("rtsp://u:p@[fe80::1]:8554/a", "rtsp://[fe80::1]:8554/a"),
+    ("rtsp://cam.example/a", "rtsp://cam.example/a"),
+    ("rtsp://u:p%40x@h/a", "rtsp://h/a"),
+])
+def test_public_uri_drops_the_credentials(uri: str, shown: str) -> None:
+    assert public_uri(uri) == shown
+
+
+@pytest.mark.parametrize("uri", ["http://cam/a", "rtsp://", "rtsp:///path", "rtsp://h:99999/a", "rtsp://h:0/a",
+                                 "rtsp://h/a b", "rtsp://h/\x00", "rtsp://" + "a" * 3000, "cam-1"])
+def test_bad_camera_urls_are_refused_without_echoing_them(uri: str) -> None:
+    with pytest.raises(PublishError) as refused:
+        check_uri(uri)
+    assert refused.value.reason is StreamEnd.BAD_SOURCE_URI
+    assert uri not in str(refused.value) or len(uri) < 8
+
+
+def test_good_camera_url() -> None:
+    assert check_uri("rtsp://u:p@cam.example:8554/stream1").hostname == "cam.example"
+
+
+async def test_host_policy() -> None:
+    open_policy = HostPolicy([])
+    await open_policy.check("anything.example")
+    policy = HostPolicy(["cam.example", "10.1.0.0/16", "127.0.0.1"])
+    await policy.check("CAM.example")
+    await policy.check("10.1.2.3")
+    await policy.check("127.0.0.1")
+    for host in ("10.2.0.1", "192.168.1.1", "::1"):
+        with pytest.raises(PublishError) as refused:
+            await policy.check(host)
+        assert refused.value.reason is StreamEnd.SOURCE_NOT_ALLOWED
+    with pytest.raises(PublishError) as refused:
+        await policy.check("no-such-host.invalid")
+    assert refused.value.reason in (StreamEnd.SOURCE_UNREACHABLE, StreamEnd.SOURCE_NOT_ALLOWED)
+
+
+def test_credentials_are_taken_out_of_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    assert redact_credentials("GET /streams/rtsp%3A%2F%2Fu%3Apw%40h%3A554%2Fcam/snapshot.png") == \
+        "GET /streams/rtsp%3A%2F%2Fh%3A554%2Fcam/snapshot.png"
+    assert redact_credentials("snapshot of rtsp://u:pw@h/cam and RTSP://a:b@c/d") == \
+        "snapshot of rtsp://h/cam and RTSP://c/d"
+    assert redact_credentials("rtsp://h/path@x") == "rtsp://h/path@x"
+    from streamsnap.service.cameras import redact_credentials_in_logs
+    redact_credentials_in_logs()
+    redact_credentials_in_logs()  # idempotent
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("test").info("picture of %s", "rtsp://u:hunter2@h/cam")
+    assert "hunter2" not in caplog.text and "rtsp://h/cam" in caplog.text
+
+
+def test_avcc_extradata_becomes_annexb() -> None:
+    sps, pps = bytes([0x67, 0x42, 0xC0, 0x0D]), bytes([0x68, 0xCE, 0x3C, 0x80])
+    avcc = bytes([1, 0x42, 0xC0, 0x0D, 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps + b"\x01" + \
+        len(pps).to_bytes(2, "big") + pps
+    assert annexb_parameter_sets(avcc) == b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps
+    annexb = b"\x00\x00\x00\x01" + sps
+    assert annexb_parameter_sets(annexb) == annexb
+    assert annexb_parameter_sets(None) == b""
+
+
+def test_every_reason_has_its_words_and_status() -> None:
+    assert set(SNAPSHOT_INFO) == set(SnapshotFailure) == set(SNAPSHOT_STATUS)
+    assert set(STREAM_END_INFO) == set(StreamEnd)
+    for reason in StreamEnd:
+        assert picture_failure(reason) in SnapshotFailure

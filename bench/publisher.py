@@ -2,7 +2,8 @@
 
     python bench/publisher.py ws://127.0.0.1:8080/ --streams 10 --codec VP8 --size 640x480
 
-Prints READY when every stream is PUBLISHING, then runs until killed.
+Prints READY when every stream is PUBLISHING, then runs until killed, printing once a second
+`STATS <bytes sent> <keyframes sent on request>` over all streams since READY (the upstream traffic).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class ReplayTrack(MediaStreamTrack):
         self.sender: Any = None
         self._start: float | None = None
         self._timestamp = 0
+        self.sent_bytes = 0
+        "Encoded bytes handed to the sender (RTP and SRTP overhead not counted)."
+        self.keyframes_on_request = 0
 
     async def recv(self) -> av.Packet:
         loop = asyncio.get_running_loop()
@@ -51,7 +55,9 @@ class ReplayTrack(MediaStreamTrack):
         if self.sender is not None and getattr(self.sender, _FORCE_KEYFRAME, False):
             setattr(self.sender, _FORCE_KEYFRAME, False)
             data = self.clip.keyframes[position]
+            self.keyframes_on_request += 1
         self.index += 1
+        self.sent_bytes += len(data)
         packet = av.Packet(data)
         packet.pts = self._timestamp
         packet.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
@@ -61,9 +67,11 @@ class ReplayTrack(MediaStreamTrack):
 async def publish_all(url: str, streams: int, codec: str, width: int, height: int, prefix: str) -> None:
     clip = load_clip(codec, width, height)
     clients = []
+    tracks = []
     for index in range(streams):
         client = await WcsClient.connect(url)
         track = ReplayTrack(clip, offset=index * 7)
+        tracks.append(track)
         publication = await client.publish(f"{prefix}{index}", [track], codec=codec, wait=False)
         assert publication.pc is not None
         track.sender = publication.pc.getSenders()[0]
@@ -71,7 +79,12 @@ async def publish_all(url: str, streams: int, codec: str, width: int, height: in
     for client, publication in clients:
         await client.wait_status(publication, "PUBLISHING", timeout=60)
     print("READY", flush=True)
-    await asyncio.Event().wait()
+    start_bytes = sum(t.sent_bytes for t in tracks)
+    start_keyframes = sum(t.keyframes_on_request for t in tracks)
+    while True:
+        await asyncio.sleep(1.0)
+        print(f"STATS {sum(t.sent_bytes for t in tracks) - start_bytes} "
+              f"{sum(t.keyframes_on_request for t in tracks) - start_keyframes}", flush=True)
 
 
 def main() -> None:

@@ -4,6 +4,9 @@
     python bench/receivers.py --mode floor --port 8090        # aiortc with decoding replaced by nothing
 
 Each speaks just enough of the WCS protocol for bench/publisher.py (connection, publishStream, ping).
+decode-all also answers `GET /streams/{name}/snapshot.png` with its stream's latest decoded frame,
+encoded by streamsnap's own PNG encoder (`streamsnap.media.imaging.encode`: libpng, Up filter,
+level 1) in a thread, so that comparing the two compares decoding strategies, not encoders.
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ import ifaddr
 from aiohttp import WSMsgType, web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+
+from streamsnap.media.frames import EncodedFrame
+from streamsnap.media.imaging import ImageSpec, Picture, encode
+
+LATEST = web.AppKey("latest", dict)
+"decode-all: the latest decoded frame of each stream, by name."
 
 
 class DiscardingQueue:
@@ -37,12 +46,22 @@ class DiscardingQueue:
         self._stopped.wait()
 
 
-async def drain(track: Any) -> None:
+async def drain(track: Any, latest: dict[str, Any], name: str) -> None:
     try:
         while True:
-            await track.recv()
+            latest[name] = await track.recv()
     except MediaStreamError:
         pass
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    """decode-all: the latest decoded frame of a stream as PNG (streamsnap's encoder, in a thread)."""
+    frame = request.app[LATEST].get(request.match_info["name"])
+    if frame is None:
+        return web.Response(status=404)
+    picture = Picture(frame, EncodedFrame(b"", 0, True, 0.0), 1)
+    data = await asyncio.to_thread(encode, picture, ImageSpec(), 1)
+    return web.Response(body=data, content_type="image/png")
 
 
 async def signaling(request: web.Request) -> web.WebSocketResponse:
@@ -66,7 +85,7 @@ async def signaling(request: web.Request) -> web.WebSocketResponse:
                 if mode == "floor":
                     transceiver.receiver._RTCRtpReceiver__decoder_queue = DiscardingQueue()
                 else:
-                    task = asyncio.ensure_future(drain(transceiver.receiver.track))
+                    task = asyncio.ensure_future(drain(transceiver.receiver.track, request.app[LATEST], body["name"]))
                     tasks.add(task)
             await pc.setLocalDescription(await pc.createAnswer())
             sid = body["mediaSessionId"]
@@ -90,6 +109,8 @@ def main() -> None:
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if "127.0.0.1" in addresses else addresses
     app = web.Application()
     app["mode"] = args.mode
+    app[LATEST] = {}
+    app.router.add_get("/streams/{name}/snapshot.png", snapshot)
     app.router.add_get("/{tail:.*}", signaling)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None)
 

@@ -5,26 +5,36 @@
 
 Publishers (bench/publisher.py) replay pre-encoded clips on CPU 1; each receiver runs
 alone on CPU 0: streamsnap, plain aiortc decoding every frame ("decode-all"), and plain
-aiortc with decoding replaced by nothing ("floor"). Then snapshot latency, and how many
-640x480 streams the server holds on its one core with snapshot p99 under 1 s. Prints
-markdown tables and writes bench/results/<time>.json.
+aiortc with decoding replaced by nothing ("floor"). Then snapshot latency, and the capacity
+part: an open loop over the image url (one PNG a second per stream, 640x480 and 1280x720) finds
+how many streams the server sustains, then asks 1.5x and 2x that, and max_age_ms 500 vs 0 with
+several viewers per stream; per step it prints served, refused fast, timeouts, latency, server
+CPU, frames decoded and PLIs per picture and the publishers' upstream bitrate, then the goals
+of issue 17, met or not. `--decode-all` adds the decode-all reference (same PNG encoder).
+Prints markdown tables and writes bench/results/<time>.json.
+
+    python bench/run.py --only capacity --server-cpus 0,1 --decode-all
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -62,11 +72,13 @@ def receiver_command(kind: str, port: int) -> list[str]:
 
 
 @contextmanager
-def running(command: list[str], cpu: int) -> Iterator[subprocess.Popen[str]]:
+def running(command: list[str], cpu: int | set[int], env: dict[str, str] | None = None,
+            ) -> Iterator[subprocess.Popen[str]]:
     # The load comes from one address standing for many clients: no per-address limit for it.
-    env = {**os.environ, "STREAMSNAP_MAX_SNAPSHOTS_PER_CLIENT": "100000"}
+    env = {**os.environ, "STREAMSNAP_MAX_SNAPSHOTS_PER_CLIENT": "100000", **(env or {})}
+    cpus = {cpu} if isinstance(cpu, int) else cpu
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-                            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+                            preexec_fn=lambda: os.sched_setaffinity(0, cpus))
     try:
         yield proc
     finally:
@@ -215,81 +227,277 @@ def measure_latency(rows: list[LatencyRow], rounds: int, warmup: float) -> None:
                     asyncio.run(latency_rounds(url, row, rounds, pause))
 
 
+# The capacity part: pictures under an open-loop load, up to twice what the server sustains.
+
+LOAD_LIMITS = {
+    # One address stands for many clients and many publishers here: the per-address limits would be
+    # what the benchmark measures, not the server's capacity.
+    "STREAMSNAP_MAX_STREAMS": "2000",
+    "STREAMSNAP_MAX_SESSIONS": "5000",
+    "STREAMSNAP_MAX_CONNECTIONS_PER_IP": "5000",
+    "STREAMSNAP_MAX_HTTP_CONNECTIONS_PER_IP": "100000",
+    "STREAMSNAP_MAX_SNAPSHOTS_PER_SUBJECT": "0",
+    "STREAMSNAP_MAX_SNAPSHOTS_IN_FLIGHT": "100000",
+}
+REFUSED_FAST_MS = 50.0
+
+
 @dataclass
 class CapacityRow:
+    receiver: str
+    size: str
     streams: int
     rate: float
-    "Snapshots per second asked of each stream."
+    "Pictures per second asked of each stream."
+    max_age_ms: float
     requests: int = 0
+    served: int = 0
+    refused_fast: int = 0
+    "Refused (503/429) within 50 ms."
+    refused_slow: int = 0
+    "Refused after 50 ms or more."
+    timeouts: int = 0
+    "No answer within 10 s."
     errors: int = 0
+    "Any other failure (connection errors, other statuses)."
     p50_ms: float = 0.0
+    "Of served pictures, client side."
     p99_ms: float = 0.0
-    receiver_cpu: float = 0.0
-    "Cores the server used (it has one)."
-    publisher_cpu: float = 0.0
-    "Cores the publishers and this client used on the other CPU (near 1.0: the load side is the limit)."
+    served_per_second: float = 0.0
+    server_cpu: float = 0.0
+    "Cores the server used."
+    load_cpu: float = 0.0
+    "Cores the publishers and this client used."
+    frames_per_picture: float = float("nan")
+    "Frames decoded per served picture (decode-all: every frame received)."
+    plis_per_picture: float = float("nan")
+    upstream_mbps: float = 0.0
+    "Publishers' encoded video sent, all streams (Mbit/s; RTP/SRTP overhead not counted)."
+    streams_ended: int = 0
+    loop_lag_max_ms: float = float("nan")
+    "Largest event loop lag the server measured during the window (sampled twice a second)."
     sustained: bool = False
+    "No timeouts, at most 1% refused, p99 < 1 s, no stream ended."
 
 
-async def open_loop(url: str, streams: int, rate: float, seconds: float, row: CapacityRow) -> None:
-    """Ask each stream `rate` snapshots a second, on a fixed schedule whatever the answers (open loop)."""
-    sessions = max(1, streams // 10)  # stay far from the per-session limit of requests in flight
-    clients = [await WcsClient.connect(url) for _ in range(sessions)]
+class PublisherStats:
+    """The publishers' `STATS <bytes> <keyframes>` lines, read in a thread."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.bytes = 0
+        self.keyframes = 0
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fields = line.split()
+            if len(fields) == 3 and fields[0] == "STATS":
+                self.bytes, self.keyframes = int(fields[1]), int(fields[2])
+
+
+async def scrape(base: str) -> dict[str, float]:
+    """The server's /metrics as {series: value} (series with their labels)."""
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as response:
+        text = await response.text()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+async def http_open_loop(base: str, streams: int, rate: float, seconds: float, max_age_ms: float,
+                         row: CapacityRow, sample_lag: bool) -> None:
+    """Ask each stream `rate` PNGs a second over the image url on a fixed schedule, whatever the answers;
+    with `sample_lag`, read the server's event loop lag from /metrics twice a second meanwhile."""
     latencies: list[float] = []
+    lags: list[float] = []
+
+    async def sample() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                lags.append((await scrape(base)).get("streamsnap_event_loop_lag_seconds", 0.0))
+
     loop = asyncio.get_running_loop()
-    start = loop.time() + 0.5
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as http:
+        start = loop.time() + 0.5
 
-    async def one(k: int) -> None:
-        started = time.perf_counter()
-        try:
-            await clients[k % sessions].snapshot(f"s{k}", timeout=10)
-        except (SnapshotFailed, TimeoutError):
-            row.errors += 1
-            return
-        latencies.append((time.perf_counter() - started) * 1000)
+        async def one(k: int) -> None:
+            started = time.perf_counter()
+            try:
+                async with http.get(f"{base}/streams/s{k}/snapshot.png", params={"max_age_ms": f"{max_age_ms:g}"},
+                                    ) as response:
+                    await response.read()
+                    status = response.status
+            except TimeoutError:
+                row.timeouts += 1
+                return
+            except aiohttp.ClientError:
+                row.errors += 1
+                return
+            elapsed = (time.perf_counter() - started) * 1000
+            if status == 200:
+                latencies.append(elapsed)
+            elif status in (429, 503):
+                if elapsed < REFUSED_FAST_MS:
+                    row.refused_fast += 1
+                else:
+                    row.refused_slow += 1
+            else:
+                row.errors += 1
 
-    async def stream_schedule(k: int) -> None:
-        tasks = []
-        at = start + k / streams / rate  # spread evenly over one period
-        while at < start + seconds:
-            await asyncio.sleep(max(0.0, at - loop.time()))
-            tasks.append(asyncio.ensure_future(one(k)))
-            at += 1 / rate
-        await asyncio.gather(*tasks)
+        async def stream_schedule(k: int) -> None:
+            tasks = []
+            at = start + k / streams / rate  # spread evenly over one period
+            while at < start + seconds:
+                await asyncio.sleep(max(0.0, at - loop.time()))
+                tasks.append(asyncio.ensure_future(one(k)))
+                at += 1 / rate
+            await asyncio.gather(*tasks)
 
-    try:
+        sampler = asyncio.ensure_future(sample()) if sample_lag else None
         await asyncio.gather(*(stream_schedule(k) for k in range(streams)))
-    finally:
-        for client in clients:
-            await client.close()
-    row.requests = len(latencies) + row.errors
+        if sampler is not None:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+    if lags:
+        row.loop_lag_max_ms = max(lags) * 1000
+    row.served = len(latencies)
+    row.requests = row.served + row.refused_fast + row.refused_slow + row.timeouts + row.errors
     row.p50_ms, row.p99_ms = percentile(latencies, 50), percentile(latencies, 99)
 
 
-def measure_capacity(steps: list[int], rate: float, seconds: float, warmup: float) -> list[CapacityRow]:
-    """640x480 VP8 streams on one server core, more at each step, until snapshot p99 reaches 1 s."""
-    rows = []
+def measure_step(row: CapacityRow, seconds: float, warmup: float, server_cpus: set[int]) -> CapacityRow:
+    """One step: a fresh server and `row.streams` publishers, then the open loop for `seconds`."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with running(receiver_command(row.receiver, port), server_cpus, LOAD_LIMITS) as receiver:
+        wait_port(port)
+        with publishers(f"ws://127.0.0.1:{port}/bench", row.streams, "VP8", row.size) as load:
+            upstream = PublisherStats(load)
+            time.sleep(warmup)
+            streamsnap = row.receiver == "streamsnap"
+            before = asyncio.run(scrape(base)) if streamsnap else {}
+            server_start, load_start = cpu_seconds(receiver.pid), cpu_seconds(load.pid)
+            client_start, wall_start = time.process_time(), time.monotonic()
+            bytes_start = upstream.bytes
+            asyncio.run(http_open_loop(base, row.streams, row.rate, seconds, row.max_age_ms, row, streamsnap))
+            wall = time.monotonic() - wall_start
+            row.server_cpu = (cpu_seconds(receiver.pid) - server_start) / wall
+            row.load_cpu = (cpu_seconds(load.pid) - load_start + time.process_time() - client_start) / wall
+            row.upstream_mbps = (upstream.bytes - bytes_start) * 8 / wall / 1e6
+            row.served_per_second = row.served / seconds
+            if streamsnap:
+                after = asyncio.run(scrape(base))
+
+                def delta(name: str) -> float:
+                    return after.get(name, 0.0) - before.get(name, 0.0)
+
+                if row.served:
+                    row.frames_per_picture = delta("streamsnap_frames_decoded_total") / row.served
+                    row.plis_per_picture = delta("streamsnap_plis_sent_total") / row.served
+                row.streams_ended = row.streams - int(after.get("streamsnap_streams", 0))
+            elif row.served:
+                row.frames_per_picture = 30 * row.streams * wall / row.served  # it decodes every frame
+    row.sustained = (row.timeouts == 0 and row.errors == 0 and row.streams_ended == 0 and row.p99_ms < 1000
+                     and row.refused_fast + row.refused_slow <= 0.01 * row.requests)
+    print(f"  {row}", file=sys.stderr, flush=True)
+    return row
+
+
+def find_capacity(receiver: str, size: str, steps: list[int], seconds: float, warmup: float,
+                  server_cpus: set[int]) -> tuple[int, list[CapacityRow]]:
+    """Streams sustained at one picture a second each (max_age_ms=0): the largest step before one fails."""
+    rows: list[CapacityRow] = []
     for streams in steps:
-        row = CapacityRow(streams, rate)
-        port = free_port()
-        url = f"ws://127.0.0.1:{port}/bench"
-        with running(receiver_command("streamsnap", port), RECEIVER_CPU) as receiver:
-            wait_port(port)
-            with publishers(url, streams, "VP8", "640x480") as load:
-                time.sleep(warmup)
-                server_start, load_start, wall_start = cpu_seconds(receiver.pid), cpu_seconds(load.pid), \
-                    time.monotonic()
-                client_start = time.process_time()
-                asyncio.run(open_loop(url, streams, rate, seconds, row))
-                wall = time.monotonic() - wall_start
-                row.receiver_cpu = (cpu_seconds(receiver.pid) - server_start) / wall
-                row.publisher_cpu = (cpu_seconds(load.pid) - load_start + time.process_time() - client_start) / wall
-        row.sustained = row.errors == 0 and row.p99_ms < 1000
-        print(f"  {row}", file=sys.stderr, flush=True)
+        row = measure_step(CapacityRow(receiver, size, streams, 1.0, 0.0), seconds, warmup, server_cpus)
         rows.append(row)
         if not row.sustained:
             break
-    return rows
+    sustained = [r.streams for r in rows if r.sustained]
+    return (max(sustained) if sustained else 0), rows
+
+
+CAPACITY_COLUMNS = [
+    ("receiver", "server"), ("size", "size"), ("streams", "streams"), ("rate", "asked/s/stream"),
+    ("max_age_ms", "max_age_ms"), ("requests", "requests"), ("served", "served"),
+    ("served_per_second", "served/s"), ("refused_fast", "refused < 50 ms"), ("refused_slow", "refused later"),
+    ("timeouts", "timeouts"), ("errors", "errors"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
+    ("server_cpu", "server CPU (cores)"), ("load_cpu", "load-side CPU (cores)"),
+    ("frames_per_picture", "frames decoded/picture"), ("plis_per_picture", "PLIs/picture"),
+    ("upstream_mbps", "upstream Mbit/s"), ("streams_ended", "streams ended"),
+    ("loop_lag_max_ms", "max loop lag ms"), ("sustained", "sustained"),
+]
+
+
+def run_capacity(args: argparse.Namespace, seconds: float, warmup: float, report: dict[str, Any]) -> None:
+    """The capacity part: capacity per size, 1.5x and 2x of it, max_age_ms 500 vs 0, decode-all beside."""
+    server_cpus = {int(c) for c in args.server_cpus.split(",")}
+    load_busy = os.getloadavg()[0]
+    rows: list[CapacityRow] = []
+    goals: list[tuple[str, bool | None, str]] = []
+    sizes = [size for size in args.capacity_sizes.split(",") if size]
+    capacities: dict[str, int] = {}
+    for size in sizes:
+        steps = [int(s) for s in (args.capacity_steps_720 if size == "1280x720" else args.capacity_steps).split(",")]
+        capacity, found = find_capacity("streamsnap", size, steps, seconds, warmup, server_cpus)
+        rows += found
+        capacities[size] = capacity
+        if not capacity:
+            continue
+        over = [measure_step(CapacityRow("streamsnap", size, round(capacity * factor), 1.0, 0.0), seconds, warmup,
+                             server_cpus) for factor in (1.5, 2.0)]
+        rows += over
+        light = [r for r in found if r.sustained]
+        base_frames = min(r.frames_per_picture for r in light)
+        within = all(r.served_per_second >= 0.9 * capacity for r in over)
+        goals.append((f"{size}: at 1.5x and 2x capacity, served/s >= 90% of capacity ({capacity}/s)", within,
+                      ", ".join(f"{r.served_per_second:.0f}/s" for r in over)))
+        goals.append((f"{size}: every excess request refused fast (< 50 ms), no timeouts",
+                      all(r.refused_slow == 0 and r.timeouts == 0 and r.errors == 0 for r in over),
+                      ", ".join(f"{r.refused_fast} fast, {r.refused_slow} slow, {r.timeouts} timeouts" for r in over)))
+        goals.append((f"{size}: no published stream ends", all(r.streams_ended == 0 for r in rows if r.size == size),
+                      ", ".join(str(r.streams_ended) for r in rows if r.size == size)))
+        worst = max(r.frames_per_picture for r in over)
+        goals.append((f"{size}: frames decoded per picture never rise with load", worst <= base_frames * 1.1 + 0.05,
+                      f"{base_frames:.2f} below capacity, up to {worst:.2f} past it"))
+    if capacities.get("640x480"):
+        # A wall of pictures watched by several viewers: `viewers` requests a second per stream, on half as
+        # many streams as the capacity: `viewers/2` times the capacity in requests.
+        capacity = capacities["640x480"]
+        streams = max(1, capacity // 2)
+        pair = [measure_step(CapacityRow("streamsnap", "640x480", streams, args.viewers, age), seconds, warmup,
+                             server_cpus) for age in (0.0, 500.0)]
+        rows += pair
+        ratio = pair[1].served / pair[0].served if pair[0].served else float("inf")
+        goals.append((f"max_age_ms=500 serves >= 3x the requests of max_age_ms=0 ({streams} streams x "
+                      f"{args.viewers:g}/s)", ratio >= 3, f"{pair[1].served} vs {pair[0].served}: {ratio:.1f}x"))
+        if args.reference_capacity:
+            goals.append((f"640x480 capacity >= 2x the previous figure ({args.reference_capacity})",
+                          capacity >= 2 * args.reference_capacity, f"{capacity} streams"))
+    if args.decode_all:
+        reference, found = find_capacity("decode-all", "640x480", [int(s) for s in args.decode_all_steps.split(",")],
+                                         seconds, warmup, server_cpus)
+        rows += found
+        ours = capacities.get("640x480")
+        print(f"\ndecode-all (same PNG encoder): {reference} streams"
+              + (f"; streamsnap / decode-all = {ours / reference:.1f}x" if reference and ours else ""))
+    print(f"\n### Pictures under load: 1 PNG a second per stream, open loop over the image url (server on CPU "
+          f"{args.server_cpus}; load average {load_busy:.1f} when the part started"
+          f"{': a shared, busy machine' if load_busy > 1.5 else ''})\n")
+    print(table(rows, CAPACITY_COLUMNS))
+    print("\nCapacity (streams at 1 picture/s, max_age_ms=0, sustained): "
+          + ", ".join(f"{size} {count}" for size, count in capacities.items()))
+    print("\nGoals of issue 17:\n")
+    for goal, met, figures in goals:
+        print(f"- {goal}: {'met' if met else 'NOT met'} ({figures})")
+    report["capacity"] = [asdict(r) for r in rows]
+    report["capacity_goals"] = [{"goal": g, "met": m, "figures": f} for g, m, f in goals]
 
 
 def table(rows: list[Any], columns: list[tuple[str, str]]) -> str:
@@ -311,8 +519,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short windows (numbers are rougher)")
     parser.add_argument("--only", choices=["cpu", "latency", "capacity"], help="run one part")
-    parser.add_argument("--capacity-rate", type=float, default=1.0,
-                        help="snapshots per second asked of each stream in the capacity part (default 1)")
+    parser.add_argument("--server-cpus", default="0",
+                        help="CPUs the server may use in the capacity part, e.g. 0 or 0,1 (default 0)")
+    parser.add_argument("--capacity-seconds", type=float, default=0.0,
+                        help="measuring window of each capacity step (default: 30 s, 7.5 s with --quick)")
+    parser.add_argument("--capacity-sizes", default="640x480,1280x720", help="stream sizes of the capacity part")
+    parser.add_argument("--capacity-steps", default="20,30,40,50,60,70,80,100,120",
+                        help="streams tried at 640x480 until one step is not sustained")
+    parser.add_argument("--capacity-steps-720", default="6,10,14,18,22,26,30,40",
+                        help="streams tried at 1280x720")
+    parser.add_argument("--viewers", type=float, default=8.0,
+                        help="requests a second per stream in the max_age_ms 500-vs-0 step (default 8)")
+    parser.add_argument("--decode-all", action="store_true", help="also find the decode-all reference's capacity")
+    parser.add_argument("--decode-all-steps", default="5,10,15,20,25,30,40")
+    parser.add_argument("--reference-capacity", type=int, default=0,
+                        help="the 640x480 capacity to double (a previous run's figure)")
     args = parser.parse_args()
     seconds, warmup, rounds = (15, 4, 8) if args.quick else (60, 5, 20)
     os.sched_setaffinity(0, {PUBLISHER_CPU})
@@ -356,18 +577,7 @@ def main() -> None:
         report["latency"] = [asdict(r) for r in latency_rows]
 
     if args.only in (None, "capacity"):
-        steps = [10, 20, 30, 40] if args.quick else [10, 20, 24, 28, 32, 36, 40, 50, 60]
-        capacity_rows = measure_capacity(steps, args.capacity_rate, seconds / 2, warmup * 2)
-        print(f"\n### How many 640x480@30 VP8 streams one core sustains, each asked {args.capacity_rate:g} "
-              "snapshot(s) a second (open loop)\n")
-        print(table(capacity_rows, [("streams", "live streams"), ("requests", "requests"), ("errors", "errors"),
-                                    ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
-                                    ("receiver_cpu", "server CPU (cores)"),
-                                    ("publisher_cpu", "load-side CPU (cores)"), ("sustained", "p99 < 1 s")]))
-        best = [r.streams for r in capacity_rows if r.sustained]
-        print(f"\nSustained: {max(best) if best else 0} streams"
-              + ("" if capacity_rows and not capacity_rows[-1].sustained else " (the largest step tried)"))
-        report["capacity"] = [asdict(r) for r in capacity_rows]
+        run_capacity(args, args.capacity_seconds or seconds / 2, warmup * 2, report)
 
     save_results(report)
 

@@ -35,7 +35,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 MAX_LAG_FRAMES = 20
 
 # Loopback only: tests never send traffic anywhere else.
-TEST_SETTINGS = Settings(host="127.0.0.1", port=0, ice_addresses=["127.0.0.1"], keepalive_interval=1.0)
+TEST_SETTINGS = Settings(host="127.0.0.1", port=0, ice_addresses=["127.0.0.1"], keepalive_interval=1.0,
+                         rtsp_allowed_hosts=["127.0.0.0/8"])
 
 
 @dataclass

@@ -8,10 +8,14 @@ an action reach the session or the media; a refusal is answered "Restricted acce
 Access tokens are JWTs signed with HS256 by whoever holds `auth_secret` (the application's
 backend, or any JWT library). Claims streamsnap reads:
 
-- `rights`: a list of "publish", "snapshot" and/or "manage" (missing: no rights); "manage"
-  allows ending streams through the REST API (`/rest-api/stream/terminate`);
-- `streams`: optional list of shell-style name patterns (`cam-*`) the rights apply to;
-- `sub`, `exp`, `nbf`, `iss`: as JWT defines them (`exp` and `nbf` are checked when present).
+- `rights`: a list of "publish", "snapshot", "manage", "pull" and/or "metrics" (missing: no
+  rights); "manage" allows ending streams through the REST API (`/rest-api/stream/terminate`),
+  "metrics" reading `/metrics`;
+- `streams`: optional list of stream names, exact or shell-style patterns (`cam-*`), the rights
+  apply to; missing: every stream; `[]`: none;
+- `sub`, `exp`, `nbf`, `iss`: as JWT defines them. `exp` is required unless `auth_allow_no_exp`
+  is set, and checked again at every use of the grant (publish, snapshot, REST), not only when
+  the token is first shown; `sub` is the subject whose quotas the token counts against.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ class Right(enum.StrEnum):
     PUBLISH = "publish"
     SNAPSHOT = "snapshot"
     MANAGE = "manage"
+    PULL = "pull"
+    "Start pulling a camera (an rtsp:// stream name, REST `/rest-api/rtsp/startup`)."
+    METRICS = "metrics"
+    "Read `/metrics` (per-stream series only of the streams the token covers)."
 
 
 class HookEvent(enum.StrEnum):
@@ -71,10 +79,16 @@ class Grant:
 
     rights: frozenset[Right]
     "What it may do."
-    streams: tuple[str, ...] = ()
-    "Name patterns the rights cover; empty: every stream."
+    streams: tuple[str, ...] | None = None
+    "Names or name patterns the rights cover; None: every stream; empty: none."
     subject: str | None = None
-    "The token's `sub`, for logs."
+    "The token's `sub`, for logs and per-subject quotas."
+    expires: float | None = None
+    "The token's `exp` (Unix time); None: it does not expire."
+
+    def expired(self, now: float | None = None) -> bool:
+        """Whether the token this grant came from has expired (at `now`, Unix time; default: now)."""
+        return self.expires is not None and (time.time() if now is None else now) >= self.expires
 
     def allows(self, right: Right, stream: str) -> bool:
         """Whether `right` may be used on stream `stream`."""
@@ -84,7 +98,9 @@ class Grant:
 
     def covers(self, stream: str) -> bool:
         """Whether stream `stream` is within the grant's name patterns."""
-        return not self.streams or any(fnmatch.fnmatchcase(stream, pattern) for pattern in self.streams)
+        if self.streams is None:
+            return True
+        return any(stream == pattern or fnmatch.fnmatchcase(stream, pattern) for pattern in self.streams)
 
     def sees(self, stream: str) -> bool:
         """Whether the holder may know that `stream` exists (some right covers it); listings hide the rest."""
@@ -98,9 +114,11 @@ OPEN_GRANT = Grant(frozenset(Right))
 class TokenPolicy:
     """Checks access tokens against the configured secret; with no secret everyone is allowed everything."""
 
-    def __init__(self, secret: str, *, issuer: str = "") -> None:
+    def __init__(self, secret: str, *, issuer: str = "", allow_no_exp: bool = False) -> None:
         self.secret = secret
         self.issuer = issuer
+        self.allow_no_exp = allow_no_exp
+        "Accept tokens without `exp` (by default they are refused: they would be valid forever)."
 
     @property
     def enabled(self) -> bool:
@@ -115,7 +133,8 @@ class TokenPolicy:
             raise NotAuthenticated("no access token")
         try:
             claims = jwt.decode(
-                token, self.secret, algorithms=["HS256"], options={"require": ["rights"]},
+                token, self.secret, algorithms=["HS256"],
+                options={"require": ["rights"] if self.allow_no_exp else ["rights", "exp"]},
                 issuer=self.issuer or None,
             )
         except jwt.PyJWTError as exc:
@@ -150,15 +169,19 @@ class TokenPolicy:
 
 def _grant_of(claims: Mapping[str, Any]) -> Grant:
     rights_claim = claims.get("rights")
-    streams_claim = claims.get("streams", [])
+    streams_claim = claims.get("streams")
     if not isinstance(rights_claim, list) or not all(isinstance(r, str) for r in rights_claim):
         raise NotAuthenticated("`rights` must be a list of strings")
-    if not isinstance(streams_claim, list) or not all(isinstance(s, str) for s in streams_claim):
+    if streams_claim is not None and (
+            not isinstance(streams_claim, list) or not all(isinstance(s, str) for s in streams_claim)):
         raise NotAuthenticated("`streams` must be a list of strings")
     known = {right.value for right in Right}
     rights = frozenset(Right(r) for r in rights_claim if r in known)
     subject = claims.get("sub")
-    return Grant(rights, tuple(streams_claim), subject if isinstance(subject, str) else None)
+    expires = claims.get("exp")
+    return Grant(rights, None if streams_claim is None else tuple(streams_claim),
+                 subject if isinstance(subject, str) else None,
+                 float(expires) if isinstance(expires, int | float) else None)
 
 
 def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
@@ -176,6 +199,19 @@ def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
 def sign(secret: str, body: bytes) -> str:
     """The signature header value of a backend request body."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signed_json_request(secret: str, payload: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a JSON POST the server makes to an application (hooks, thumbnail webhooks).
+
+    The body is signed as the backend hooks' are (`X-Streamsnap-Signature: sha256=<hex HMAC>`)
+    when `secret` is set, so that the receiver can tell it from a forged one.
+    """
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json"}
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    return body, headers
 
 
 def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
@@ -217,15 +253,16 @@ class BackendHooks:
         """Ask the backend about `event`; raises `AccessDenied` when it refuses."""
         if not self.enabled:
             return
-        body = json.dumps({"event": str(event), "timestamp": int(time.time()), **fields}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.settings.secret:
-            headers[SIGNATURE_HEADER] = sign(self.settings.secret, body)
+        body, headers = signed_json_request(self.settings.secret,
+                                            {"event": str(event), "timestamp": int(time.time()), **fields})
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession()
         try:
             async with asyncio.timeout(self.settings.timeout):
-                async with self._http.post(self.settings.url, data=body, headers=headers) as response:
+                # A redirect is an answer, not an allowance: following it would send the signed
+                # request (and the client's details) wherever the redirect points.
+                async with self._http.post(self.settings.url, data=body, headers=headers,
+                                           allow_redirects=False) as response:
                     status = response.status
                     await response.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -263,6 +300,8 @@ class AccessControl:
 
     async def allow(self, grant: Grant, right: Right, stream: str, fields: Mapping[str, Any]) -> None:
         """Check `right` on `stream` against the grant, then the backend; raises `AccessDenied`."""
+        if grant.expired():
+            raise NotAuthenticated("access token expired")
         if not grant.allows(right, stream):
             raise AccessDenied(f"no {right} right on {stream!r}")
         event = _HOOK_OF.get(right)

@@ -237,12 +237,14 @@ def _token_parser(commands: Any) -> None:
         description="Sign an access token with the server's auth_secret (from --config or "
         "STREAMSNAP_AUTH_SECRET) and print it, for clients of a server with access control on.",
     )
-    token.add_argument("rights", nargs="+", choices=["publish", "snapshot", "manage"], help="what it allows")
+    token.add_argument("rights", nargs="+", choices=["publish", "snapshot", "manage", "metrics"],
+                       help="what it allows")
     token.add_argument("--config", type=Path, help="TOML file of settings, as for serve")
     token.add_argument("--stream", action="append", dest="streams", metavar="PATTERN", default=[],
                        help="stream name pattern the rights cover, e.g. 'cam-*' (repeat; default: every stream)")
     token.add_argument("--ttl", type=_non_negative_float, default=3600.0, metavar="SECONDS",
-                       help="seconds the token is valid (default 3600; 0: no expiry)")
+                       help="seconds the token is valid (default 3600; 0: no expiry, which servers refuse "
+                       "unless auth_allow_no_exp is set)")
     token.add_argument("--subject", help="the token's `sub`, shown in the server's logs")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import os
 import tomllib
 import typing
@@ -68,6 +69,10 @@ RedisUrlOrEmpty = Annotated[
               extra={"range": "a redis://, rediss:// or unix:// url or empty"})
 ]
 KeyPrefix = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}\Z", extra={"range": "1-64 of A-Z a-z 0-9 _ . -"})]
+Cidrs = Annotated[
+    list[Annotated[str, Meta(pattern=rf"^(?:{_IPV4}(?:/[0-9]{{1,2}})?|{_IPV6}(?:/[0-9]{{1,3}})?)\Z")]],
+    Meta(extra={"range": "IPv4 or IPv6 addresses or networks (10.0.0.0/8, fd00::/8)"}),
+]
 RtspHosts = Annotated[
     list[Annotated[str, Meta(pattern=r"^[0-9A-Za-z._:-]+(?:/[0-9]{1,3})?\Z")]],
     Meta(extra={"range": "host names, IP addresses or networks (10.0.0.0/8)"}),
@@ -168,7 +173,7 @@ class Settings:
     )
     # Reliability and access control (docs/reliability.md).
     max_sessions: Count = _setting(1000, "WebSocket sessions the server holds at once; more are refused.")
-    max_connections_per_ip: Count = _setting(50, "WebSocket sessions one client address may hold at once.")
+    max_connections_per_ip: Count = _setting(500, "WebSocket sessions one client address may hold at once.")
     max_streams: Count = _setting(200, "Published streams on the whole server; more are refused.")
     max_snapshots_in_flight: Count = _setting(256, "Snapshot requests in flight on the whole server.")
     max_snapshots_per_client: Count = _setting(
@@ -246,9 +251,87 @@ class Settings:
     rtsp_reconnect_max: Seconds = _setting(
         30.0, "Longest wait between reconnections of a configured camera (exponential back-off with jitter)."
     )
+    rtsp_max_redirects: Annotated[int, Meta(ge=0, le=10)] = _setting(
+        3, "RTSP redirects a pull follows (each target host checked against `rtsp_allowed_hosts`)."
+    )
     cameras: Cameras = _setting(
         [], "Cameras pulled from start and kept up: `[[cameras]]` tables of `name`, `uri`, `transport` "
         "(config file only)."
+    )
+
+    # Dashboards: thumbnails served, MJPEG
+    thumbnail_remove_ended: bool = _setting(
+        False, "Remove a stream's thumbnail files (and its history) at the first round after the stream ended."
+    )
+    mjpeg_max_fps: Annotated[float, Meta(ge=0.1, le=60)] = _setting(
+        10.0, "Highest `fps` an MJPEG watcher may ask (`/streams/{name}/stream.mjpeg`); the default is 5 or this."
+    )
+    mjpeg_max_watchers_per_stream: Annotated[int, Meta(ge=1, le=100_000)] = _setting(
+        20, "MJPEG watchers of one stream at once; more are answered 429."
+    )
+    mjpeg_max_watchers: Annotated[int, Meta(ge=1, le=100_000)] = _setting(
+        200, "MJPEG watchers on the whole server at once; more are answered 503."
+    )
+
+    # Hostile clients
+    sdp_max_bytes: Annotated[int, Meta(ge=1024, le=1024 * 1024)] = _setting(
+        65536, "Largest SDP offer read (bytes); larger is refused \"Invalid SDP\" before any parsing."
+    )
+    sdp_max_media: Annotated[int, Meta(ge=1, le=256)] = _setting(8, "Media sections (m= lines) an offer may have.")
+    sdp_max_lines: Annotated[int, Meta(ge=16, le=100_000)] = _setting(
+        1000, "Lines (attributes included) an offer may have."
+    )
+    sdp_max_candidates: Annotated[int, Meta(ge=0, le=10_000)] = _setting(
+        32, "ICE candidates an offer may carry (each is a target of connectivity checks)."
+    )
+    login_timeout: Seconds = _setting(
+        5.0, "Seconds a new WebSocket has to send `connection`; nothing before it keeps the session alive."
+    )
+    auth_allow_no_exp: bool = _setting(False, "Accept access tokens without an `exp` claim (they never expire).")
+    metrics_host: Text = _setting("", "Address of the separate metrics listener; empty: `host`.")
+    metrics_port: Port = _setting(
+        0, "Port of a separate listener serving only `/metrics` without a token; 0: off (`/metrics` on the "
+        "main port needs a token with the `metrics` right when `auth_secret` is set)."
+    )
+    metrics_max_streams: Annotated[int, Meta(ge=0, le=100_000)] = _setting(
+        100, "Live streams that get per-stream series in `/metrics`, at most; 0: no per-stream series."
+    )
+    http_header_timeout: Seconds = _setting(
+        10.0, "Seconds a new HTTP connection has to send its request headers; then it is closed."
+    )
+    max_http_connections_per_ip: Count = _setting(
+        1024, "Open HTTP connections (WebSockets included) one client address may hold; more are closed at once."
+    )
+    trusted_proxies: Cidrs = _setting(
+        [], "Networks of reverse proxies (10.0.0.0/8, ::1/128) whose X-Forwarded-For / Forwarded name the "
+        "client address (for limits, logs and hooks); empty: none."
+    )
+    max_streams_per_subject: Annotated[int, Meta(ge=0)] = _setting(
+        100, "Streams (pending or live) the tokens of one subject (`sub`) may hold at once; 0: no quota."
+    )
+    max_snapshots_per_subject: Annotated[int, Meta(ge=0)] = _setting(
+        128, "Snapshot requests the tokens of one subject (`sub`) may have in flight; 0: no quota."
+    )
+    rtp_max_packets_per_frame: Annotated[int, Meta(ge=16, le=65536)] = _setting(
+        4096, "RTP packets one video frame being assembled may hold; a frame over it is given up (its bytes count "
+        "too: frames being assembled hold at most `gop_max_bytes` per stream)."
+    )
+    rtp_max_sources: Annotated[int, Meta(ge=1, le=1024)] = _setting(
+        8, "RTP sources (SSRCs, RTX included) one published stream may send; packets of further ones are dropped."
+    )
+
+    # Load
+    snapshot_deadline_ms: Annotated[float, Meta(ge=10, le=60_000)] = _setting(
+        1000.0, "A picture the workers cannot make within this many ms, at the rate they are measured to "
+        "achieve, is refused at once (`overloaded`, HTTP 503 with Retry-After)."
+    )
+    keyframe_request_cost_frames: Annotated[float, Meta(ge=0, le=10_000)] = _setting(
+        10.0, "The extra keyframe a PLI makes the publisher send, counted as this many frames of decoding "
+        "when the engine chooses between the cached group and a PLI."
+    )
+    max_event_loop_lag_ms: Annotated[float, Meta(ge=1, le=60_000)] = _setting(
+        250.0, "New pictures are refused (`overloaded`) while the event loop that receives media runs this "
+        "many ms late (mean over the last second)."
     )
 
     def __post_init__(self) -> None:
@@ -264,10 +347,21 @@ class SettingsError(ValueError):
 
 
 MIN_CLUSTER_SECRET = 16
+MIN_AUTH_SECRET_BYTES = 32
+"HS256 keys shorter than the hash (RFC 7518, section 3.2) are refused."
 
 
 def _check_together(settings: Settings) -> None:
     """Settings that only make sense with others."""
+    secret_bytes = len(settings.auth_secret.encode())
+    if 0 < secret_bytes < MIN_AUTH_SECRET_BYTES:
+        raise SettingsError(f"auth_secret is {secret_bytes} bytes; HS256 needs at least {MIN_AUTH_SECRET_BYTES} "
+                            "(RFC 7518), e.g. from `openssl rand -base64 32`")
+    for network in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise SettingsError(f"trusted_proxies: {network!r} is not an address or network") from None
     if settings.workers > 1 and not settings.redis_url:
         raise SettingsError(f"workers: {settings.workers} workers need `redis_url` (they coordinate through Redis)")
     # With several workers and no secret, `serve` makes one for its workers (they share one machine).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,16 +14,54 @@ CONTEXT_FIELDS = ("session", "stream")
 
 FORMATS = ("text", "json")
 
-_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s\"]+")
+CREDENTIAL_KEYS = frozenset({"access_token", "token", "auth_token", "authtoken", "jwt", "password", "secret",
+                             "signature", "sig"})
+"Query keys whose values never reach a log line (compared percent-decoded and case-insensitively)."
+
+# A query parameter in a url anywhere in a line: `?key=value` or `&key=value`.
+_QUERY_PARAMETER = re.compile(r"([?&;])([^=&;?\s\"'#]+)=([^&;\s\"'#]*)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control characters written as escapes (`\\x1b`), so that it cannot forge or colour a log line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
+                        text)
+
+
+def is_credential_key(key: str) -> bool:
+    """Whether query key `key` names a credential, however percent-encoded (`access%5Ftoken`, `%61ccess_token`)."""
+    name = key
+    for _ in range(3):  # %2561ccess_token is decoded twice by some stacks
+        decoded = urllib.parse.unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    return name.strip().lower() in CREDENTIAL_KEYS
+
+
+def hide_credentials(text: str) -> str:
+    """`text` with the value of every credential query parameter replaced by `<hidden>`."""
+    if "=" not in text:
+        return text
+    return _QUERY_PARAMETER.sub(
+        lambda m: f"{m.group(1)}{m.group(2)}=<hidden>" if is_credential_key(m.group(2)) else m.group(0), text)
+
+
+def safe_line(text: str) -> str:
+    """`text` fit for a log line: no credentials in query strings, control characters escaped."""
+    return escape_controls(hide_credentials(text))
 
 
 class HideTokens(logging.Filter):
-    """Keeps access tokens given in a url's query (`?access_token=`) out of every log line (the access log)."""
+    """Keeps credentials in urls' queries (`?access_token=`, however encoded) out of every log line, and
+    escapes control characters (a stream name with a newline or an ESC must not forge or colour a line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "access_token=" in message:
-            record.msg, record.args = _TOKEN_IN_QUERY.sub(r"\1<hidden>", message), ()
+        safe = safe_line(message)
+        if safe != message:
+            record.msg, record.args = safe, ()
         return True
 
 

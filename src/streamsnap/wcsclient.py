@@ -91,14 +91,15 @@ class WcsClient:
 
     @classmethod
     async def connect(cls, url: str, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
-                      **connection: Any) -> WcsClient:
-        """Open a session on `url` (any path) and wait for `getUserData`; `ssl_context` for wss with own trust."""
+                      headers: dict[str, str] | None = None, **connection: Any) -> WcsClient:
+        """Open a session on `url` (any path) and wait for `getUserData`; `ssl_context` for wss with own trust,
+        `headers` on the upgrade request (a proxy's X-Forwarded-For, in benchmarks)."""
         http = aiohttp.ClientSession()
         try:
             # Bounded as a whole: a host that drops packets or a port that never answers the upgrade.
             ws = await asyncio.wait_for(
                 http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
-                                ssl=ssl_context if ssl_context is not None else True),
+                                ssl=ssl_context if ssl_context is not None else True, headers=headers),
                 timeout)
         except BaseException:
             await http.close()

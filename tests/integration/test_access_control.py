@@ -175,6 +175,8 @@ async def _call(http: aiohttp.ClientSession, method: str, url: str, token: str |
                 body: Any = None, **params: str) -> tuple[int, dict[str, str], bytes]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"  # REST bodies must say so (415 otherwise)
     async with http.request(method, url, headers=headers, data=data, params=params) as response:
         return response.status, dict(response.headers), await response.read()
 
@@ -230,7 +232,8 @@ async def test_http_endpoints_need_a_token_with_the_right(start_server: Callable
 
         # terminate: the operator may end cam-* streams, and only those
         assert (await _call(http, "POST", f"{rest}/terminate", operator, {"name": "office"}))[0] == 404
-        assert (await _call(http, "POST", f"{rest}/terminate", operator, {}))[0] == 200
+        assert (await _call(http, "POST", f"{rest}/terminate", operator, {}))[0] == 400  # no filter: refused
+        assert (await _call(http, "POST", f"{rest}/terminate", operator, {"published": True}))[0] == 200
         with pytest.raises(PublishFailed) as ended:
             await publisher.wait_status(cam, "PUBLISHING", timeout=5)
         assert (ended.value.status, ended.value.info) == ("UNPUBLISHED", "Stopped by rest /terminate")

@@ -141,7 +141,7 @@ async def test_hostile_sdp(server: RunningServer) -> None:
     junk_lines = [f"a=x-junk-{i}:{'z' * 40}" for i in range(10_000)]
     cases = {
         "no-media": ("\r\n".join(good[:4]) + "\r\n", "No common codecs"),
-        "ten-thousand-lines": ("\r\n".join(good[:4] + junk_lines) + "\r\n", "No common codecs"),
+        "ten-thousand-lines": ("\r\n".join(good[:4] + junk_lines) + "\r\n", "Invalid SDP"),  # sdp_max_lines
         "only-unknown-codec": ("\r\n".join(
             line.replace("VP8/90000", "XYZ/90000").replace("H264/90000", "XYZ/90000")
             .replace("rtx/90000", "XYZ/90000") for line in good) + "\r\n", "No common codecs"),

@@ -54,8 +54,11 @@ async def test_openapi_document_lists_every_endpoint(server: Any) -> None:
     assert set(document["paths"]) == {
         "/", "/version", "/healthz", "/readyz", "/metrics", "/streams",
         "/streams/{name}/snapshot.png", "/streams/{name}/snapshot.jpg", "/streams/{name}/snapshot.webp",
+        "/streams/{name}/snapshot.jpeg", "/streams/{name}/thumbnail.jpg", "/streams/{name}/stream.mjpeg",
         "/rest-api/stream/find_all", "/rest-api/stream/find", "/rest-api/stream/terminate",
         "/rest-api/stream/snapshot", "/rest-api/openapi.json",
+        "/rest-api/rtsp/startup", "/rest-api/rtsp/find_all", "/rest-api/rtsp/terminate",
+        "/whip/{name}", "/whip/{name}/{session}",
     }
     # Every route of the app is described (the WebSocket catch-all and static files are told in the text).
     for resource in create_app(TEST_SETTINGS).router.resources():
@@ -67,8 +70,11 @@ async def test_openapi_document_lists_every_endpoint(server: Any) -> None:
 
 
 async def test_schemathesis_on_an_empty_server(server: Any, tmp_path: Path) -> None:
-    output = await schemathesis(server.http_url, tmp_path, "--max-examples", "15")
-    assert "Tested: 14" in output
+    # WHIP's offer is SDP, which schemathesis cannot generate (no serializer): tests/integration/test_whip.py.
+    output = await schemathesis(server.http_url, tmp_path, "--max-examples", "15",
+                                "--exclude-operation-id", "whipPublish")
+    # 18 + the image url's .jpeg, HEAD on its four extensions, thumbnail, MJPEG; WHIP's PATCH, OPTIONS, DELETE
+    assert "Tested: 30" in output
 
 
 async def test_schemathesis_with_a_live_stream(start_server: Callable[..., Any], tmp_path: Path) -> None:
@@ -79,6 +85,8 @@ async def test_schemathesis_with_a_live_stream(start_server: Callable[..., Any],
         await schemathesis(
             server.http_url, tmp_path, "--max-examples", "10", "--phases", "coverage,fuzzing",
             "--include-path-regex", "^/streams|^/rest-api/stream/(find|find_all|snapshot)$",
+            # MJPEG answers without end while the stream lives: the run on the empty server covers it.
+            "--exclude-path-regex", "stream\\.mjpeg$",
             config='[parameters]\n"path.name" = "cam"\n',
         )
         assert server.services.engine.stats.outcomes.get("ok", 0) > 0  # pictures were really made

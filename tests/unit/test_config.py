@@ -289,7 +289,34 @@ BAD_VALUES: dict[str, tuple[Any, str | None]] = {
     "rtsp_idle_timeout": (0, "0"),
     "rtsp_allowed_hosts": (["a b"], "a b"),
     "rtsp_reconnect_max": (0, "100000"),
+    "rtsp_max_redirects": (-1, "11"),
     "cameras": (["rtsp://camera.example/"], "rtsp://camera.example/"),
+    # Dashboards: thumbnails served, MJPEG
+    "thumbnail_remove_ended": ("sometimes", "2"),
+    "mjpeg_max_fps": (0, "61"),
+    "mjpeg_max_watchers_per_stream": (0, "many"),
+    "mjpeg_max_watchers": (-1, "100001"),
+    # Load
+    "snapshot_deadline_ms": (5, "61000"),
+    "keyframe_request_cost_frames": (-1, "lots"),
+    "max_event_loop_lag_ms": (0, "-1"),
+    # Hostile clients
+    "sdp_max_bytes": (1023, "2000000"),
+    "sdp_max_media": (0, "257"),
+    "sdp_max_lines": (15, "lots"),
+    "sdp_max_candidates": (-1, "10001"),
+    "login_timeout": (0, "-1"),
+    "auth_allow_no_exp": ("yes please", "2"),
+    "metrics_host": (5, None),
+    "metrics_port": (65536, "-1"),
+    "metrics_max_streams": (-1, "100001"),
+    "http_header_timeout": (0, "100000"),
+    "max_http_connections_per_ip": (0, "0"),
+    "trusted_proxies": (["proxy.example"], "10.0.0.0/8,not-an-address"),
+    "max_streams_per_subject": (-1, "-1"),
+    "max_snapshots_per_subject": (-1, "many"),
+    "rtp_max_packets_per_frame": (15, "65537"),
+    "rtp_max_sources": (0, "1025"),
 }
 NAMES = [f.name for f in dataclasses.fields(Settings)]
 
@@ -329,6 +356,8 @@ def test_every_setting_has_a_bad_value_below() -> None:
 
 def test_new_settings_and_their_defaults() -> None:
     settings = Settings()
+    assert settings.max_connections_per_ip == 500  # a few hundred users behind one NAT or proxy
+    assert settings.login_timeout == 5.0 and not settings.auth_allow_no_exp
     assert settings.max_snapshots_per_client == 128
     assert settings.max_keyframe_requests_per_second == 2.0
     assert settings.picture_cache_bytes == 32 * 1024 * 1024
@@ -462,3 +491,12 @@ def test_serve_refuses_a_bad_setting_in_one_line(
     assert "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(f"streamsnap: {setting}: expected "), done.stderr
+
+
+def test_short_auth_secrets_and_bad_proxy_networks_are_refused() -> None:
+    with pytest.raises(SettingsError, match="auth_secret is 1 bytes; HS256 needs at least 32"):
+        Settings(auth_secret="a")
+    assert Settings(auth_secret="x" * 32).auth_secret == "x" * 32
+    with pytest.raises(SettingsError, match="trusted_proxies"):
+        Settings(trusted_proxies=["10.0.0.0/33"])
+    assert Settings(trusted_proxies=["10.0.0.0/8", "::1/128", "192.0.2.7"]).trusted_proxies

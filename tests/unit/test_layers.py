@@ -81,7 +81,8 @@ def calls(path: Path, method: str) -> int:
                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method)
 
 
-@pytest.mark.parametrize("transport", ["web/websocket.py", "web/images.py", "web/rest.py", "thumbnails.py"])
+@pytest.mark.parametrize("transport", ["web/websocket.py", "web/images.py", "web/rest.py", "thumbnails.py",
+                                       "service/mjpeg.py"])
 def test_each_transport_has_one_call_into_the_snapshot_service(transport: str) -> None:
     assert calls(PACKAGE / transport, "take") == 1
 

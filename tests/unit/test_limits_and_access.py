@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import jwt
@@ -11,14 +13,19 @@ from hypothesis import strategies as st
 
 from streamsnap.access import (
     OPEN_GRANT,
+    SIGNATURE_HEADER,
+    AccessControl,
     AccessDenied,
+    BackendHooks,
     Grant,
+    HookSettings,
     NotAuthenticated,
     Right,
     TokenPolicy,
     origin_allowed,
     sign,
     signature_valid,
+    signed_json_request,
 )
 from streamsnap.protocol import messages as msg
 from streamsnap.protocol.constants import StreamStatus
@@ -108,11 +115,14 @@ def test_tokens_off_by_default() -> None:
 def test_token_rights_and_stream_patterns() -> None:
     policy = TokenPolicy(SECRET)
     grant = policy.grant(policy.issue(["snapshot"], streams=["cam-*", "lobby"], subject="viewer"))
-    assert grant == Grant(frozenset({Right.SNAPSHOT}), ("cam-*", "lobby"), "viewer")
+    assert grant.expires is not None and not grant.expired()
+    assert grant == Grant(frozenset({Right.SNAPSHOT}), ("cam-*", "lobby"), "viewer", grant.expires)
     assert grant.allows(Right.SNAPSHOT, "cam-7") and grant.allows(Right.SNAPSHOT, "lobby")
     assert not grant.allows(Right.SNAPSHOT, "office")
     assert not grant.allows(Right.PUBLISH, "cam-7")
-    everything = policy.grant(jwt.encode({"rights": ["publish", "snapshot", "manage", "unknown-right"]}, SECRET))
+    lenient = TokenPolicy(SECRET, allow_no_exp=True)  # a token without `exp` needs the setting
+    everything = lenient.grant(jwt.encode({"rights": ["publish", "snapshot", "manage", "pull", "metrics",
+                                                      "unknown-right"]}, SECRET))
     assert everything.rights == frozenset(Right) and everything.allows(Right.PUBLISH, "any")
 
 
@@ -192,3 +202,39 @@ def test_hook_signature() -> None:
     assert not signature_valid("k", body + b" ", header)
     assert not signature_valid("other", body, header)
     assert not signature_valid("k", body, None)
+
+
+def test_tokens_without_exp_are_refused_unless_allowed() -> None:
+    forever = jwt.encode({"rights": ["snapshot"]}, SECRET)
+    with pytest.raises(NotAuthenticated, match="exp"):
+        TokenPolicy(SECRET).grant(forever)
+    assert TokenPolicy(SECRET, allow_no_exp=True).grant(forever).expires is None
+
+
+def test_empty_streams_grant_nothing_and_names_match_exactly() -> None:
+    policy = TokenPolicy(SECRET)
+    nothing = policy.grant(jwt.encode({"rights": ["snapshot"], "streams": [], "exp": time.time() + 60}, SECRET))
+    assert nothing.streams == () and not nothing.allows(Right.SNAPSHOT, "any") and not nothing.sees("any")
+    everything = policy.grant(jwt.encode({"rights": ["snapshot"], "exp": time.time() + 60}, SECRET))
+    assert everything.streams is None and everything.allows(Right.SNAPSHOT, "any")
+    # a name with pattern characters in it is matched as written too
+    exact = Grant(frozenset({Right.SNAPSHOT}), ("cam[1]", "lobby*"))
+    assert exact.allows(Right.SNAPSHOT, "cam[1]") and exact.allows(Right.SNAPSHOT, "lobby*")
+    assert exact.allows(Right.SNAPSHOT, "cam1")  # and as a pattern
+    assert not exact.allows(Right.SNAPSHOT, "office")
+
+
+def test_an_expired_grant_is_refused_at_use() -> None:
+    grant = Grant(frozenset({Right.SNAPSHOT}), None, "viewer", expires=time.time() - 1)
+    assert grant.expired()
+    access = AccessControl(TokenPolicy(SECRET), BackendHooks(HookSettings()))
+    with pytest.raises(NotAuthenticated, match="expired"):
+        asyncio.run(access.allow(grant, Right.SNAPSHOT, "cam", {}))
+
+
+def test_webhook_bodies_are_signed_like_the_hooks() -> None:
+    body, headers = signed_json_request("hook-key", {"name": "cam", "path": "thumbnails/cam.jpg", "taken_at": 1})
+    assert json.loads(body) == {"name": "cam", "path": "thumbnails/cam.jpg", "taken_at": 1}
+    assert headers["Content-Type"] == "application/json"
+    assert signature_valid("hook-key", body, headers[SIGNATURE_HEADER])
+    assert SIGNATURE_HEADER not in signed_json_request("", {"name": "cam"})[1]  # no secret: unsigned

@@ -490,8 +490,27 @@ def test_silence_closes_with_keep_alive() -> None:
 
 
 def test_keep_alive_closes_a_session_that_never_connected() -> None:
-    session = new_session(keepalive_timeout=10.0)
+    session = new_session(keepalive_timeout=10.0, login_timeout=60.0)
     assert session.tick(T0 + 10.1) == [CloseSession("Terminated by keep-alive")]
+
+
+def test_a_session_that_does_not_log_in_is_closed_at_the_login_timeout() -> None:
+    session = new_session(login_timeout=3.0, keepalive_timeout=30.0)
+    for second in (0.5, 1.0, 2.0, 2.9):  # pings, pongs and junk before `connection` keep nothing alive
+        session.receive(msg.Ping(), T0 + second)
+        session.receive(msg.Pong(), T0 + second)
+        assert session.tick(T0 + second) in ([], [Send(msg.ping())])
+    actions = session.tick(T0 + 3.0)
+    assert [wire(a) for a in actions if isinstance(a, Send)] == [
+        {"message": "fail", "data": [{"apiMethod": "connection", "info": "Terminated by login timeout"}]}]
+    assert actions[-1] == CloseSession("Terminated by login timeout", 1008)
+    assert session.state is State.CLOSED
+
+
+def test_a_session_that_logged_in_in_time_is_not_closed_by_the_login_timeout() -> None:
+    session = new_session(login_timeout=3.0, keepalive_timeout=30.0)
+    session.receive(CONNECT, T0 + 2.9)
+    assert not any(isinstance(a, CloseSession) for a in session.tick(T0 + 20))
 
 
 def test_keep_alive_stops_live_streams() -> None:

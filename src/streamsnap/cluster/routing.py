@@ -21,6 +21,7 @@ import aiohttp
 import msgspec
 
 from streamsnap.cluster.registry import RedisStreamRegistry
+from streamsnap.framing import Fit
 from streamsnap.media.imaging import ImageFormat, ImageSpec
 from streamsnap.media.snapshot import Snapshot
 from streamsnap.reasons import SnapshotError, SnapshotFailure, StreamEnd
@@ -62,6 +63,8 @@ def picture_path(record: StreamRecord, spec: ImageSpec, max_age_ms: float | None
         value = getattr(spec, name)
         if value is not None:
             query[name] = value
+    if spec.fit is not Fit.FILL:
+        query["fit"] = spec.fit.value
     if max_age_ms is not None:
         query["max_age_ms"] = repr(max_age_ms)
     return f"/cluster/streams/{quote(record.name, safe='')}/picture?{urlencode(query)}"

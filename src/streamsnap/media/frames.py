@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 H264_NAL_IDR = 5
 H264_NAL_SPS = 7
+KEYFRAME_CADENCE_SAMPLES = 3
+"Intervals between a publisher's own keyframes seen before its cadence is trusted (starts bring extra ones)."
 
 
 def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
@@ -83,6 +85,14 @@ class GopCache:
         "When the first frame arrived (with `frames_received`, gives the average frame rate)."
         self.size: tuple[int, int] | None = None
         "Picture size, when the bitstream tells it cheaply (VP8 keyframes)."
+        self.last_keyframe_arrival: float | None = None
+        "When the newest keyframe arrived (asked for or not)."
+        self.natural_keyframe_interval: float | None = None
+        """Seconds between the publisher's own keyframes (those nobody asked for), averaged; None until
+        `KEYFRAME_CADENCE_SAMPLES` intervals were seen. A publisher that sends them only when asked (as
+        aiortc and many cameras over WebRTC do) never gets one."""
+        self._natural_intervals = 0
+        self._keyframe_asked_at: float | None = None
 
     def add(self, data: bytes, timestamp: int) -> EncodedFrame:
         """Record one frame, as it arrives."""
@@ -95,6 +105,7 @@ class GopCache:
             self.first_arrival = now
         if keyframe:
             self.keyframes_received += 1
+            self._count_keyframe(now)
             if self.codec == "VP8":
                 self.size = vp8_keyframe_size(data)
             self._frames = [frame]
@@ -109,6 +120,34 @@ class GopCache:
             if len(self._frames) > self.max_frames or self._bytes > self.max_bytes:
                 self.clear()
         return frame
+
+    def keyframe_asked(self) -> None:
+        """A keyframe was asked of the publisher (PLI): the next one is not counted as its own."""
+        self._keyframe_asked_at = self._clock()
+
+    def keyframe_interval(self) -> float | None:
+        """The publisher's own keyframe interval, when it keeps one: None when it sends keyframes only
+        when asked, has not shown its cadence yet, or the current group outlasted twice the average."""
+        interval = self.natural_keyframe_interval
+        if interval is None or self.last_keyframe_arrival is None or self._natural_intervals < KEYFRAME_CADENCE_SAMPLES:
+            return None
+        if self._clock() - self.last_keyframe_arrival > 2 * interval:
+            return None
+        return interval
+
+    def _count_keyframe(self, now: float) -> None:
+        # A keyframe within a second of a request is the answer to it, not the publisher's cadence.
+        asked = self._keyframe_asked_at is not None and now - self._keyframe_asked_at < 1.0
+        if asked:
+            self._keyframe_asked_at = None
+        elif self.last_keyframe_arrival is not None:
+            # From the previous keyframe of either kind: encoders start counting their group anew
+            # after a requested keyframe.
+            interval = now - self.last_keyframe_arrival
+            previous = self.natural_keyframe_interval
+            self._natural_intervals += 1
+            self.natural_keyframe_interval = interval if previous is None else 0.7 * previous + 0.3 * interval
+        self.last_keyframe_arrival = now
 
     def clear(self) -> None:
         """Forget the cached group (after loss, or when it outgrew the bounds)."""

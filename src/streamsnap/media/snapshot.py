@@ -1,10 +1,13 @@
 """The snapshot engine: a picture of a live stream, decoded only when asked for.
 
-For each request the engine picks the cheaper of two ways to the freshest picture:
-decode the cached group (the last keyframe and the frames after it), or ask the
-publisher for a new keyframe (PLI) and decode that alone. Requests for one stream that
-arrive while a picture is being made share it. Decoding and encoding run in a bounded
-thread pool, off the event loop.
+For each request the engine picks the cheaper of the ways to a picture fresh enough for the
+caller, counted in CPU and keyframe traffic, never in time spent waiting: the last keyframe
+alone (when the caller's max age allows it), the cached group (the last keyframe and the frames
+after it), or a new keyframe asked of the publisher (PLI) and decoded alone. Requests for one
+stream that arrive while a picture is being made share it. Decoding and encoding run in a
+bounded pool of worker threads off the event loop, the earliest deadline first; past what the
+pool can do in time (measured), or while the media loop runs late, new requests are refused at
+once (`SnapshotFailure.OVERLOADED`), and work whose callers have all gone is dropped.
 """
 
 from __future__ import annotations
@@ -14,19 +17,17 @@ import bisect
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from streamsnap.media.frames import EncodedFrame, GopCache
 from streamsnap.media.imaging import DecodeError, ImageFormat, ImageSpec, Picture, decode_latest, encode, output_size
+from streamsnap.media.looplag import LoopLagMonitor
+from streamsnap.media.pool import WorkerPool
 from streamsnap.media.source import Source
 from streamsnap.reasons import SnapshotError, SnapshotFailure
 
 logger = logging.getLogger(__name__)
-
-
-_T = TypeVar("_T")
 
 PNG = ImageSpec()
 "A PNG at the stream's native size: what the WCS protocol answers with."
@@ -45,11 +46,19 @@ class KeyframeBudget:
         self._tokens = self.burst
         self._refilled = clock()
 
-    def take(self) -> bool:
-        """Spend one request if the budget allows it now."""
+    def available(self) -> bool:
+        """Whether a request could be spent now (nothing is spent)."""
+        self._refill()
+        return self._tokens >= 1.0
+
+    def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
         self._refilled = now
+
+    def take(self) -> bool:
+        """Spend one request if the budget allows it now."""
+        self._refill()
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             return True
@@ -70,6 +79,12 @@ class EngineSettings:
     "Threads that decode and encode."
     png_compress_level: int = 1
     "zlib level of PNG output (0-9)."
+    deadline: float = 1.0
+    "Seconds an admitted picture may take in the worker pool; a request the pool cannot serve in time is refused."
+    keyframe_request_cost_frames: float = 10.0
+    "A PLI's extra upstream keyframe, counted as this many frames of decoding when choosing the cheaper way."
+    max_loop_lag: float = 0.25
+    "New pictures are refused while the event loop that receives media runs this many seconds late (mean of 1 s)."
 
 
 @dataclass(frozen=True)
@@ -120,12 +135,30 @@ class EngineStats:
     "Requests per bucket (not cumulative); the last one counts those above every bound."
     latency_sum: float = 0.0
     "Seconds spent answering requests, summed."
+    keyframe_only: int = 0
+    "Pictures decoded from the cached keyframe alone (younger than the caller's max age), without its deltas."
+    overloaded: int = 0
+    "Requests refused at once: the pool could not have served them in time, or the media loop ran late."
+    abandoned: int = 0
+    "Pictures and encodes stopped because every caller waiting for them had gone."
+    decode_cpu_seconds: float = 0.0
+    "CPU time of the worker threads decoding (not counting waits for a core or the GIL)."
 
     def finished(self, outcome: str, seconds: float) -> None:
         """Count one answered request."""
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         self.latency_counts[bisect.bisect_left(self.latency_bounds, seconds)] += 1
         self.latency_sum += seconds
+
+
+class _Shared:
+    """Work that concurrent equal requests share, and how many of them still wait for it."""
+
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.waiters = 0
 
 
 class SnapshotEngine:
@@ -135,12 +168,33 @@ class SnapshotEngine:
         self.settings = settings
         self.stats = EngineStats()
         self._clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="snapshot")
-        self._pictures: dict[int, asyncio.Task[Picture]] = {}
-        self._encodings: dict[tuple[int, ImageSpec], asyncio.Task[bytes]] = {}
-        # Running estimates that decide between decoding the cached group and a PLI.
-        self._decode_seconds_per_frame = 0.002
-        self._keyframe_wait_seconds = 0.1
+        self.pool = WorkerPool(settings.workers)
+        self.loop_lag = LoopLagMonitor()
+        "Run by the server while it is up (`web/app.py`); reads 0 when not running."
+        self._pictures: dict[tuple[int, float | None], _Shared] = {}
+        "Pictures under way by stream and max age (a caller asking a fresher picture does not join an older one's)."
+        self._encodings: dict[tuple[int, ImageSpec], _Shared] = {}
+        # Running estimates of what the work costs, measured inside the workers.
+        # CPU seconds choose the cheaper way (time spent queued is no cost of either way);
+        # wall seconds in the worker give the pool's capacity (a busy machine makes it smaller).
+        self._keyframe_cpu = 0.003
+        "CPU seconds to decode one keyframe alone."
+        self._frame_cpu = 0.001
+        "CPU seconds to decode each frame after the keyframe."
+        self._decode_wall = 0.004
+        self._encode_wall = 0.010
+
+    @property
+    def capacity(self) -> float:
+        """Pictures per second the pool achieves (decode and encode), as measured so far."""
+        return self.settings.workers / (self._decode_wall + self._encode_wall)
+
+    @property
+    def backlog(self) -> float:
+        """Seconds the pool needs for the pictures and encodes under way, at its measured capacity."""
+        pictures = len(self._pictures) + len(self._encodings) * self._encode_wall / (self._decode_wall
+                                                                                      + self._encode_wall)
+        return pictures / self.capacity
 
     async def request(
         self, source: Source, spec: ImageSpec = PNG, *, max_age_ms: float | None = None,
@@ -148,15 +202,20 @@ class SnapshotEngine:
     ) -> Snapshot:
         """The freshest picture of `source` as `spec` asks; raises `SnapshotError`.
 
-        `max_age_ms` bounds how old a cached frame may be (default: the engine's setting);
-        `max_size` caps the output picture, checked on the decoded picture before encoding;
-        `keyframe_budget` limits the keyframe requests sent to the stream's publisher.
+        `max_age_ms` bounds how old the depicted frame may be (default: the engine's setting); given,
+        it also lets the last keyframe be decoded alone when it is that young. `max_size` caps the
+        output picture, checked on the decoded picture before encoding; `keyframe_budget` limits the
+        keyframe requests sent to the stream's publisher. A request the server cannot serve in time
+        is refused at once with `OVERLOADED`; cancelling every request waiting for a picture stops
+        its work (a decode not yet started never starts).
         """
         self.stats.requests += 1
         started = self._clock()
+        deadline = started + self.settings.deadline
         try:
-            picture = await self._shared(self._pictures, id(source),
-                                         lambda: self._take(source, max_age_ms, keyframe_budget))
+            self._admit(source, max_age_ms)
+            picture = await self._shared(self._pictures, (id(source), max_age_ms),
+                                         lambda: self._take(source, max_age_ms, keyframe_budget, deadline))
             width, height = output_size(picture.size, spec)
             if max_size is not None and (width > max_size[0] or height > max_size[1]):
                 raise SnapshotError(SnapshotFailure.TOO_LARGE, f"{width}x{height} is larger than the limit "
@@ -165,41 +224,95 @@ class SnapshotEngine:
             self.stats.failures += 1
             self.stats.finished(exc.reason, self._clock() - started)
             raise
-        data = await self._shared(self._encodings, (id(picture), spec), lambda: self._encode(picture, spec))
+        data = await self._shared(self._encodings, (id(picture), spec),
+                                  lambda: self._encode(picture, spec, deadline))
         self.stats.finished("ok", self._clock() - started)
         return Snapshot(data, spec.format, width, height, picture.source.arrival)
 
-    async def _shared(self, in_flight: dict[Any, asyncio.Task[Any]], key: Any,
+    def _admit(self, source: Source, max_age_ms: float | None) -> None:
+        """Refuse at once a request the server cannot serve in time: media first, then the pool's capacity."""
+        lag = self.loop_lag.recent_mean
+        reason = ""
+        if lag > self.settings.max_loop_lag:
+            reason = f"the media loop runs {lag * 1000:.0f} ms late on average"
+        elif (id(source), max_age_ms) not in self._pictures:  # joining a picture under way adds no decode
+            # An idle pool takes any picture, even one slower than the deadline: refusing it would serve nobody.
+            backlog = self.backlog
+            wait = backlog + 1 / self.capacity
+            if backlog > 0 and wait > self.settings.deadline:
+                reason = f"{wait:.2f} s of pictures queued at {self.capacity:.0f} pictures/s"
+        if reason:
+            self.stats.overloaded += 1
+            raise SnapshotError(SnapshotFailure.OVERLOADED, reason)
+
+    async def _shared(self, in_flight: dict[Any, _Shared], key: Any,
                       start: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        """Join the task under `key`, or start it: concurrent equal requests do the work once."""
-        task = in_flight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(start())
-            in_flight[key] = task
-            task.add_done_callback(lambda _: in_flight.pop(key, None))
+        """Join the work under `key`, or start it: concurrent equal requests do the work once.
+
+        When the last request waiting for it is cancelled, the work is cancelled too.
+        """
+        shared = in_flight.get(key)
+        if shared is None:
+            shared = in_flight[key] = _Shared(asyncio.ensure_future(start()))
+            shared.task.add_done_callback(lambda _: _forget(in_flight, key, shared))
         elif in_flight is self._pictures:
             self.stats.coalesced += 1
-        return await asyncio.shield(task)
+        shared.waiters += 1
+        try:
+            return await asyncio.shield(shared.task)
+        finally:
+            shared.waiters -= 1
+            if not shared.waiters and not shared.task.done():  # every caller has gone
+                _forget(in_flight, key, shared)
+                shared.task.cancel()
+                self.stats.abandoned += 1
 
     def close(self) -> None:
-        """Stop the worker threads (pending work finishes first)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the worker threads (running work finishes, queued work is dropped)."""
+        self.pool.close()
 
-    async def _take(self, source: Source, max_age_ms: float | None, budget: KeyframeBudget | None) -> Picture:
+    async def _take(self, source: Source, max_age_ms: float | None, budget: KeyframeBudget | None,
+                    deadline: float) -> Picture:
         video = await self._first_frames(source)
         group = video.group()
         max_age = (self.settings.max_frame_age_ms if max_age_ms is None else max_age_ms) / 1000
-        if group and self._clock() - group[-1].arrival <= max_age and self._cache_is_cheaper(len(group)):
-            picture = await self._render_cached(source, video, group)
+        now = self._clock()
+        if max_age_ms is not None and group and now - group[0].arrival <= max_age:
+            # The caller takes a picture this old: the keyframe alone is the cheapest there is.
+            picture = await self._render_cached(source, video, group[:1], deadline)
+            if picture is not None:
+                self.stats.keyframe_only += 1
+                return picture
+        if group and now - group[-1].arrival <= max_age and self._cache_is_cheaper(video, len(group), budget):
+            picture = await self._render_cached(source, video, group, deadline)
             if picture is not None:
                 return picture
-        return await self._render_next_keyframe(source, video, budget, max(max_age, self.settings.max_frame_age_ms
-                                                                           / 1000))
+        return await self._render_next_keyframe(source, video, budget, deadline,
+                                                max(max_age, self.settings.max_frame_age_ms / 1000))
 
-    async def _render_cached(self, source: Source, video: GopCache, group: list[EncodedFrame]) -> Picture | None:
-        """The picture of the cached group's last frame; None (and the group forgotten) when it does not decode."""
+    def _cache_is_cheaper(self, video: GopCache, frames: int, budget: KeyframeBudget | None) -> bool:
+        """Whether decoding the `frames` cached frames costs less than a PLI and decoding its keyframe.
+
+        Both are counted in CPU seconds measured inside the workers; the PLI also costs the keyframe
+        it makes the publisher send, the less so the sooner the publisher's own keyframe is due. When
+        the stream's keyframe budget is spent, there is no PLI to compare with.
+        """
+        if budget is not None and not budget.available():
+            return True
+        cached = self._keyframe_cpu + (frames - 1) * self._frame_cpu
+        interval = video.keyframe_interval()
+        since = 0.0 if video.last_keyframe_arrival is None else self._clock() - video.last_keyframe_arrival
+        # A PLI moves the next keyframe earlier: it adds a whole keyframe when the publisher sends none
+        # of its own, almost nothing when its own is due anyway.
+        extra_keyframes = 1.0 if interval is None else max(0.0, 1.0 - since / interval)
+        keyframe = self._keyframe_cpu + extra_keyframes * self.settings.keyframe_request_cost_frames * self._frame_cpu
+        return cached <= keyframe
+
+    async def _render_cached(self, source: Source, video: GopCache, group: list[EncodedFrame],
+                             deadline: float) -> Picture | None:
+        """The picture of the group's last frame; None (and the cached group forgotten) when it does not decode."""
         try:
-            return await self._render(video.codec, group)
+            return await self._render(video.codec, group, deadline)
         except DecodeError as exc:
             logger.info("stream %s: cached group not decodable (%s)", source.name, exc)
             video.clear()
@@ -221,20 +334,19 @@ class SnapshotEngine:
         return source.video
 
     async def _render_next_keyframe(self, source: Source, video: GopCache, budget: KeyframeBudget | None,
-                                    fallback_age: float) -> Picture:
-        """The picture of the next keyframe, asked for by PLI as the budget allows.
+                                    deadline: float, fallback_age: float) -> Picture:
+        """The picture of the next keyframe, asked for by PLI as the budget allows, decoded alone.
 
         When the budget withholds a request and the cached group is no older than
         `fallback_age` seconds, that group is the freshest picture there is: it is decoded instead.
         """
-        deadline = self._clock() + self.settings.keyframe_timeout
-        while (remaining := deadline - self._clock()) > 0:
-            started = self._clock()
+        give_up = self._clock() + self.settings.keyframe_timeout
+        while (remaining := give_up - self._clock()) > 0:
             if budget is not None and not budget.take():
                 self.stats.keyframe_requests_withheld += 1
                 group = video.group()
                 if group and self._clock() - group[-1].arrival <= fallback_age:
-                    picture = await self._render_cached(source, video, group)
+                    picture = await self._render_cached(source, video, group, deadline)
                     if picture is not None:
                         return picture
                 waiter = video.next_keyframe()
@@ -242,52 +354,69 @@ class SnapshotEngine:
                 waiter = video.next_keyframe()  # before the PLI: its keyframe may come back at once
                 if await source.request_keyframe():
                     self.stats.keyframe_requests += 1
+                    video.keyframe_asked()
+                else:
+                    # Nobody to ask (RTMP has no way back to the encoder): the cached group is the
+                    # freshest picture there is, rather than waiting for the encoder's own keyframe.
+                    group = video.group()
+                    if group and self._clock() - group[-1].arrival <= fallback_age:
+                        waiter.cancel()
+                        picture = await self._render_cached(source, video, group, deadline)
+                        if picture is not None:
+                            return picture
+                        waiter = video.next_keyframe()
             keyframe_or_end: list[asyncio.Future[Any]] = [waiter, source.ended]
-            done, _ = await asyncio.wait(
-                keyframe_or_end, timeout=min(self.settings.pli_interval, remaining),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            try:
+                done, _ = await asyncio.wait(
+                    keyframe_or_end, timeout=min(self.settings.pli_interval, remaining),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
             if source.ended.done():
-                waiter.cancel()
                 raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND, "the stream ended")
             if waiter not in done:
-                waiter.cancel()
                 continue
             if waiter.exception() is not None:
                 raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND, "the stream ended")
-            self._keyframe_wait_seconds = 0.8 * self._keyframe_wait_seconds + 0.2 * (self._clock() - started)
             group = video.group()
             if not group:
                 continue
             try:
-                return await self._render(video.codec, group)
+                # The keyframe alone: frames that arrived after it while this task waited for the
+                # loop would make a busy server decode more per picture, not less.
+                return await self._render(video.codec, group[:1], deadline)
             except DecodeError as exc:
                 logger.info("stream %s: keyframe not decodable (%s)", source.name, exc)
         raise SnapshotError(SnapshotFailure.NO_DECODABLE_FRAME)
 
-    def _cache_is_cheaper(self, frames: int) -> bool:
-        return frames * self._decode_seconds_per_frame <= self._keyframe_wait_seconds
-
-    async def _render(self, codec: str, group: list[EncodedFrame]) -> Picture:
-        picture, seconds = await self._in_pool(decode_latest, codec, group)
-        self.stats.decode_seconds += seconds
+    async def _render(self, codec: str, group: list[EncodedFrame], deadline: float) -> Picture:
+        ran = await self.pool.run(deadline, decode_latest, codec, group)
+        picture = ran.value
+        self.stats.decode_seconds += ran.wall_seconds
+        self.stats.decode_cpu_seconds += ran.cpu_seconds
         # Timed inside the worker: time spent queued for a worker says nothing of decode cost.
-        self._decode_seconds_per_frame = 0.8 * self._decode_seconds_per_frame + 0.2 * seconds / picture.frames_decoded
+        frames = picture.frames_decoded
+        if frames == 1:
+            self._keyframe_cpu = 0.8 * self._keyframe_cpu + 0.2 * ran.cpu_seconds
+        else:
+            per_frame = max(1e-5, (ran.cpu_seconds - self._keyframe_cpu) / (frames - 1))
+            self._frame_cpu = 0.8 * self._frame_cpu + 0.2 * per_frame
+        self._decode_wall = 0.9 * self._decode_wall + 0.1 * ran.wall_seconds
         self.stats.decodes += 1
-        self.stats.frames_decoded += picture.frames_decoded
+        self.stats.frames_decoded += frames
         return picture
 
-    async def _encode(self, picture: Picture, spec: ImageSpec) -> bytes:
+    async def _encode(self, picture: Picture, spec: ImageSpec, deadline: float) -> bytes:
         self.stats.encodes += 1
-        data, seconds = await self._in_pool(encode, picture, spec, self.settings.png_compress_level)
-        self.stats.encode_seconds += seconds
-        return data
+        ran = await self.pool.run(deadline, encode, picture, spec, self.settings.png_compress_level)
+        self.stats.encode_seconds += ran.wall_seconds
+        self._encode_wall = 0.9 * self._encode_wall + 0.1 * ran.wall_seconds
+        return ran.value
 
-    async def _in_pool(self, function: Callable[..., _T], *args: Any) -> tuple[_T, float]:
-        """Run `function` in the worker pool; return its result and the seconds it ran."""
 
-        def timed() -> tuple[_T, float]:
-            started = time.perf_counter()
-            return function(*args), time.perf_counter() - started
-
-        return await asyncio.get_running_loop().run_in_executor(self._pool, timed)
+def _forget(in_flight: dict[Any, _Shared], key: Any, shared: _Shared) -> None:
+    """Drop `shared` from `in_flight` (unless newer work took its key already)."""
+    if in_flight.get(key) is shared:
+        del in_flight[key]

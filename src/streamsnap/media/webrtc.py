@@ -23,6 +23,7 @@ from streamsnap.media.aiortc_private import OperationError, replace_decoder_queu
 from streamsnap.media.candidates import announce_public_address
 from streamsnap.media.frames import GopCache
 from streamsnap.media.receiver import VideoReceivePath
+from streamsnap.media.sdp_limits import SdpLimits, check_offer
 from streamsnap.media.source import SourceStats, video_stats
 from streamsnap.reasons import PublishError, StreamEnd
 from streamsnap.streams import SourceKind
@@ -52,6 +53,8 @@ class IngestSettings:
     "Bits per second a publisher is told (REMB) it may send."
     public_ip: str = ""
     "Announced in place of the host candidates' addresses in answers (a server behind 1:1 NAT); empty: as bound."
+    sdp_limits: SdpLimits = field(default_factory=SdpLimits)
+    "The largest offer accepted (checked before aiortc parses it)."
 
 
 def local_ipv4_addresses() -> list[str]:
@@ -137,6 +140,7 @@ class WebRtcSource:
 
     async def answer(self, offer_sdp: str) -> str:
         """Negotiate the offer; return the SDP answer with the server's candidates."""
+        check_offer(offer_sdp, self.settings.sdp_limits)
         servers = [ice_server(url, self.settings) for url in self.settings.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self._pc = pc

@@ -61,6 +61,10 @@ class Info(StrEnum):
     PICTURE_TOO_LARGE = "picture larger than the server's size limit"
     NODE_UNREACHABLE = "the node holding the stream cannot be reached"
     SHUTTING_DOWN = "Stopped by server shutdown"
+    LOGIN_TIMEOUT = "Terminated by login timeout"
+    "No `connection` within `login_timeout`."
+    TOO_MANY_SUBJECT_SNAPSHOTS = "too many snapshots in flight for this token's subject"
+    TOO_MANY_SUBJECT_STREAMS = "too many streams for this token's subject"
 
 
 class Message(StrEnum):

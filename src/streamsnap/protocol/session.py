@@ -33,6 +33,8 @@ class SessionConfig:
     "Messages per second a client may send on average (a token bucket refilled at this rate)."
     message_burst: int = 200
     "Messages a client may send at once; a client that empties the bucket is closed."
+    login_timeout: float = 5.0
+    "Seconds from creation to `connection`; a session that has not logged in by then is closed."
 
 
 # Actions: what the shell must do.
@@ -135,7 +137,8 @@ class Session:
             return []
         if not self._within_rate(now):
             return self._flooded(_method_of(message))
-        self._last_heard = now
+        if self.state is State.ESTABLISHED or isinstance(message, msg.Connect):
+            self._last_heard = now  # nothing before `connection` keeps a session alive
         if isinstance(message, msg.Ping):
             return [Send(msg.pong())]
         if isinstance(message, msg.Pong):
@@ -161,7 +164,8 @@ class Session:
             return []
         if not self._within_rate(now):
             return self._flooded(error.method or "unknown")
-        self._last_heard = now
+        if self.state is State.ESTABLISHED:
+            self._last_heard = now
         info = f"{error.info}: {error.detail}" if error.detail else error.info
         return [Send(msg.fail(error.method or "unknown", info, id=error.id))]
 
@@ -219,6 +223,8 @@ class Session:
         """Keep-alive: ping the client, drop it when it has been silent too long."""
         if self.state is State.CLOSED:
             return []
+        if self.state is State.CONNECTED and now - self.now >= self.config.login_timeout:
+            return [Send(msg.fail(Message.CONNECTION, Info.LOGIN_TIMEOUT)), *self._close(Info.LOGIN_TIMEOUT, code=1008)]
         if now - self._last_heard > self.config.keepalive_timeout:
             return self._close(Info.KEEP_ALIVE)
         if now - self._last_ping >= self.config.keepalive_interval:

@@ -44,6 +44,8 @@ class PublishLimits:
     "Seconds for media to start after the source started."
     rtp_timeout: float = 10.0
     "A video stream silent this long has failed."
+    max_per_subject: int = 0
+    "Streams, pending or live, the tokens of one subject (`sub`) may hold on this node; 0: no quota."
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class PublishingService:
         self.node = node
         self.clock = clock
         self._publications: dict[str, _Publication] = {}
+        self._per_subject: dict[str, int] = {}
+        "Publishes running (from the access check to the release) by the subject of their token."
         self.router: Router | None = None
         "How streams of other nodes are reached (set when the node is in a cluster)."
 
@@ -107,8 +111,10 @@ class PublishingService:
         log = logging.LoggerAdapter(logger, {"stream": request.name, "session": request.owner_session})
         publication: _Publication | None = None
         reason = StreamEnd.ERROR
+        subject: str | None = None
         try:
             try:
+                subject = self._count_subject(request.grant.subject)
                 record = await self._claim(request)
                 source = request.make_source(request.name)
                 publication = self._publications[record.lease] = _Publication(record, source)
@@ -136,8 +142,28 @@ class PublishingService:
             await listener.ended(reason)
             return reason
         finally:
+            if subject is not None:
+                left = self._per_subject[subject] - 1
+                if left:
+                    self._per_subject[subject] = left
+                else:
+                    del self._per_subject[subject]
             if publication is not None:
                 publication.finished.set()
+
+    def _count_subject(self, subject: str | None) -> str | None:
+        """Count one more publish for `subject` (None: not counted); raises `PublishError` over its quota.
+
+        Offers that never connect count until `connect_timeout`, so that one tenant cannot hold
+        `max_streams` with them.
+        """
+        quota = self.limits.max_per_subject
+        if subject is None or not quota:
+            return None
+        if self._per_subject.get(subject, 0) >= quota:
+            raise PublishError(StreamEnd.SUBJECT_BUSY, f"subject {subject!r} holds {quota} streams")
+        self._per_subject[subject] = self._per_subject.get(subject, 0) + 1
+        return subject
 
     async def terminate(self, record: StreamRecord, reason: StreamEnd = StreamEnd.TERMINATED) -> bool:
         """End the stream of `record` (its publisher is told `reason`), on whichever node runs it.

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamsnap.access import AccessControl, AccessDenied, Grant, Right
+from streamsnap.addresses import client_key
 from streamsnap.media.imaging import ImageSpec, output_size
 from streamsnap.media.snapshot import PNG, KeyframeBudget, Snapshot, SnapshotEngine
 from streamsnap.media.source import LocalSources
@@ -37,7 +38,9 @@ class SnapshotLimits:
     max_in_flight: int = 256
     "Requests being served on the whole server."
     max_per_client: int = 64
-    "Requests being served for one client address."
+    "Requests being served for one client address (an IPv6 client: its /64)."
+    max_per_subject: int = 0
+    "Requests being served for the tokens of one subject (`sub`); 0: no quota."
     max_width: int = 3840
     "Widest picture made."
     max_height: int = 2160
@@ -163,6 +166,7 @@ class SnapshotService:
         "Pictures asked of other nodes, by outcome ('ok' or the reason)."
         self._hops: dict[tuple[str, str, ImageSpec, float | None], asyncio.Future[Snapshot]] = {}
         self._per_client: dict[str, int] = {}
+        self._per_subject: dict[str, int] = {}
         self._budgets: dict[str, KeyframeBudget] = {}
 
     async def take(self, name: str, requester: Requester, spec: ImageSpec = PNG, *,
@@ -173,14 +177,20 @@ class SnapshotService:
         made for an earlier caller be reused while it is that young; without it the engine's
         freshness setting applies and nothing is reused.
         """
-        self._admit(requester)
+        client = client_key(requester.address)
+        subject = requester.grant.subject if self.limits.max_per_subject else None
+        self._admit(client, subject)
         self.in_flight += 1
-        if requester.address is not None:
-            self._per_client[requester.address] = self._per_client.get(requester.address, 0) + 1
+        if client is not None:
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+        if subject is not None:
+            self._per_subject[subject] = self._per_subject.get(subject, 0) + 1
         try:
             return await self._take(name, requester, spec, max_age_ms)
         except SnapshotError as exc:
-            if exc.reason is not SnapshotFailure.INTERNAL:
+            if exc.reason is SnapshotFailure.OVERLOADED:  # counted in /metrics; a line each would add load
+                logger.debug("picture of %s refused: %s", name, exc, extra={"stream": name})
+            elif exc.reason is not SnapshotFailure.INTERNAL:
                 logger.info("picture of %s refused: %s", name, exc, extra={"stream": name})
             raise
         except Exception:  # a bug must cost one answer, never the caller's answer or its slot
@@ -188,23 +198,20 @@ class SnapshotService:
             raise SnapshotError(SnapshotFailure.INTERNAL) from None
         finally:
             self.in_flight -= 1
-            if requester.address is not None:
-                left = self._per_client[requester.address] - 1
-                if left:
-                    self._per_client[requester.address] = left
-                else:
-                    del self._per_client[requester.address]
+            _count_down(self._per_client, client)
+            _count_down(self._per_subject, subject)
 
-    def _admit(self, requester: Requester) -> None:
-        """Refuse at once what the server cannot take on now."""
+    def _admit(self, client: str | None, subject: str | None) -> None:
+        """Refuse at once what the server cannot take on now (`client`: the address key; `subject`: the token's)."""
         reason: SnapshotFailure | None = None
         if self.node.draining:
             reason = SnapshotFailure.SHUTTING_DOWN
         elif self.in_flight >= self.limits.max_in_flight:
             reason = SnapshotFailure.SERVER_BUSY
-        elif (requester.address is not None
-              and self._per_client.get(requester.address, 0) >= self.limits.max_per_client):
+        elif client is not None and self._per_client.get(client, 0) >= self.limits.max_per_client:
             reason = SnapshotFailure.CLIENT_BUSY
+        elif subject is not None and self._per_subject.get(subject, 0) >= self.limits.max_per_subject:
+            reason = SnapshotFailure.SUBJECT_BUSY
         if reason is not None:
             self.refused[reason] = self.refused.get(reason, 0) + 1
             raise SnapshotError(reason)
@@ -322,6 +329,17 @@ class SnapshotService:
 
     def _cap_words(self, width: int, height: int) -> str:
         return f"{width}x{height} is larger than the limit {self.limits.max_width}x{self.limits.max_height}"
+
+
+def _count_down(counts: dict[str, int], key: str | None) -> None:
+    """One fewer in flight for `key` (forgotten at zero)."""
+    if key is None:
+        return
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
 
 
 def _known_size(native: tuple[int | None, int | None], spec: ImageSpec) -> tuple[int, int] | None:

@@ -12,6 +12,7 @@ from aiohttp import WSCloseCode, web
 
 from streamsnap import __version__
 from streamsnap.access import origin_allowed
+from streamsnap.addresses import TrustedProxies, client_key
 from streamsnap.config import Settings
 from streamsnap.media.webrtc import announce_addresses
 from streamsnap.protocol import codec
@@ -19,12 +20,14 @@ from streamsnap.protocol import messages as msg
 from streamsnap.protocol.constants import Info, Message
 from streamsnap.streams import StreamRegistry
 from streamsnap.thumbnails import Thumbnailer, ThumbnailSettings
+from streamsnap.web.connections import client_address_middleware
 from streamsnap.web.cors import cors_middleware
 from streamsnap.web.errors import json_error
 from streamsnap.web.guard import access_refusals
 from streamsnap.web.health import add_health_routes
 from streamsnap.web.images import add_image_routes
 from streamsnap.web.metrics import add_metrics_route
+from streamsnap.web.mjpeg import add_mjpeg_routes
 from streamsnap.web.openapi import add_openapi_route
 from streamsnap.web.rest import add_rest_routes
 from streamsnap.web.rtmp import add_rtmp_listener
@@ -59,7 +62,7 @@ async def signaling(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     ws = web.WebSocketResponse(max_msg_size=services.settings.max_message_bytes)
     if not ws.can_prepare(request).ok:
-        return json_error(404, f"no such resource: {request.path}")
+        return json_error(404, "no such resource")  # the path is not echoed: it is the caller's input
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, services.access.allowed_origins):
         logger.info("connection from %s refused: origin %s not allowed", request.remote, origin)
@@ -89,7 +92,8 @@ def _connection_refusal(services: Services, remote: str) -> str | None:
         return Info.SHUTTING_DOWN
     if len(runners) >= services.settings.max_sessions:
         return f"{Info.TOO_MANY_SESSIONS} on this server"
-    if sum(1 for r in runners if r.remote == remote) >= services.settings.max_connections_per_ip:
+    key = client_key(remote)  # an IPv6 client counts by its /64
+    if sum(1 for r in runners if client_key(r.remote) == key) >= services.settings.max_connections_per_ip:
         return f"{Info.TOO_MANY_SESSIONS} from {remote}"
     return None
 
@@ -141,9 +145,11 @@ def _start_thumbnails(services: Services) -> asyncio.Task[None] | None:
             quality=settings.thumbnail_quality,
             history=settings.thumbnail_history,
             webhook=settings.thumbnail_webhook,
+            remove_ended=settings.thumbnail_remove_ended,
         ),
         services.snapshots,
     )
+    services.thumbnails = thumbnailer
     logger.info("thumbnails every %.1f s in %s", settings.thumbnail_interval, settings.thumbnail_dir)
     return asyncio.ensure_future(thumbnailer.run())
 
@@ -152,12 +158,23 @@ async def _not_ready(app: web.Application) -> None:
     app[SERVICES].ready = False
 
 
+async def _watch_loop_lag(app: web.Application) -> AsyncIterator[None]:
+    """Measure how late the event loop runs while the server is up (pictures are refused when it lags)."""
+    monitor = asyncio.ensure_future(app[SERVICES].engine.loop_lag.run())
+    yield
+    monitor.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await monitor
+
+
 def create_app(settings: Settings, registry: StreamRegistry | None = None) -> web.Application:
     """The whole server as an aiohttp application (on `registry`, or a registry of its own)."""
-    app = web.Application(middlewares=[cors_middleware(settings.cors_origins), access_refusals])
+    app = web.Application(middlewares=[client_address_middleware(TrustedProxies(settings.trusted_proxies)),
+                                       cors_middleware(settings.cors_origins), access_refusals])
     app[SERVICES] = Services.from_settings(settings, registry)
     app.cleanup_ctx.append(_lifecycle)
     app.cleanup_ctx.append(run_cameras)
+    app.cleanup_ctx.append(_watch_loop_lag)
     add_rtmp_listener(app)
     app.on_shutdown.append(_not_ready)
     app.on_shutdown.append(_drain)
@@ -168,6 +185,7 @@ def create_app(settings: Settings, registry: StreamRegistry | None = None) -> we
     add_rtsp_routes(app)
     add_openapi_route(app)
     add_image_routes(app)
+    add_mjpeg_routes(app)
     add_whip_routes(app)
     app.router.add_get("/", landing)
     if CLIENT_DIR.is_dir():
@@ -178,7 +196,8 @@ def create_app(settings: Settings, registry: StreamRegistry | None = None) -> we
 
 def create_rest_app(services: Services) -> web.Application:
     """Only the WCS REST methods, for the second port WCS clients expect (`rest_port`), sharing `services`."""
-    app = web.Application(middlewares=[cors_middleware(services.settings.cors_origins), access_refusals])
+    app = web.Application(middlewares=[client_address_middleware(TrustedProxies(services.settings.trusted_proxies)),
+                                       cors_middleware(services.settings.cors_origins), access_refusals])
     app[SERVICES] = services
     add_rest_routes(app)
     add_rtsp_routes(app)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from streamsnap.access import OPEN_GRANT
 from streamsnap.cluster.routing import FORMATS, SIGNATURE_HEADER, signature_valid
+from streamsnap.framing import Fit
 from streamsnap.media.imaging import ImageFormat, ImageSpec
 from streamsnap.reasons import SnapshotError, SnapshotFailure, StreamEnd
 from streamsnap.service.snapshots import Requester
@@ -38,6 +39,7 @@ class PictureQuery(msgspec.Struct, frozen=True):
     height: Annotated[int, msgspec.Meta(ge=1)] | None = None
     quality: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
     max_age_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    fit: Fit = Fit.FILL
 
 
 class TerminateQuery(msgspec.Struct, frozen=True):
@@ -69,7 +71,7 @@ async def picture(request: web.Request) -> web.Response:
     if record is None or record.lease != query.lease:
         return snapshot_error(SnapshotError(SnapshotFailure.STREAM_NOT_FOUND))
     spec = ImageSpec(format=image_format, width=query.width, height=query.height,
-                     quality=None if image_format is ImageFormat.PNG else query.quality)
+                     quality=None if image_format is ImageFormat.PNG else query.quality, fit=query.fit)
     try:
         taken = await services.snapshots.take(name, ROUTED, spec, max_age_ms=query.max_age_ms)
     except SnapshotError as exc:

@@ -18,14 +18,24 @@ SNAPSHOT_STATUS: dict[SnapshotFailure, int] = {
     SnapshotFailure.RESTRICTED: 403,
     SnapshotFailure.SERVER_BUSY: 429,
     SnapshotFailure.CLIENT_BUSY: 429,
+    SnapshotFailure.SUBJECT_BUSY: 429,
     SnapshotFailure.SHUTTING_DOWN: 503,
     SnapshotFailure.UNREACHABLE: 502,
     SnapshotFailure.INTERNAL: 500,
+    SnapshotFailure.OVERLOADED: 503,
+    SnapshotFailure.BAD_SOURCE_URI: 400,
+    SnapshotFailure.SOURCE_NOT_ALLOWED: 403,
+    SnapshotFailure.SOURCE_UNREACHABLE: 502,
+    SnapshotFailure.SOURCE_UNAUTHORIZED: 502,  # the camera's 401, not ours: a 401 would ask the client to log in
+    SnapshotFailure.SOURCE_NOT_FOUND: 404,
+    SnapshotFailure.SOURCE_TIMEOUT: 504,
+    SnapshotFailure.UNSUPPORTED_SOURCE: 502,
 }
 "The HTTP status of each reason no picture was made (image url and REST alike)."
 
 RETRY_LATER = frozenset({SnapshotFailure.NOT_READY, SnapshotFailure.SERVER_BUSY, SnapshotFailure.CLIENT_BUSY,
-                         SnapshotFailure.SHUTTING_DOWN})
+                         SnapshotFailure.SUBJECT_BUSY,
+                         SnapshotFailure.SHUTTING_DOWN, SnapshotFailure.OVERLOADED})
 "Reasons answered with a Retry-After header."
 
 DETAILED = frozenset({SnapshotFailure.TOO_LARGE, SnapshotFailure.UNREACHABLE})

@@ -2,6 +2,11 @@
 
 Nothing in the core calls into prometheus-client: each scrape builds the metric families
 from `EngineStats`, the session set and the live streams' frame caches.
+
+With `auth_secret` set, `/metrics` on the main port needs a token with the `metrics` right,
+and its per-stream series cover only the streams that token covers; the separate listener of
+`metrics_port` (for a scraper on a private network) needs none. Either way at most
+`metrics_max_streams` streams get per-stream series, so a scrape stays bounded.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from streamsnap import __version__
+from streamsnap.access import AccessDenied, Right
 from streamsnap.streams import SourceKind, StreamRecord
+from streamsnap.web.guard import access_refusals, request_grant
 from streamsnap.web.services import SERVICES, Services
 
 
@@ -32,7 +39,7 @@ class ServerCollector(Collector):
         info.add_metric([__version__, self.services.node.name], 1)
         yield info
         yield GaugeMetricFamily("streamsnap_sessions", "Open WebSocket sessions.", value=len(self.services.sessions))
-        yield GaugeMetricFamily("streamsnap_streams", "Live published streams.", value=len(self.streams))
+        yield GaugeMetricFamily("streamsnap_streams", "Live streams held by this node.", value=len(self.streams))
         by_kind = GaugeMetricFamily("streamsnap_streams_by_kind", "Live streams by kind of source "
                                     "(webrtc, rtsp, rtmp, whip).", labels=["kind"])
         for kind in SourceKind:
@@ -70,6 +77,7 @@ class ServerCollector(Collector):
         yield CounterMetricFamily("streamsnap_plis_withheld", "Keyframe requests not sent: the stream's "
                                   "budget (max_keyframe_requests_per_second) was spent.",
                                   value=stats.keyframe_requests_withheld)
+        yield from self._load()
         snapshots_service = self.services.snapshots
         yield GaugeMetricFamily("streamsnap_snapshots_in_flight", "Snapshot requests being served.",
                                 value=snapshots_service.in_flight)
@@ -87,7 +95,7 @@ class ServerCollector(Collector):
                                      "Encoded video frames received, per live stream.", labels=["stream"])
         fps = GaugeMetricFamily("streamsnap_stream_fps", "Average frames per second, per live stream.",
                                 labels=["stream"])
-        for record in self.streams:
+        for record in self.streams[:self.services.settings.metrics_max_streams]:
             source_stats = self.services.sources.stats(record.name, record.lease)
             if source_stats is None:  # held by another node
                 continue
@@ -97,6 +105,33 @@ class ServerCollector(Collector):
         yield frames
         yield fps
 
+
+    def _load(self) -> Iterator[Metric]:
+        """Load shedding and the media loop (the engine's measures)."""
+        engine = self.services.engine
+        stats = engine.stats
+        yield GaugeMetricFamily("streamsnap_event_loop_lag_seconds", "How late the event loop that receives "
+                                "media ran, at most, over the last second.", value=engine.loop_lag.recent)
+        yield GaugeMetricFamily("streamsnap_event_loop_lag_mean_seconds", "How late the event loop ran on average "
+                                "over the last second (new pictures are refused above max_event_loop_lag_ms).",
+                                value=engine.loop_lag.recent_mean)
+        yield GaugeMetricFamily("streamsnap_event_loop_lag_max_seconds", "The largest event loop lag since start.",
+                                value=engine.loop_lag.largest)
+        yield GaugeMetricFamily("streamsnap_snapshot_capacity", "Pictures per second the worker pool achieves, "
+                                "as measured (what admission counts on).", value=engine.capacity)
+        yield GaugeMetricFamily("streamsnap_snapshot_backlog_seconds", "Seconds of picture work under way at "
+                                "the measured capacity.", value=engine.backlog)
+        yield CounterMetricFamily("streamsnap_snapshots_overloaded", "Requests refused at once because the "
+                                  "server could not make them in time (snapshot_deadline_ms, "
+                                  "max_event_loop_lag_ms).", value=stats.overloaded)
+        yield CounterMetricFamily("streamsnap_snapshots_keyframe_only", "Pictures decoded from the cached "
+                                  "keyframe alone (younger than the caller's max_age_ms).", value=stats.keyframe_only)
+        yield CounterMetricFamily("streamsnap_snapshots_abandoned", "Pictures and encodes stopped because "
+                                  "every caller waiting for them had gone.", value=stats.abandoned)
+        yield CounterMetricFamily("streamsnap_worker_jobs_skipped", "Decode and encode jobs dropped before "
+                                  "they started: their callers had gone.", value=engine.pool.stats.skipped)
+        yield CounterMetricFamily("streamsnap_decode_cpu_seconds", "CPU seconds the worker threads spent "
+                                  "decoding.", value=stats.decode_cpu_seconds)
 
     def _cluster(self) -> Iterator[Metric]:
         cluster = self.services.cluster
@@ -117,14 +152,33 @@ class ServerCollector(Collector):
         yield remote
 
 
+OPEN_METRICS = web.AppKey("open_metrics", bool)
+"Set on the metrics listener's app: no token asked there."
+
+
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics: the Prometheus text exposition."""
     services = request.app[SERVICES]
+    streams = await services.registry.local()  # per node: Prometheus sums the nodes of a cluster
+    if not request.app.get(OPEN_METRICS, False):
+        grant = request_grant(request)  # 401 without a valid token when tokens are on
+        if Right.METRICS not in grant.rights:
+            raise AccessDenied("no metrics right")
+        streams = [record for record in streams if grant.sees(record.name)]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServerCollector(services, await services.registry.all()))
+    registry.register(ServerCollector(services, streams))
     return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def add_metrics_route(app: web.Application) -> None:
     """Route `/metrics`."""
     app.router.add_get("/metrics", metrics)
+
+
+def create_metrics_app(services: Services) -> web.Application:
+    """`/metrics` alone, without a token, for the `metrics_port` listener."""
+    app = web.Application(middlewares=[access_refusals])
+    app[SERVICES] = services
+    app[OPEN_METRICS] = True
+    add_metrics_route(app)
+    return app

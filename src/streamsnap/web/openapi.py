@@ -9,11 +9,13 @@ from aiohttp import web
 
 from streamsnap import __version__
 from streamsnap.config import Settings
+from streamsnap.framing import Fit
 from streamsnap.web.catalog import StreamInfo, WcsStream
 from streamsnap.web.errors import RETRY_AFTER_SECONDS, RETRY_LATER, SNAPSHOT_STATUS
 from streamsnap.web.guard import TOKEN_PARAMETER
 from streamsnap.web.images import EXTENSIONS, MAX_AGE_LIMIT_MS
 from streamsnap.web.rest import SnapshotAnswer, SnapshotBody, StreamFilter
+from streamsnap.web.rtsp_rest import PullAnswer, StartupBody, TargetBody
 from streamsnap.web.services import SERVICES
 from streamsnap.web.wcs import SNAPSHOT_INFO
 
@@ -30,7 +32,8 @@ class ErrorBody(msgspec.Struct, frozen=True):
 
 def _schema_components() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [ErrorBody, SnapshotBody, StreamFilter, SnapshotAnswer, WcsStream, StreamInfo],
+        [ErrorBody, SnapshotBody, StreamFilter, SnapshotAnswer, WcsStream, StreamInfo,
+         StartupBody, TargetBody, PullAnswer],
         ref_template="#/components/schemas/{name}",
     )
     return components
@@ -85,27 +88,69 @@ def _guarded(operation: dict[str, Any], *, refusal: str = "The token does not al
     return operation
 
 
+_NAME_PARAMETER = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                   "description": "Stream name."}
+_FIT_PARAMETER = {"name": "fit", "in": "query", "schema": {"type": "string", "enum": [f.value for f in Fit]},
+                  "description": "With both width and height: fill (stretch; the default), contain (letterbox, "
+                                 "black bars) or cover (centre crop). Ignored with one side or none."}
+_FRAME_HEADERS = {
+    "Last-Modified": {"description": "When the depicted frame arrived (HTTP date).", "schema": {"type": "string"}},
+    "X-Frame-Timestamp": {"description": "When the depicted frame arrived, RFC 3339 UTC with milliseconds.",
+                          "schema": {"type": "string"}},
+    "X-Image-Width": {"description": "Width of the picture, pixels.", "schema": {"type": "string"}},
+    "X-Image-Height": {"description": "Height of the picture, pixels.", "schema": {"type": "string"}},
+}
+
+
+def _size_parameters(settings: Settings) -> list[dict[str, Any]]:
+    return [
+        {"name": "width", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                   "maximum": settings.image_max_width}},
+        {"name": "height", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                    "maximum": settings.image_max_height}},
+        {"name": "quality", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+        _FIT_PARAMETER,
+    ]
+
+
 def _image_operation(ext: str, settings: Settings) -> dict[str, Any]:
     content_type = EXTENSIONS[ext].content_type
+    parameters = [
+        _NAME_PARAMETER,
+        *_size_parameters(settings),
+        {"name": "max_age_ms", "in": "query", "description": "Oldest frame the picture may show.",
+         "schema": {"type": "number", "minimum": 0, "maximum": MAX_AGE_LIMIT_MS}},
+        _TOKEN_PARAMETER,
+    ]
+    alias = " (`.jpeg` is the same as `.jpg`)" if EXTENSIONS[ext].value == "jpeg" else ""
+    head_answers = {status: {"description": answer["description"], **({"headers": answer["headers"]}
+                                                                        if "headers" in answer else {})}
+                    for status, answer in {**_snapshot_failures(), "400": _error("Bad parameter.")}.items()}
     return {
+        "head": _guarded({
+            "operationId": f"streamImageHead{ext.capitalize()}",
+            "summary": "The status and headers a GET would answer, without making a picture",
+            "description": "Answered from the stream's record and its newest frame: nothing is decoded or "
+                           "encoded. No Content-Length (the file's length is known only once it is made).",
+            "tags": ["images"],
+            "parameters": parameters,
+            "responses": {
+                "200": {"description": "A GET would make a picture now.",
+                        "headers": {**_FRAME_HEADERS,
+                                    "Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}}},
+                        "content": {content_type: {}}},
+                **head_answers,
+            },
+        }, refusal="The token has no snapshot right on this stream, or the backend refused."),
         "get": _guarded({
             "operationId": f"streamImage{ext.capitalize()}",
-            "summary": f"The stream's picture now, as a {ext.upper()} file",
+            "summary": f"The stream's picture now, as a {ext.upper()} file{alias}",
             "description": "Width and height scale the picture; with only one given the other keeps the "
-                           "aspect ratio. `quality` applies to jpg and webp.",
+                           "aspect ratio, with both `fit` says how the picture goes into that box. "
+                           "`quality` applies to jpg and webp. Query parameters not listed here are "
+                           "ignored (cache busters such as `?t=1700000000` are welcome).",
             "tags": ["images"],
-            "parameters": [
-                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
-                 "description": "Stream name."},
-                {"name": "width", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                           "maximum": settings.image_max_width}},
-                {"name": "height", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                            "maximum": settings.image_max_height}},
-                {"name": "quality", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                {"name": "max_age_ms", "in": "query", "description": "Oldest frame the picture may show.",
-                 "schema": {"type": "number", "minimum": 0, "maximum": MAX_AGE_LIMIT_MS}},
-                _TOKEN_PARAMETER,
-            ],
+            "parameters": parameters,
             "responses": {
                 "200": {
                     "description": "The picture.",
@@ -113,6 +158,7 @@ def _image_operation(ext: str, settings: Settings) -> dict[str, Any]:
                         "X-Frame-Age-Ms": {"description": "Age of the depicted frame, milliseconds.",
                                            "schema": {"type": "string"}},
                         "Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}},
+                        **_FRAME_HEADERS,
                     },
                     "content": {content_type: {"schema": {"type": "string", "format": "binary"}}},
                 },
@@ -122,6 +168,135 @@ def _image_operation(ext: str, settings: Settings) -> dict[str, Any]:
             },
         }, refusal="The token has no snapshot right on this stream, or the backend refused."),
     }
+
+
+def _rtsp_paths() -> dict[str, Any]:
+    """The WCS RTSP methods (web/rtsp_rest.py)."""
+    pulls = {"type": "array", "items": _ref("PullAnswer")}
+    return {
+        "/rest-api/rtsp/startup": {"post": _guarded({
+            "operationId": "rtspStartup", "tags": ["wcs"],
+            "summary": "Pull an RTSP camera as a stream (WCS); answers once it publishes",
+            "requestBody": _body("StartupBody"),
+            "responses": {"200": _json(_ref("PullAnswer"), "The camera publishes."),
+                          **_snapshot_failures(),
+                          "400": _error("Malformed body (`field` names it) or a url that cannot be pulled."),
+                          "409": _error("That stream name is taken.")}},
+            refusal="The token has no pull right on this stream name, or the host is not allowed.")},
+        "/rest-api/rtsp/find_all": {
+            method: _guarded({"operationId": f"rtspFindAll{method.capitalize()}", "tags": ["wcs"],
+                              "summary": "Every camera pull (WCS); urls without credentials",
+                              "responses": {"200": _json(pulls, "The pulls."), "404": _error("No pull.")}})
+            for method in ("post", "get")
+        },
+        "/rest-api/rtsp/terminate": {"post": _guarded({
+            "operationId": "rtspTerminate", "tags": ["wcs"], "summary": "Stop a camera pull (WCS)",
+            "requestBody": _body("TargetBody"),
+            "responses": {"200": {"description": "Stopped (empty body)."},
+                          "400": _error("Malformed body, or neither uri nor toStream."),
+                          "404": _error("No such pull.")}},
+            refusal="The token has no pull right on this stream.")},
+    }
+
+
+def _whip_paths() -> dict[str, Any]:
+    """WHIP (RFC 9725; web/whip.py): publish by one POST, end by DELETE; no trickle ICE."""
+    sdp_body = {"required": True, "content": {"application/sdp": {"schema": {"type": "string"}}}}
+    session = {"name": "session", "in": "path", "required": True, "schema": {"type": "string"},
+               "description": "The WHIP session (the last part of `Location`)."}
+    not_allowed = {"405": _error("Trickle ICE and ICE restarts are not taken (`Allow` lists the methods).",
+                                 {"Allow": {"schema": {"type": "string"}}})}
+    return {
+        "/whip/{name}": {
+            "parameters": [_NAME_PARAMETER],
+            "post": _guarded({
+                "operationId": "whipPublish", "tags": ["whip"], "summary": "Publish a WebRTC stream by WHIP",
+                "requestBody": sdp_body,
+                "responses": {
+                    "201": {"description": "Publishing: the SDP answer, with every server candidate.",
+                            "content": {"application/sdp": {"schema": {"type": "string"}}},
+                            "headers": {"Location": {"schema": {"type": "string"},
+                                                     "description": "The session's absolute URL (DELETE ends it)."}},
+                            "links": {"EndSession": {
+                                "operationId": "whipDelete",
+                                "parameters": {"path.name": "$request.path.name",
+                                               "path.session": "$response.header.Location#regex:/whip/[^/]+/(.+)$"},
+                            }}},
+                    "400": _error("The offer cannot be used (`reason` invalid_sdp or no_common_codecs)."),
+                    "409": _error("That stream name is live (`reason` name_in_use)."),
+                    "413": {"description": "The offer is larger than the server takes."},
+                    "415": _error("The body is not application/sdp."),
+                    "500": _error("The offer broke the media stack (logged with its traceback)."),
+                    "503": _error("Too many streams, or the server is stopping."),
+                }}, refusal="The token has no publish right on this stream name, or the backend refused."),
+            "patch": {"operationId": "whipPatchEndpoint", "tags": ["whip"], "summary": "Not allowed",
+                      "responses": not_allowed},
+            "options": {"operationId": "whipOptionsEndpoint", "tags": ["whip"], "summary": "Allowed methods",
+                        "responses": {"204": {"description": "`Allow` and `Accept-Post` (or a CORS preflight)."}}},
+        },
+        "/whip/{name}/{session}": {
+            "parameters": [_NAME_PARAMETER, session],
+            "delete": _guarded({
+                "operationId": "whipDelete", "tags": ["whip"], "summary": "End a WHIP stream",
+                "responses": {"200": {"description": "Ended."}, "404": _error("No such WHIP session."),
+                              "503": _error("The stream directory (cluster) cannot be reached.",
+                                            {"Retry-After": {"schema": {"type": "string"}}})}},
+                refusal="The token has no publish right on this stream name."),
+            "patch": {"operationId": "whipPatchSession", "tags": ["whip"], "summary": "Not allowed",
+                      "responses": not_allowed},
+            "options": {"operationId": "whipOptionsSession", "tags": ["whip"], "summary": "Allowed methods",
+                        "responses": {"204": {"description": "`Allow` (or a CORS preflight)."}}},
+        },
+    }
+
+
+def _dashboard_paths(settings: Settings) -> dict[str, Any]:
+    """The latest thumbnail and the MJPEG url (web/images.py, web/mjpeg.py)."""
+    snapshot_refusal = "The token has no snapshot right on this stream, or the backend refused."
+    thumbnail = _guarded({
+        "operationId": "streamThumbnail", "tags": ["images"],
+        "summary": "The latest periodic thumbnail (JPEG), as the thumbnailer made it",
+        "description": "Served from memory, never decoded on request; `If-Modified-Since` is answered 304 "
+                       "while no newer thumbnail was made. Only while `thumbnail_interval` is set.",
+        "parameters": [_NAME_PARAMETER, _TOKEN_PARAMETER],
+        "responses": {
+            "200": {"description": "The thumbnail.",
+                    "headers": {**_FRAME_HEADERS, "Cache-Control": {"schema": {"type": "string"}}},
+                    "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+            "304": {"description": "Not modified since `If-Modified-Since`."},
+            "404": _error("No such stream (`reason` stream_not_found), thumbnails are off (`thumbnails_off`), "
+                          "none was made of this stream yet (`no_thumbnail_yet`), or another node of the "
+                          "cluster holds the stream and its thumbnail (`on_another_node`)."),
+        },
+    }, refusal=snapshot_refusal)
+    retry = {"Retry-After": {"schema": {"type": "string"}, "description": f"Seconds to wait ({RETRY_AFTER_SECONDS})."}}
+    mjpeg = _guarded({
+        "operationId": "streamMjpeg", "tags": ["images"],
+        "summary": "The stream as MJPEG (multipart/x-mixed-replace), until it ends",
+        "description": "For `<img src>`, camera viewers and Home Assistant. Each part has Content-Type, "
+                       "Content-Length and X-Frame-Timestamp. Pictures are made once per stream and spec for "
+                       "every watcher, only while someone watches; a slow watcher skips pictures. The answer "
+                       "ends when the stream ends.",
+        "parameters": [
+            _NAME_PARAMETER,
+            {"name": "fps", "in": "query", "description": "Pictures per second (default 5, or the cap if lower).",
+             "schema": {"type": "number", "minimum": 0.1, "maximum": settings.mjpeg_max_fps}},
+            *_size_parameters(settings),
+            _TOKEN_PARAMETER,
+        ],
+        "responses": {
+            "200": {"description": "The pictures, one part each, without end while the stream lives.",
+                    "content": {"multipart/x-mixed-replace": {"schema": {"type": "string", "format": "binary"}}}},
+            **_snapshot_failures(),
+            "400": _error("A query parameter is malformed or out of range (`field` names it), or the "
+                          "picture would be larger than the size cap (`reason` too_large)."),
+            "429": _error(f"Too many watchers of this stream (at most {settings.mjpeg_max_watchers_per_stream}), "
+                          "or too many requests from this client.", retry),
+            "503": _error(f"Too many watchers on this server (at most {settings.mjpeg_max_watchers}), or the "
+                          "stream is not ready, or the server is shutting down.", retry),
+        },
+    }, refusal=snapshot_refusal)
+    return {"/streams/{name}/thumbnail.jpg": {"get": thumbnail}, "/streams/{name}/stream.mjpeg": {"get": mjpeg}}
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -141,9 +316,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness", "tags": ["operations"],
                             "responses": {"200": _json({"type": "object"}, "Serving."),
                                           "503": _json({"type": "object"}, "Starting or shutting down.")}}},
-        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "tags": ["operations"],
-                             "responses": {"200": {"description": "Prometheus text exposition.",
-                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/metrics": {"get": _guarded({
+            "operationId": "metrics", "summary": "Prometheus metrics", "tags": ["operations"],
+            "description": "With access control on, a token with the `metrics` right; per-stream series only of "
+                           "the streams it covers (at most `metrics_max_streams`).",
+            "parameters": [_TOKEN_PARAMETER],
+            "responses": {"200": {"description": "Prometheus text exposition.",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}}},
+            refusal="The token has no metrics right.")},
         "/streams": {"get": _guarded({
             "operationId": "listStreams", "summary": "Live streams (those the token may see)", "tags": ["images"],
             "parameters": [_TOKEN_PARAMETER],
@@ -159,14 +339,16 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "requestBody": _body("StreamFilter", required=False),
             "responses": {"200": _json(stream_list, "The matching streams."),
                           "400": _error("Malformed body (`field` names the culprit)."),
+                          "415": _error("The body is not sent as application/json."),
                           "404": _error("No stream matches.")}})},
         "/rest-api/stream/terminate": {"post": _guarded({
             "operationId": "terminate", "tags": ["wcs"],
-            "summary": "End the matching streams; an empty body matches every stream (WCS)",
+            "summary": "End the matching streams; an empty filter is refused (400)",
             "description": "Each publisher gets UNPUBLISHED \"Stopped by rest /terminate\".",
             "requestBody": _body("StreamFilter", required=False),
             "responses": {"200": {"description": "Terminated (empty body, as WCS answers)."},
-                          "400": _error("Malformed body (`field` names the culprit)."),
+                          "400": _error("Malformed body (`field` names the culprit), or no filter field given."),
+                          "415": _error("The body is not sent as application/json."),
                           "404": _error("No stream matches.")}},
             refusal="The token lacks the manage right on a matching stream.")},
         "/rest-api/stream/snapshot": {"post": _guarded({
@@ -177,12 +359,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                           "400": _error("Malformed body (`field` names the culprit), or the picture would be "
                                         "larger than the size cap (`reason` too_large).")}},
             refusal="The token has no snapshot right on this stream, or the backend refused.")},
+        **_rtsp_paths(),
+        **_whip_paths(),
         "/rest-api/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "tags": ["site"],
             "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document.")}}},
     }
     for ext in EXTENSIONS:
         paths[f"/streams/{{name}}/snapshot.{ext}"] = _image_operation(ext, settings)
+    paths.update(_dashboard_paths(settings))
     return {
         "openapi": "3.1.0",
         "info": {

@@ -1,7 +1,10 @@
 """WCS-style REST under `/rest-api/`: POST JSON in, JSON out, the methods and answers WCS documents.
 
-Bodies are validated with msgspec at the edge; a bad one gets 400 naming the field. Access
-refusals are raised and answered by `guard.access_refusals`, which the apps install.
+Bodies are validated with msgspec at the edge; a bad one gets 400 naming the field, an
+unknown field included (a typo in a filter must not widen it). A body must be sent as
+`application/json` (415 otherwise): a page of another site can POST `text/plain` without
+asking anyone (no CORS preflight), but not JSON. Access refusals are raised and answered by
+`guard.access_refusals`, which the apps install.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ class SnapshotBody(msgspec.Struct, frozen=True, rename="camel"):
     stream_name: NonEmpty
 
 
-class StreamFilter(msgspec.Struct, frozen=True, rename="camel"):
-    """Body of `/rest-api/stream/find` and `/terminate`: every given field must match."""
+class StreamFilter(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    """Body of `/rest-api/stream/find` and `/terminate`: every given field must match (others are refused)."""
 
     name: str | None = None
     media_session_id: str | None = None
@@ -60,6 +63,11 @@ class StreamFilter(msgspec.Struct, frozen=True, rename="camel"):
             and (self.status is None or record.state == self.status)
         )
 
+    @property
+    def empty(self) -> bool:
+        """Whether no field that selects streams is given (it would match every stream)."""
+        return all(getattr(self, name) is None for name in self.__struct_fields__ if name != "display")
+
 
 class SnapshotAnswer(msgspec.Struct, frozen=True):
     """Answer of `/rest-api/stream/snapshot`."""
@@ -71,12 +79,16 @@ class SnapshotAnswer(msgspec.Struct, frozen=True):
 class BadBody(Exception):
     """The request body is not what the method takes; `field` names the culprit when there is one."""
 
-    def __init__(self, message: str, field: str | None) -> None:
+    def __init__(self, message: str, field: str | None, status: int = 400) -> None:
         super().__init__(message)
         self.field = field
+        self.status = status
 
 
-_FIELD_IN_ERROR = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)|missing required field `([^`]+)`")
+JSON_TYPE = "application/json"
+
+
+_FIELD_IN_ERROR = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)|(?:missing required|unknown) field `([^`]+)`")
 
 Body = TypeVar("Body")
 
@@ -88,6 +100,8 @@ async def read_body(request: web.Request, kind: type[Body], *, empty_ok: bool) -
     raw = await request.read()  # bounded by the application's client_max_size (413 above it)
     if len(raw) > MAX_BODY_BYTES:
         raise BadBody(f"body larger than {MAX_BODY_BYTES} bytes", None)
+    if (raw or "Content-Type" in request.headers) and request.content_type != JSON_TYPE:
+        raise BadBody(f"the body must be sent as {JSON_TYPE}", None, status=415)
     if not raw.strip():
         if not empty_ok:
             raise BadBody("a JSON object body is required", None)
@@ -103,7 +117,7 @@ async def read_body(request: web.Request, kind: type[Body], *, empty_ok: bool) -
 
 
 def _bad(exc: BadBody) -> web.Response:
-    return json_error(400, str(exc), field=exc.field)
+    return json_error(exc.status, str(exc), field=exc.field)
 
 
 def _json(value: object, status: int = 200) -> web.Response:
@@ -140,7 +154,7 @@ async def find(request: web.Request) -> web.Response:
 
 
 async def terminate(request: web.Request) -> web.Response:
-    """POST /rest-api/stream/terminate: end the matching streams (an empty body matches all), as WCS does.
+    """POST /rest-api/stream/terminate: end the matching streams; an empty filter is refused (400).
 
     Each publisher gets UNPUBLISHED "Stopped by rest /terminate". 200 with an empty body; 404 when none matched.
     With access control on, the token needs the "manage" right on every matching stream it can see
@@ -152,6 +166,9 @@ async def terminate(request: web.Request) -> web.Response:
         wanted = await read_body(request, StreamFilter, empty_ok=True)
     except BadBody as exc:
         return _bad(exc)
+    if wanted.empty:  # WCS ends every stream here; one careless or forged call must not
+        return json_error(400, "a filter is required (name, mediaSessionId, mediaSessionIds, sessionId, "
+                               "published or status)")
     records = await _matching(services, grant, wanted)
     if not records:
         return json_error(404, Info.STREAM_NOT_FOUND)

@@ -1,4 +1,5 @@
-"""The listening shell: the app on `port`, https + wss on `tls_port`, WCS REST alone on `rest_port`."""
+"""The listening shell: the app on `port`, https + wss on `tls_port`, WCS REST alone on `rest_port`,
+`/metrics` alone on `metrics_port`; every public listener behind a `ConnectionGuard`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from streamsnap.addresses import TrustedProxies
 from streamsnap.cluster.registry import NodeInfo, RedisStreamRegistry
 from streamsnap.cluster.routing import HttpRouter
 from streamsnap.config import Settings
@@ -21,6 +23,8 @@ from streamsnap.streams import StreamRecord
 from streamsnap.web.app import create_app, create_rest_app
 from streamsnap.web.catalog import node_name
 from streamsnap.web.cluster import create_cluster_app
+from streamsnap.web.connections import ConnectionGuard, http_error_logger, safe_access_logger, serve_guarded
+from streamsnap.web.metrics import create_metrics_app
 from streamsnap.web.services import SERVICES, Services
 from streamsnap.web.tls import Certificate, local_certificate, server_context, server_context_from_files
 
@@ -60,6 +64,9 @@ class Server:
     certificate: Certificate | None = None
     "The self-signed certificate, when `tls_self_signed` made one."
     _runners: list[web.AppRunner] = field(default_factory=list)
+    _servers: list[asyncio.Server] = field(default_factory=list)
+    guard: ConnectionGuard | None = None
+    "Open connections per address and the header deadline of the public listeners (after `start`)."
     _services: Services | None = None
     _cluster: tuple[RedisStreamRegistry, HttpRouter, asyncio.Task[None]] | None = None
 
@@ -104,27 +111,42 @@ class Server:
         if registry is not None and cluster_sock is not None:
             await self._join(registry, cluster_sock)
         sites: list[tuple[web.AppRunner, socket.socket, ssl.SSLContext | None, str, str]] = []
+        proxies = TrustedProxies(settings.trusted_proxies)
+        access_log = safe_access_logger(proxies)
+        self.guard = ConnectionGuard(settings.http_header_timeout, settings.max_http_connections_per_ip, proxies)
         # Room for the drain (in-flight snapshots get `shutdown_grace`) before aiohttp cuts connections.
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace + 2.0)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace + 2.0,
+                               access_log_class=access_log, logger=http_error_logger())
         shared = self.reuse_port
         sites.append((runner, _listen(settings.host, settings.port, shared), None, "http", "http"))
         if context is not None:
             sites.append((runner, _listen(settings.host, settings.tls_port, shared), context, "https", "https"))
         rest_runner = None
         if settings.rest_port:
-            rest_runner = web.AppRunner(create_rest_app(self._services), handle_signals=False)
+            rest_runner = web.AppRunner(create_rest_app(self._services), handle_signals=False,
+                                        access_log_class=access_log, logger=http_error_logger())
             sites.append((rest_runner, _listen(settings.host, settings.rest_port, shared), None, "rest", "http"))
         if rest_runner is not None:
             await rest_runner.setup()
             self._runners.append(rest_runner)
+        if settings.metrics_port:
+            metrics_runner = web.AppRunner(create_metrics_app(self._services), handle_signals=False,
+                                           access_log_class=access_log, logger=http_error_logger())
+            await metrics_runner.setup()
+            self._runners.append(metrics_runner)
+            sites.append((metrics_runner, _listen(settings.metrics_host or settings.host, settings.metrics_port),
+                          None, "metrics", "http"))
         await runner.setup()
         self._runners.append(runner)
         for site_runner, sock, site_context, role, scheme in sites:
-            await web.SockSite(site_runner, sock, ssl_context=site_context).start()
+            self._servers.append(await serve_guarded(site_runner, sock, self.guard, site_context))
             self.listeners.append(Listener(role, scheme, sock.getsockname()[1]))
 
     async def stop(self) -> None:
         """Stop listening, close every session, free the workers (REST listener first: it shares the core)."""
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()

@@ -13,15 +13,18 @@ from streamsnap.access import AccessControl, BackendHooks, HookSettings, TokenPo
 from streamsnap.cluster.registry import ClusterStatus
 from streamsnap.config import Settings
 from streamsnap.media.rtsp import RtspSettings, RtspSource
+from streamsnap.media.sdp_limits import SdpLimits
 from streamsnap.media.snapshot import EngineSettings, SnapshotEngine
 from streamsnap.media.source import LocalSources
 from streamsnap.media.webrtc import IngestSettings
 from streamsnap.protocol.session import SessionConfig
-from streamsnap.service.cameras import CameraPulls, PullSettings
+from streamsnap.service.cameras import CameraPulls, PullSettings, redact_credentials_in_logs
+from streamsnap.service.mjpeg import MjpegFeeds
 from streamsnap.service.node import NodeState
 from streamsnap.service.publishing import PublishingService, PublishLimits
 from streamsnap.service.snapshots import SnapshotLimits, SnapshotService
 from streamsnap.streams import LocalStreamRegistry, StreamRegistry
+from streamsnap.thumbnails import Thumbnailer
 from streamsnap.web.catalog import node_name
 
 
@@ -48,6 +51,10 @@ class Services:
     "Live session runners (for shutdown)."
     ready: bool = False
     "True once the server has started, until it begins to shut down (`/readyz`)."
+    thumbnails: Thumbnailer | None = None
+    "The periodic thumbnailer, while thumbnails are on (`/streams/{name}/thumbnail.jpg` serves its pictures)."
+    mjpeg: MjpegFeeds | None = None
+    "The MJPEG feeds (set when the MJPEG url is routed)."
     cameras: CameraPulls | None = None
     "The node's RTSP camera pulls (on demand, REST, config)."
     cluster: ClusterStatus | None = None
@@ -70,6 +77,9 @@ class Services:
                 keyframe_timeout=settings.keyframe_timeout,
                 workers=settings.snapshot_workers,
                 png_compress_level=settings.png_compress_level,
+                deadline=settings.snapshot_deadline_ms / 1000,
+                keyframe_request_cost_frames=settings.keyframe_request_cost_frames,
+                max_loop_lag=settings.max_event_loop_lag_ms / 1000,
             )
         )
         ingest = IngestSettings(
@@ -82,6 +92,8 @@ class Services:
             connect_timeout=settings.connect_timeout,
             max_publish_bitrate=settings.max_publish_bitrate,
             public_ip=settings.public_ip,
+            sdp_limits=SdpLimits(max_bytes=settings.sdp_max_bytes, max_lines=settings.sdp_max_lines,
+                                 max_media=settings.sdp_max_media, max_candidates=settings.sdp_max_candidates),
         )
         session_config = SessionConfig(
             keepalive_interval=settings.keepalive_interval,
@@ -91,9 +103,10 @@ class Services:
             max_pending_snapshots=settings.max_pending_snapshots,
             message_rate=settings.message_rate,
             message_burst=settings.message_burst,
+            login_timeout=settings.login_timeout,
         )
         access = AccessControl(
-            TokenPolicy(settings.auth_secret, issuer=settings.auth_issuer),
+            TokenPolicy(settings.auth_secret, issuer=settings.auth_issuer, allow_no_exp=settings.auth_allow_no_exp),
             BackendHooks(HookSettings(settings.backend_url, settings.backend_secret, settings.backend_timeout,
                                       settings.backend_fail_open)),
             tuple(settings.allowed_origins),
@@ -102,6 +115,7 @@ class Services:
             SnapshotLimits(
                 max_in_flight=settings.max_snapshots_in_flight,
                 max_per_client=settings.max_snapshots_per_client,
+                max_per_subject=settings.max_snapshots_per_subject,
                 max_width=settings.image_max_width,
                 max_height=settings.image_max_height,
                 keyframe_requests_per_second=settings.max_keyframe_requests_per_second,
@@ -111,7 +125,7 @@ class Services:
         )
         publishing = PublishingService(
             PublishLimits(max_streams=settings.max_streams, connect_timeout=settings.connect_timeout,
-                          rtp_timeout=settings.rtp_timeout),
+                          rtp_timeout=settings.rtp_timeout, max_per_subject=settings.max_streams_per_subject),
             registry, sources, access, node,
         )
         services = cls(settings, registry, sources, engine, snapshots, publishing, ingest, session_config, access, node)
@@ -122,13 +136,17 @@ class Services:
 
 def camera_pulls(settings: Settings, publishing: PublishingService) -> CameraPulls:
     """The RTSP camera pulls of the settings' `rtsp_*` block, running in `publishing`."""
+    redact_credentials_in_logs()
     rtsp = RtspSettings(open_timeout=settings.rtsp_open_timeout, packet_timeout=settings.rtsp_packet_timeout,
-                        gop_max_frames=settings.gop_max_frames, gop_max_bytes=settings.gop_max_bytes)
+                        gop_max_frames=settings.gop_max_frames, gop_max_bytes=settings.gop_max_bytes,
+                        max_redirects=settings.rtsp_max_redirects)
     pulls = PullSettings(transport=settings.rtsp_transport, on_demand=settings.rtsp_on_demand,
                          idle_timeout=settings.rtsp_idle_timeout, allowed_hosts=tuple(settings.rtsp_allowed_hosts),
                          start_timeout=settings.rtsp_open_timeout + settings.connect_timeout + 1,
                          reconnect_max=settings.rtsp_reconnect_max)
-    return CameraPulls(pulls, publishing, lambda name, uri, transport: RtspSource(name, uri, rtsp, transport))
+    cameras = CameraPulls(pulls, publishing, lambda name, uri, transport: RtspSource(
+        name, uri, rtsp, transport, host_allowed=cameras.hosts.permits))
+    return cameras
 
 
 SERVICES = web.AppKey("services", Services)

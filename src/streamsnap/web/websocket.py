@@ -64,6 +64,8 @@ class SessionRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self.snapshot_tasks: set[asyncio.Task[None]] = set()
         "Snapshot requests being served (a stopping server lets them finish)."
+        self._logging_in = False
+        "A `connection` is being authorized (the login timeout waits for its answer)."
 
     async def run(self) -> None:
         """Serve the socket until it closes."""
@@ -95,11 +97,14 @@ class SessionRunner:
             return self.session.reject(exc, now)
         try:
             if isinstance(message, msg.Connect) and self.session.state is State.CONNECTED:
+                self._logging_in = True
                 try:
                     await self._authorize_connect(message)
                 except AccessDenied as exc:
                     self.log.info("session %s refused: %s", self.session.session_id, exc.detail)
                     return self.session.refuse_connection(Info.RESTRICTED_ACCESS)
+                finally:
+                    self._logging_in = False
             return self.session.receive(message, now)
         except Exception:  # a bug must cost one answer, not the server or a traceback on the wire
             self.log.exception("session %s: error handling %s", self.session.session_id, type(message).__name__)
@@ -161,7 +166,8 @@ class SessionRunner:
     async def _keepalive(self) -> None:
         while not self.ws.closed:
             await asyncio.sleep(TICK_SECONDS)
-            await self.execute(self.session.tick(self.services.clock()))
+            if not self._logging_in:
+                await self.execute(self.session.tick(self.services.clock()))
 
     async def _publish(self, action: StartPublish) -> None:
         ingest, offer = self.services.ingest, action.sdp

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,12 +49,12 @@ def rate(make: Callable[[], Executor], size: str, seconds: float) -> float:
         pending = {pool.submit(picture, size, index + k) for k in range(16)}
         index = 16
         while time.perf_counter() - started < seconds:
-            finished = next(iter(pending))
-            finished.result()
-            pending.discard(finished)
-            done += 1
-            pending.add(pool.submit(picture, size, index))
-            index += 1
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()
+                done += 1
+                pending.add(pool.submit(picture, size, index))
+                index += 1
         return done / (time.perf_counter() - started)
 
 

@@ -297,7 +297,8 @@ class Settings:
         100, "Live streams that get per-stream series in `/metrics`, at most; 0: no per-stream series."
     )
     http_header_timeout: Seconds = _setting(
-        10.0, "Seconds a new HTTP connection has to send its request headers; then it is closed."
+        10.0, "Seconds an HTTP connection has to send complete request headers (the first request's, and the "
+        "next one's on a kept-alive connection: an idle one is closed after it too); then it is closed."
     )
     max_http_connections_per_ip: Count = _setting(
         1024, "Open HTTP connections (WebSockets included) one client address may hold; more are closed at once."

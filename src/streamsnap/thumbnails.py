@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from streamsnap.access import OPEN_GRANT
+from streamsnap.access import OPEN_GRANT, signed_json_request
 from streamsnap.media.imaging import ImageFormat, ImageSpec
 from streamsnap.reasons import SnapshotError
 from streamsnap.service.snapshots import Requester, SnapshotService
@@ -55,6 +55,8 @@ class ThumbnailSettings:
     "URL to POST `{name, path, taken_at}` to after each picture; empty: none."
     remove_ended: bool = False
     "Remove a stream's files (and its history folder) at the first round after it ended."
+    webhook_secret: str = ""
+    "HMAC-SHA256 key the webhook bodies are signed with (X-Streamsnap-Signature), like the backend hooks."
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,10 @@ class Thumbnailer:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_SECONDS))
         body = {"name": name, "path": str(path),
                 "taken_at": taken_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+        data, headers = signed_json_request(self.settings.webhook_secret, body)
         try:
-            async with self._http.post(self.settings.webhook, json=body) as response:
+            async with self._http.post(self.settings.webhook, data=data, headers=headers,
+                                       allow_redirects=False) as response:
                 if response.status >= 400:
                     logger.warning("thumbnail webhook answered %d", response.status, extra={"stream": name})
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from streamsnap.access import SIGNATURE_HEADER, signature_valid
 from streamsnap.media.pattern import FPS, PatternTrack, read_counter
 from streamsnap.thumbnails import file_stem
 from streamsnap.wcsclient import WcsClient
@@ -20,15 +22,19 @@ from tests.conftest import serve_on_loopback
 pytestmark = pytest.mark.integration
 
 INTERVAL = 0.3
+WEBHOOK_KEY = "thumbnail-webhook-key"
 MAX_LAG_FRAMES = 20 + int(INTERVAL * FPS)
 
 
 async def test_thumbnails_are_written_rotated_and_announced(start_server: Callable[..., Any],
                                                             tmp_path: Path) -> None:
     posts: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    signed: list[bool] = []
 
     async def hook(request: web.Request) -> web.Response:
-        posts.put_nowait(await request.json())
+        body = await request.read()
+        signed.append(signature_valid(WEBHOOK_KEY, body, request.headers.get(SIGNATURE_HEADER)))
+        posts.put_nowait(json.loads(body))
         return web.Response(status=204)
 
     receiver = web.Application()
@@ -38,7 +44,7 @@ async def test_thumbnails_are_written_rotated_and_announced(start_server: Callab
 
     folder = tmp_path / "thumbs"
     server = await start_server(thumbnail_interval=INTERVAL, thumbnail_dir=str(folder), thumbnail_history=2,
-                                thumbnail_width=320, thumbnail_webhook=hook_url)
+                                thumbnail_width=320, thumbnail_webhook=hook_url, backend_secret=WEBHOOK_KEY)
     name = "lobby/cam.1"
     track = PatternTrack(640, 480)
     publisher = await WcsClient.connect(server.ws_url)
@@ -53,6 +59,7 @@ async def test_thumbnails_are_written_rotated_and_announced(start_server: Callab
             assert post["path"] == str(current)
             assert post["taken_at"].endswith("Z")
         assert [p["taken_at"] for p in seen] == sorted(p["taken_at"] for p in seen)
+        assert signed and all(signed)  # signed like the backend hooks, so the receiver can tell forgeries
 
         image = Image.open(io.BytesIO(current.read_bytes()))
         assert image.format == "JPEG"

@@ -47,6 +47,14 @@ logger = logging.getLogger(__name__)
 
 REMB_INTERVAL = 1.0
 MAX_WAIT_FRAMES = 4
+MAX_PACKETS_PER_FRAME = 4096
+"Packets one frame being assembled may hold (a 4 MiB keyframe in 1200-byte packets is about 3500)."
+MAX_PENDING_BYTES = 4 * 1024 * 1024
+"Payload bytes the frames being assembled may hold together."
+MAX_SOURCES = 8
+"RTP sources (SSRCs, RTX included) one receiver takes packets from."
+MAX_NACK_JUMP = 512
+"A sequence number further ahead than this is a new start, not a loss to NACK packet by packet."
 
 
 def _newer(a: int, b: int) -> bool:
@@ -77,6 +85,11 @@ class _PendingFrame:
     last: int | None = None
     "The packet with the marker bit."
 
+    @property
+    def size(self) -> int:
+        """Payload bytes held."""
+        return sum(len(payload) for payload in self.payloads.values())
+
     def complete(self, expected_first: int | None) -> list[bytes] | None:
         first = self.flagged_first if expected_first is None else expected_first
         if first is None or self.last is None or first not in self.payloads:
@@ -99,24 +112,48 @@ class FrameAssembler:
     A frame still incomplete while `MAX_WAIT_FRAMES` newer ones are waiting is given up
     (NACKed retransmissions had their chance) and counted in `gaps`: the frames after it
     cannot be decoded from the group it belonged to.
+
+    What waits is bounded, whatever a publisher sends: a frame over `max_packets` packets is
+    given up (and further packets of it dropped), and when the waiting frames hold more than
+    `max_pending_bytes` the largest is given up, until they fit. Frames that never get their
+    marker bit cost no more than that.
     """
 
-    def __init__(self, codec: str) -> None:
+    def __init__(self, codec: str, *, max_packets: int = MAX_PACKETS_PER_FRAME,
+                 max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self.codec = codec
+        self.max_packets = max_packets
+        self.max_pending_bytes = max_pending_bytes
         self._pending: dict[int, _PendingFrame] = {}
         self._last_emitted: int | None = None
         self._next_first: int | None = None
+        self._refused: dict[int, None] = {}
+        "Timestamps of frames given up for their size (newest last), whose late packets are dropped."
         self.gaps = 0
-        "Frames given up for lost."
+        "Frames given up for lost (or for their size)."
+        self.pending_bytes = 0
+        "Payload bytes held by frames not complete yet."
+        self.oversized = 0
+        "Frames given up for their packets or bytes."
 
     def add(self, sequence: int, timestamp: int, marker: bool, payload: bytes) -> list[tuple[int, list[bytes]]]:
         """Add one packet; return the frames (timestamp, payloads in order) it made whole, oldest first."""
         if self._last_emitted is not None and not _newer(timestamp, self._last_emitted):
             return []  # a late or repeated packet of a frame already handed on
+        if timestamp in self._refused:
+            return []
         frame = self._pending.get(timestamp)
         if frame is None:
             frame = self._pending[timestamp] = _PendingFrame()
+        replaced = frame.payloads.get(sequence)
         frame.payloads[sequence] = payload
+        self.pending_bytes += len(payload) - (len(replaced) if replaced is not None else 0)
+        if len(frame.payloads) > self.max_packets:
+            self._give_up(timestamp)
+        while self.pending_bytes > self.max_pending_bytes and self._pending:
+            self._give_up(max(self._pending, key=lambda ts: self._pending[ts].size))
+        if timestamp not in self._pending:
+            return self._release(timestamp)
         # H.264 marks every NAL unit's first packet alike: the frame starts at the earliest.
         if starts_frame(self.codec, payload) and (
             frame.flagged_first is None or (frame.flagged_first - sequence) & 0xFFFF < 0x8000
@@ -140,22 +177,42 @@ class FrameAssembler:
                 if self._next_first is not None:
                     self._next_first = None  # packets before it are lost: sync on its payload headers
                 else:
-                    del self._pending[oldest]  # it is itself incomplete: give it up
+                    self._drop(oldest)  # it is itself incomplete: give it up
                 continue
-            del self._pending[oldest]
+            self._drop(oldest)
             assert frame.last is not None
             self._next_first = (frame.last + 1) & 0xFFFF
             self._last_emitted = origin = oldest
             released.append((oldest, payloads))
         return released
 
+    def _drop(self, timestamp: int) -> None:
+        frame = self._pending.pop(timestamp)
+        self.pending_bytes -= frame.size
+
+    def _give_up(self, timestamp: int) -> None:
+        """Give up a frame too large to be one: it is lost, and so is the sync on the frame before it."""
+        self._drop(timestamp)
+        self.gaps += 1
+        self.oversized += 1
+        self._next_first = None
+        self._refused[timestamp] = None
+        if len(self._refused) > 2 * MAX_WAIT_FRAMES:
+            del self._refused[next(iter(self._refused))]
+
 
 class VideoReceivePath:
     """Handles the RTP packets of one aiortc video receiver in its place."""
 
     def __init__(self, receiver: Any, on_frame: Callable[[str, bytes, int], None],
-                 on_gap: Callable[[], None], max_bitrate: int) -> None:
+                 on_gap: Callable[[], None], max_bitrate: int, *, max_packets_per_frame: int = MAX_PACKETS_PER_FRAME,
+                 max_pending_bytes: int = MAX_PENDING_BYTES, max_sources: int = MAX_SOURCES) -> None:
         self._receiver = receiver
+        self._max_packets_per_frame = max_packets_per_frame
+        self._max_pending_bytes = max_pending_bytes
+        self._max_sources = max_sources
+        self._sources: set[int] = set()
+        self._nack_seq: int | None = None
         self._on_frame = on_frame
         self._on_gap = on_gap
         self._max_bitrate = max_bitrate
@@ -171,6 +228,8 @@ class VideoReceivePath:
         "RTP packets handled."
         self.gaps = 0
         "Frames given up (lost for good, or undecodable), each also reported through `on_gap`."
+        self.dropped = 0
+        "Packets dropped for coming from a source over `max_sources`."
         replace_rtp_handler(receiver, self.handle)  # the DTLS transport calls this per packet
 
     async def handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
@@ -179,6 +238,11 @@ class VideoReceivePath:
         codec = self._codecs.get(packet.payload_type)
         if codec is None:
             return
+        if packet.ssrc not in self._sources:
+            if len(self._sources) >= self._max_sources:
+                self.dropped += 1  # each source costs statistics, NACK and REMB state: a few are plenty
+                return
+            self._sources.add(packet.ssrc)
         statistics = self._statistics.get(packet.ssrc)
         if statistics is None:
             statistics = self._statistics[packet.ssrc] = StreamStatistics(codec.clockRate)
@@ -194,13 +258,18 @@ class VideoReceivePath:
             self._media_ssrcs.add(packet.ssrc)
             if self._remb_task is None:
                 self._remb_task = asyncio.ensure_future(self._send_remb())
+        previous, self._nack_seq = self._nack_seq, packet.sequence_number
+        if previous is not None and MAX_NACK_JUMP < (packet.sequence_number - previous) & 0xFFFF < 0x8000:
+            # aiortc's generator walks every sequence number skipped: a jump is a restart, not 30 000 losses.
+            self._nack = NackGenerator()
         if self._nack.add(packet):
             await send_rtcp_nack(self._receiver, packet.ssrc, sorted(self._nack.missing))
         if not packet.payload:
             return  # padding
         assembler = self._assemblers.get(codec.name)
         if assembler is None:
-            assembler = self._assemblers[codec.name] = FrameAssembler(codec.name)
+            assembler = self._assemblers[codec.name] = FrameAssembler(
+                codec.name, max_packets=self._max_packets_per_frame, max_pending_bytes=self._max_pending_bytes)
         gaps = assembler.gaps
         frames = assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker), packet.payload)
         if assembler.gaps != gaps:
@@ -215,6 +284,16 @@ class VideoReceivePath:
                 self._on_gap()
                 continue
             self._on_frame(codec.name, data, timestamp)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Payload bytes held by frames being assembled."""
+        return sum(assembler.pending_bytes for assembler in self._assemblers.values())
+
+    @property
+    def oversized(self) -> int:
+        """Frames given up for their packets or bytes."""
+        return sum(assembler.oversized for assembler in self._assemblers.values())
 
     async def request_keyframe(self) -> bool:
         """Send a PLI for every media source seen; False when none has been seen yet."""

@@ -55,6 +55,10 @@ class IngestSettings:
     "Announced in place of the host candidates' addresses in answers (a server behind 1:1 NAT); empty: as bound."
     sdp_limits: SdpLimits = field(default_factory=SdpLimits)
     "The largest offer accepted (checked before aiortc parses it)."
+    rtp_max_packets_per_frame: int = 4096
+    "RTP packets one frame being assembled may hold (its bytes count against `gop_max_bytes`)."
+    rtp_max_sources: int = 8
+    "RTP sources (SSRCs) one stream may send."
 
 
 def local_ipv4_addresses() -> list[str]:
@@ -158,8 +162,11 @@ class WebRtcSource:
                 # Nothing reaches aiortc's decoder queue any more (the lean path hands frames
                 # on itself); the tap still stands there so its thread idles instead of decoding.
                 replace_decoder_queue(receiver, ReceiverTap(None))
+                # Frames being assembled hold at most `gop_max_bytes`, as the frames kept do.
                 self._video_path = VideoReceivePath(
-                    receiver, self._on_video_frame, self._on_video_gap, self.settings.max_publish_bitrate
+                    receiver, self._on_video_frame, self._on_video_gap, self.settings.max_publish_bitrate,
+                    max_packets_per_frame=self.settings.rtp_max_packets_per_frame,
+                    max_pending_bytes=self.settings.gop_max_bytes, max_sources=self.settings.rtp_max_sources,
                 )
             else:
                 replace_decoder_queue(receiver, ReceiverTap(None))
@@ -178,6 +185,21 @@ class WebRtcSource:
     def stats(self) -> SourceStats:
         """Statistics of the received video."""
         return video_stats(self.video)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of video frames being assembled (bounded by `gop_max_bytes`)."""
+        return self._video_path.pending_bytes if self._video_path is not None else 0
+
+    @property
+    def oversized_frames(self) -> int:
+        """Video frames given up for holding more packets or bytes than allowed."""
+        return self._video_path.oversized if self._video_path is not None else 0
+
+    @property
+    def dropped_packets(self) -> int:
+        """RTP packets dropped for coming from more sources than `rtp_max_sources`."""
+        return self._video_path.dropped if self._video_path is not None else 0
 
     async def close(self, reason: StreamEnd = StreamEnd.STOPPED_BY_PUBLISHER) -> None:
         """End the stream with `reason` (unless it ended already) and tear down the peer connection; idempotent."""

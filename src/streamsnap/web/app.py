@@ -146,6 +146,7 @@ def _start_thumbnails(services: Services) -> asyncio.Task[None] | None:
             history=settings.thumbnail_history,
             webhook=settings.thumbnail_webhook,
             remove_ended=settings.thumbnail_remove_ended,
+            webhook_secret=settings.backend_secret,
         ),
         services.snapshots,
     )

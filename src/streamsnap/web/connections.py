@@ -1,9 +1,11 @@
 """The HTTP edge under aiohttp: connections per address, a deadline for request headers, safe access logs.
 
-aiohttp keeps a connection that drips its request headers a byte at a time open for as
-long as it drips, and has no bound on the connections one address holds open. Each
+aiohttp keeps a connection that drips its first request's headers a byte at a time open for
+as long as it drips, and has no bound on the connections one address holds open. Each
 listener's protocol factory is wrapped here (`serve_guarded`): a connection whose first
-request headers are not complete within `header_timeout` is closed, and an address already
+request headers are not complete within `header_timeout` is closed (the next requests on a
+kept-alive connection are aiohttp's `keepalive_timeout`, which `server.py` sets to the same
+value: its timer is not reset by a partial request), and an address already
 holding `max_per_address` connections has its next one closed on arrival (a trusted proxy
 is exempt: it carries many clients). The access log (`SafeAccessLogger`) writes the client
 address the proxies tell, the path, and the query without any credential in it.

@@ -116,7 +116,8 @@ class Server:
         self.guard = ConnectionGuard(settings.http_header_timeout, settings.max_http_connections_per_ip, proxies)
         # Room for the drain (in-flight snapshots get `shutdown_grace`) before aiohttp cuts connections.
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace + 2.0,
-                               access_log_class=access_log, logger=http_error_logger())
+                               access_log_class=access_log, logger=http_error_logger(),
+                               keepalive_timeout=settings.http_header_timeout)
         shared = self.reuse_port
         sites.append((runner, _listen(settings.host, settings.port, shared), None, "http", "http"))
         if context is not None:
@@ -124,14 +125,16 @@ class Server:
         rest_runner = None
         if settings.rest_port:
             rest_runner = web.AppRunner(create_rest_app(self._services), handle_signals=False,
-                                        access_log_class=access_log, logger=http_error_logger())
+                                        access_log_class=access_log, logger=http_error_logger(),
+                                        keepalive_timeout=settings.http_header_timeout)
             sites.append((rest_runner, _listen(settings.host, settings.rest_port, shared), None, "rest", "http"))
         if rest_runner is not None:
             await rest_runner.setup()
             self._runners.append(rest_runner)
         if settings.metrics_port:
             metrics_runner = web.AppRunner(create_metrics_app(self._services), handle_signals=False,
-                                           access_log_class=access_log, logger=http_error_logger())
+                                           access_log_class=access_log, logger=http_error_logger(),
+                                        keepalive_timeout=settings.http_header_timeout)
             await metrics_runner.setup()
             self._runners.append(metrics_runner)
             sites.append((metrics_runner, _listen(settings.metrics_host or settings.host, settings.metrics_port),

@@ -94,6 +94,8 @@ class Services:
             public_ip=settings.public_ip,
             sdp_limits=SdpLimits(max_bytes=settings.sdp_max_bytes, max_lines=settings.sdp_max_lines,
                                  max_media=settings.sdp_max_media, max_candidates=settings.sdp_max_candidates),
+            rtp_max_packets_per_frame=settings.rtp_max_packets_per_frame,
+            rtp_max_sources=settings.rtp_max_sources,
         )
         session_config = SessionConfig(
             keepalive_interval=settings.keepalive_interval,

@@ -44,6 +44,7 @@ PUBLISH_STATUS: dict[StreamEnd, int] = {
     StreamEnd.SHUTTING_DOWN: 503,
     StreamEnd.INVALID_SDP: 400,
     StreamEnd.NO_COMMON_CODECS: 400,
+    StreamEnd.SUBJECT_BUSY: 429,
 }
 "The HTTP status of a refused WHIP offer (any other reason: 500)."
 

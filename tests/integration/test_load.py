@@ -1,0 +1,295 @@
+"""Pictures under heavy load, with real publishers: the excess is refused fast, the rest is served right.
+
+A small server (one worker thread, a short deadline) gets bursts of requests for large pictures
+of many streams, far more than it can make in time. The requests it cannot serve in time are
+refused at once with the overload reason; the pictures it serves show the right frame; no
+published stream ends; and decoding per picture stays one frame however busy the server is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from streamsnap.media.imaging import ImageSpec
+from streamsnap.media.pattern import PatternTrack, read_counter
+from streamsnap.media.pool import WorkerPool
+from streamsnap.media.snapshot import EngineStats
+from streamsnap.reasons import SnapshotFailure
+from streamsnap.wcsclient import SnapshotFailed, WcsClient
+from streamsnap.web.wcs import SNAPSHOT_INFO
+from tests.conftest import MAX_LAG_FRAMES, RunningServer, png_image
+
+pytestmark = pytest.mark.integration
+
+STREAMS = 6
+BIG = {"width": "1920", "max_age_ms": "0"}
+"A large picture (a 320x240 stream scaled up: costly to encode) of a fresh frame (a PLI each)."
+
+
+@dataclass
+class Answer:
+    stream: int
+    status: int
+    seconds: float
+    "From the request sent to the answer read, client side."
+    body: bytes
+    reason: str | None
+    retry_after: str | None
+    counter: int = 0
+    "The publisher's frame counter when the answer was read."
+
+
+async def fetch(http: aiohttp.ClientSession, server: RunningServer, stream: int, **params: str) -> Answer:
+    started = time.perf_counter()
+    async with http.get(f"{server.http_url}/streams/load{stream}/snapshot.png", params=params) as response:
+        body = await response.read()
+        reason = (await response.json())["reason"] if response.content_type == "application/json" else None
+        return Answer(stream, response.status, time.perf_counter() - started, body, reason,
+                      response.headers.get("Retry-After"))
+
+
+async def occupy_the_worker(pool: WorkerPool) -> tuple[asyncio.Future[Any], threading.Event]:
+    """Give the pool's only worker a job that holds it until the event returned is set."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(10)
+
+    busy = asyncio.ensure_future(pool.run(0.0, hold))
+    async with asyncio.timeout(5):
+        while not started.is_set():  # noqa: ASYNC110 -- the worker taking the job
+            await asyncio.sleep(0.005)
+    return busy, release
+
+
+def frames_per_picture(stats: EngineStats, before: tuple[int, int]) -> float:
+    decodes, frames = stats.decodes - before[0], stats.frames_decoded - before[1]
+    assert decodes > 0
+    return frames / decodes
+
+
+Loaded = tuple[RunningServer, WcsClient, list[PatternTrack]]
+
+
+@pytest.fixture
+async def overloaded(start_server: Callable[..., Any]) -> AsyncIterator[Loaded]:
+    """A server with one worker and a 50 ms deadline, and `STREAMS` live 320x240 pattern streams."""
+    async with publishing(await start_server(snapshot_workers=1, snapshot_deadline_ms=50,
+                                             max_keyframe_requests_per_second=50)) as loaded:
+        yield loaded
+
+
+@pytest.fixture
+async def loaded(start_server: Callable[..., Any]) -> AsyncIterator[Loaded]:
+    """A server with one worker (and the default deadline), and `STREAMS` live 320x240 pattern streams."""
+    async with publishing(await start_server(snapshot_workers=1)) as loaded:
+        yield loaded
+
+
+@contextlib.asynccontextmanager
+async def publishing(server: RunningServer) -> AsyncIterator[Loaded]:
+    publisher = await WcsClient.connect(server.ws_url)
+    tracks = [PatternTrack(320, 240) for _ in range(STREAMS)]
+    try:
+        for k, track in enumerate(tracks):
+            await publisher.publish(f"load{k}", [track])
+        yield server, publisher, tracks
+    finally:
+        await publisher.close()
+
+
+async def test_a_burst_past_capacity_is_refused_fast_and_what_is_served_is_right(
+        overloaded: Loaded, http: aiohttp.ClientSession) -> None:
+    server, publisher, tracks = overloaded
+    assert server.services is not None
+    engine = server.services.engine
+    stats = engine.stats
+    # Light load first: one big picture at a time (this also teaches the engine what they cost).
+    for k in range(STREAMS):
+        for _ in range(2):
+            answer = await fetch(http, server, k, **BIG)
+            assert answer.status == 200
+    before = (stats.decodes, stats.frames_decoded)
+    for k in range(STREAMS):
+        assert (await fetch(http, server, k, **BIG)).status == 200
+    light = frames_per_picture(stats, before)
+    capacity = engine.capacity
+    assert capacity > 0
+
+    # Bursts: every stream asked at once, four times each (they share one picture per stream),
+    # three times over: far more work than one worker does in 50 ms.
+    before = (stats.decodes, stats.frames_decoded)
+    answers: list[Answer] = []
+    for _ in range(3):
+        answers += await asyncio.gather(*(fetch(http, server, k, **BIG) for k in range(STREAMS) for _ in range(4)))
+        for answer in answers:
+            answer.counter = answer.counter or tracks[answer.stream].counter
+        await asyncio.sleep(0.2)
+    served = [a for a in answers if a.status == 200]
+    refused = [a for a in answers if a.status != 200]
+    assert served, "a server past its capacity still serves what it can"
+    assert refused, f"{len(answers)} requests at {capacity:.0f} pictures/s: some must be refused"
+    assert {(a.status, a.reason, a.retry_after) for a in refused} == {(503, SnapshotFailure.OVERLOADED.value, "1")}
+    refusal_times = sorted(a.seconds for a in refused)
+    assert refusal_times[len(refusal_times) // 2] < 0.05, refusal_times  # refused fast, not after a wait
+    assert refusal_times[-1] < 0.5, refusal_times
+    assert frames_per_picture(stats, before) <= max(light, 1.0) + 0.01  # no costlier path under load
+    assert stats.overloaded >= len(refused)
+
+    # What was served shows the stream's frame, at the size asked.
+    # (Decoded in a thread: this test's loop is the server's too, and a late loop refuses pictures.)
+    for answer in served:
+        image = await asyncio.to_thread(png_image, answer.body)
+        assert image.size == (1920, 1440)
+        assert 0 <= answer.counter - read_counter(image) <= MAX_LAG_FRAMES
+
+    # No published stream ended: each is still live and still pictured.
+    assert all(p.status == "PUBLISHING" for p in publisher.publications.values())
+    assert len(await server.services.registry.all()) == STREAMS
+    for k in range(STREAMS):
+        picture = await publisher.snapshot(f"load{k}")
+        assert 0 <= tracks[k].counter - read_counter(png_image(picture.png)) <= MAX_LAG_FRAMES
+
+
+async def test_a_cancelled_request_does_not_decode(
+        loaded: Loaded) -> None:
+    server, _, _ = loaded
+    assert server.services is not None
+    engine = server.services.engine
+    source = server.services.sources.get("load0")
+    assert source is not None
+    await engine.request(source, max_age_ms=0)  # media flows, estimates are warm
+    # Keep the only worker busy, so that the picture's decode waits in the queue.
+    busy, release = await occupy_the_worker(engine.pool)
+    decodes, frames, skipped = engine.stats.decodes, engine.stats.frames_decoded, engine.pool.stats.skipped
+    request = asyncio.ensure_future(engine.request(source, ImageSpec(), max_age_ms=0))
+    async with asyncio.timeout(5):
+        while engine.pool.stats.queued == 0:  # noqa: ASYNC110 -- the decode job reaching the queue
+            await asyncio.sleep(0.005)
+    request.cancel()
+    release.set()
+    await busy
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    await engine.request(source, max_age_ms=0)  # the pool goes on with later work
+    assert engine.pool.stats.skipped == skipped + 1
+    assert engine.stats.decodes == decodes + 1  # only the later request's
+    assert engine.stats.frames_decoded == frames + 1
+    assert engine.stats.abandoned >= 1
+
+
+async def test_a_picture_goes_on_while_one_of_its_callers_waits(loaded: Loaded) -> None:
+    server, _, tracks = loaded
+    assert server.services is not None
+    engine = server.services.engine
+    source = server.services.sources.get("load4")
+    assert source is not None
+    await engine.request(source, max_age_ms=0)
+    busy, release = await occupy_the_worker(engine.pool)
+    decodes, abandoned = engine.stats.decodes, engine.stats.abandoned
+    staying = asyncio.ensure_future(engine.request(source, max_age_ms=0))
+    leaving = asyncio.ensure_future(engine.request(source, max_age_ms=0))
+    async with asyncio.timeout(5):
+        while engine.pool.stats.queued == 0:  # noqa: ASYNC110 -- the shared decode job reaching the queue
+            await asyncio.sleep(0.005)
+    leaving.cancel()
+    release.set()
+    await busy
+    picture = await staying
+    assert engine.stats.decodes == decodes + 1
+    assert engine.stats.abandoned == abandoned
+    image = await asyncio.to_thread(png_image, picture.data)
+    assert 0 <= tracks[4].counter - read_counter(image) <= MAX_LAG_FRAMES
+
+
+async def test_a_closed_session_stops_its_pictures(
+        loaded: Loaded) -> None:
+    server, _, _ = loaded
+    assert server.services is not None
+    engine = server.services.engine
+    source = server.services.sources.get("load1")
+    assert source is not None
+    await engine.request(source)
+    busy, release = await occupy_the_worker(engine.pool)
+    viewer = await WcsClient.connect(server.ws_url)
+    decodes, skipped = engine.stats.decodes, engine.pool.stats.skipped
+    asking = asyncio.ensure_future(viewer.snapshot("load1", timeout=5))
+    async with asyncio.timeout(5):
+        while engine.pool.stats.queued == 0:  # noqa: ASYNC110 -- the decode job reaching the queue
+            await asyncio.sleep(0.005)
+    await viewer.close()  # the caller goes away
+    asking.cancel()
+    async with asyncio.timeout(5):
+        while engine.stats.abandoned == 0:  # noqa: ASYNC110 -- the server noticing the closed socket
+            await asyncio.sleep(0.005)
+    release.set()
+    await busy
+    await asyncio.gather(asking, return_exceptions=True)
+    await asyncio.sleep(0.1)
+    assert engine.pool.stats.skipped == skipped + 1
+    assert engine.stats.decodes == decodes
+
+
+async def test_keyframe_alone_when_the_caller_allows_its_age(
+        loaded: Loaded, http: aiohttp.ClientSession) -> None:
+    server, _, tracks = loaded
+    assert server.services is not None
+    stats = server.services.engine.stats
+    assert (await fetch(http, server, 2, max_age_ms="0")).status == 200  # a fresh keyframe (PLI)
+    source = server.services.sources.get("load2")
+    assert source is not None and source.video is not None
+    await asyncio.sleep(0.4)  # a dozen frames after it
+    group = source.video.group()
+    assert len(group) > 5
+    keyframe_age_ms = (time.monotonic() - group[0].arrival) * 1000
+    frames, keyframe_only = stats.frames_decoded, stats.keyframe_only
+    # (At the native size, but not the spec of the picture above: that one would be reused.)
+    answer = await fetch(http, server, 2, max_age_ms=str(keyframe_age_ms + 2000), width="320")
+    assert answer.status == 200
+    assert stats.frames_decoded == frames + 1  # the keyframe alone, no deltas
+    assert stats.keyframe_only == keyframe_only + 1
+    # It shows the keyframe's moment: older than the newest frame by about the frames after it.
+    lag = tracks[2].counter - read_counter(png_image(answer.body))
+    assert len(group) - 1 <= lag <= len(group) + MAX_LAG_FRAMES
+
+    # Younger than the keyframe: not the keyframe alone.
+    frames, keyframe_only = stats.frames_decoded, stats.keyframe_only
+    answer = await fetch(http, server, 2, max_age_ms="150", width="200")
+    assert answer.status == 200
+    assert stats.keyframe_only == keyframe_only
+
+
+async def test_a_late_media_loop_refuses_new_pictures_on_every_transport(
+        loaded: Loaded, http: aiohttp.ClientSession) -> None:
+    server, publisher, _ = loaded
+    assert server.services is not None
+    monitor = server.services.engine.loop_lag
+    await asyncio.sleep(0.1)
+    for _ in range(6):  # the loop (server and test share it) kept busy, as a flood of work on it would
+        time.sleep(0.4)  # noqa: ASYNC251
+        await asyncio.sleep(0)  # the monitor wakes late, each time
+    assert monitor.recent >= 0.3
+    assert monitor.recent_mean > 0.25
+    answer = await fetch(http, server, 3)
+    assert (answer.status, answer.reason, answer.retry_after) == (503, "overloaded", "1")
+    with pytest.raises(SnapshotFailed) as failed:
+        await publisher.snapshot("load3")
+    assert failed.value.info == SNAPSHOT_INFO[SnapshotFailure.OVERLOADED]
+    async with http.get(f"{server.http_url}/metrics") as response:
+        text = await response.text()
+    assert "streamsnap_event_loop_lag_seconds" in text
+    assert "streamsnap_snapshot_capacity" in text
+    async with asyncio.timeout(5):  # once the loop keeps time again, pictures are made again
+        while monitor.recent_mean > 0.25:  # noqa: ASYNC110 -- the lag window passing
+            await asyncio.sleep(0.05)
+    assert (await fetch(http, server, 3)).status == 200

@@ -187,6 +187,21 @@ async def test_fifty_concurrent_cross_node_requests_make_one_decode(
         await publisher.close()
 
 
+def cluster_port() -> int:
+    """A free port that Redis Cluster accepts (its bus listens 10000 above, so at most 55535)."""
+    while True:
+        port = free_port()
+        if port <= 55535:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", port + 10000))  # the bus port must be free too
+                return port
+            except OSError:
+                continue
+            finally:
+                sock.close()
+
+
 @pytest.fixture
 def redis_cluster(tmp_path: Path) -> Any:
     """Three Redis Cluster masters on loopback, joined with redis-cli."""
@@ -194,7 +209,7 @@ def redis_cluster(tmp_path: Path) -> Any:
     for index in range(3):
         directory = tmp_path / f"r{index}"
         directory.mkdir()
-        server = Redis(free_port(), directory, ["--cluster-enabled", "yes", "--cluster-config-file",
+        server = Redis(cluster_port(), directory, ["--cluster-enabled", "yes", "--cluster-config-file",
                                                 str(directory / "nodes.conf"), "--cluster-node-timeout", "2000"])
         server.start()
         servers.append(server)

@@ -86,6 +86,8 @@ class PublishListener(Protocol):
 class _Publication:
     record: StreamRecord
     source: Source
+    stop: asyncio.Future[StreamEnd] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    "Resolved by `terminate`: the stream ends with that reason, its publisher told before its media closes."
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -122,11 +124,11 @@ class PublishingService:
                 answer = await source.start()
                 if answer is not None:
                     await listener.answered(answer)
-                await self._media_started(source)
+                await self._media_started(source, publication.stop)
                 publication.record = await self._publishing(publication.record, source)
                 log.info("stream %s publishing", request.name)
                 await listener.publishing()
-                reason = await self._watch(source)
+                reason = await self._watch(source, publication.stop)
             except PublishError as exc:
                 reason = exc.reason
                 log.info("publish %s refused or failed: %s", request.name, exc)
@@ -137,11 +139,13 @@ class PublishingService:
                 log.exception("publish %s failed", request.name)
             finally:
                 if publication is not None:
-                    await self._release(publication, reason)
+                    await self._release(publication)
             log.info("stream %s ended: %s", request.name, reason)
-            await listener.ended(reason)
+            await listener.ended(reason)  # before the media closes: the publisher hears why first
             return reason
         finally:
+            if publication is not None:
+                await publication.source.close(reason)
             if subject is not None:
                 left = self._per_subject[subject] - 1
                 if left:
@@ -175,7 +179,8 @@ class PublishingService:
         publication = self._publications.get(record.lease)
         if publication is None:
             return False
-        await publication.source.close(reason)
+        if not publication.stop.done():
+            publication.stop.set_result(reason)
         try:
             await asyncio.wait_for(publication.finished.wait(), TERMINATE_WAIT)
         except TimeoutError:
@@ -202,11 +207,13 @@ class PublishingService:
         except ClaimRefused as exc:
             raise PublishError(exc.reason) from None
 
-    async def _media_started(self, source: Source) -> None:
-        """Wait for media; raises `PublishError` when the source ends or `connect_timeout` passes first."""
-        started_or_ended: list[asyncio.Future[Any]] = [source.media_started, source.ended]
+    async def _media_started(self, source: Source, stop: asyncio.Future[StreamEnd]) -> None:
+        """Wait for media; raises `PublishError` when the source ends, is stopped or `connect_timeout` passes first."""
+        started_or_ended: list[asyncio.Future[Any]] = [source.media_started, source.ended, stop]
         await asyncio.wait(started_or_ended, timeout=self.limits.connect_timeout,
                            return_when=asyncio.FIRST_COMPLETED)
+        if stop.done():
+            raise PublishError(stop.result())
         if source.media_started.done():
             return
         raise PublishError(source.ended.result() if source.ended.done() else StreamEnd.ICE_TIMEOUT)
@@ -219,23 +226,24 @@ class PublishingService:
         await self.registry.update(updated)
         return updated
 
-    async def _watch(self, source: Source) -> StreamEnd:
-        """Wait for the source to end; a video stream that sends nothing for `rtp_timeout` is ended here."""
+    async def _watch(self, source: Source, stop: asyncio.Future[StreamEnd]) -> StreamEnd:
+        """Wait for the source to end or be stopped; a video stream silent for `rtp_timeout` is ended here."""
         limit = self.limits.rtp_timeout
+        ended_or_stopped: list[asyncio.Future[Any]] = [source.ended, stop]
         while True:
-            try:
-                return await asyncio.wait_for(asyncio.shield(source.ended), timeout=min(WATCH_INTERVAL, limit / 4))
-            except TimeoutError:
-                pass
+            done, _ = await asyncio.wait(ended_or_stopped, timeout=min(WATCH_INTERVAL, limit / 4),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if stop in done:
+                return stop.result()
+            if source.ended in done:
+                return source.ended.result()
             last = source.stats().last_arrival
             if source.has_video and last is not None and self.clock() - last > limit:
                 return StreamEnd.RTP_TIMEOUT
 
-    async def _release(self, publication: _Publication, reason: StreamEnd) -> None:
+    async def _release(self, publication: _Publication) -> None:
+        """Forget the stream and free its name (its media is closed by the caller, after the publisher is told)."""
         record = publication.record
         self.sources.remove(record.name, record.lease)
         self._publications.pop(record.lease, None)
-        try:
-            await self.registry.release(record.name, record.lease)
-        finally:
-            await publication.source.close(reason)
+        await self.registry.release(record.name, record.lease)

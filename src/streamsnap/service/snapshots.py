@@ -216,7 +216,11 @@ class SnapshotService:
             self.refused[reason] = self.refused.get(reason, 0) + 1
             raise SnapshotError(reason)
 
-    async def _take(self, name: str, requester: Requester, spec: ImageSpec, max_age_ms: float | None) -> Picture:
+    async def _locate(self, name: str, requester: Requester, spec: ImageSpec, *, pull: bool) -> StreamRecord:
+        """The record of `name`, once the size asked and the caller's access are checked; raises `SnapshotError`.
+
+        With `pull`, a name the on-demand hook knows (a camera url) is started first.
+        """
         if (spec.width or 0) > self.limits.max_width or (spec.height or 0) > self.limits.max_height:
             raise SnapshotError(SnapshotFailure.TOO_LARGE, self._cap_words(spec.width or 0, spec.height or 0))
         if not requester.checked:
@@ -225,7 +229,7 @@ class SnapshotService:
                                         {**requester.hook_fields, "name": name})
             except AccessDenied as exc:
                 raise SnapshotError(SnapshotFailure.RESTRICTED, exc.detail) from None
-        if self.on_demand is not None:
+        if pull and self.on_demand is not None:
             name = await self.on_demand(name, requester) or name
         try:
             record = await self.registry.lookup(name)
@@ -233,6 +237,11 @@ class SnapshotService:
             raise SnapshotError(SnapshotFailure.UNREACHABLE, "the cluster directory is unreachable") from exc
         if record is None:
             raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
+        return record
+
+    async def _take(self, name: str, requester: Requester, spec: ImageSpec, max_age_ms: float | None) -> Picture:
+        record = await self._locate(name, requester, spec, pull=True)
+        name = record.name
         if record.node != self.node.name:
             if requester.checked:  # routed here, but not held here (any more): no second hop
                 raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
@@ -285,20 +294,7 @@ class SnapshotService:
         """
         if self.node.draining:
             raise SnapshotError(SnapshotFailure.SHUTTING_DOWN)
-        if (spec.width or 0) > self.limits.max_width or (spec.height or 0) > self.limits.max_height:
-            raise SnapshotError(SnapshotFailure.TOO_LARGE, self._cap_words(spec.width or 0, spec.height or 0))
-        if not requester.checked:
-            try:
-                await self.access.allow(requester.grant, Right.SNAPSHOT, name,
-                                        {**requester.hook_fields, "name": name})
-            except AccessDenied as exc:
-                raise SnapshotError(SnapshotFailure.RESTRICTED, exc.detail) from None
-        try:
-            record = await self.registry.lookup(name)
-        except RegistryUnavailable as exc:
-            raise SnapshotError(SnapshotFailure.UNREACHABLE, "the cluster directory is unreachable") from exc
-        if record is None:
-            raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
+        record = await self._locate(name, requester, spec, pull=False)
         native = (record.width, record.height)
         if record.node != self.node.name:
             return PictureStatus(record, _known_size(native, spec), None)

@@ -22,7 +22,7 @@ from streamsnap.config import Settings
 from streamsnap.framing import Fit
 from streamsnap.media.imaging import ImageFormat, ImageSpec
 from streamsnap.reasons import SnapshotError, SnapshotFailure
-from streamsnap.service.snapshots import PictureStatus
+from streamsnap.service.snapshots import PictureStatus, Requester
 from streamsnap.web.catalog import describe
 from streamsnap.web.errors import json_error, snapshot_error
 from streamsnap.web.guard import authorize, http_requester, request_grant
@@ -124,20 +124,31 @@ def not_modified_since(request: web.Request, frame_time: float) -> bool:
     return int(frame_time) <= since
 
 
-async def stream_image(request: web.Request) -> web.Response:
-    """GET /streams/{name}/snapshot.{png,jpg,jpeg,webp}: the stream's picture now, as that file."""
-    services = request.app[SERVICES]
-    name = request.match_info["name"]
+def _image_request(request: web.Request) -> tuple[str, ImageFormat, Requester, ImageQuery] | web.Response:
+    """What a GET or HEAD of the image url asks (name, format, who, query), or the 400 for a bad query.
+
+    Raises `NotAuthenticated` (answered 401 by the middleware) before the query is read, as both did.
+    """
     image_format = EXTENSIONS[request.match_info["ext"]]
     grant = request_grant(request)
     try:
-        query = parse_query(dict(request.query), services.settings, ImageQuery)
+        query = parse_query(dict(request.query), request.app[SERVICES].settings, ImageQuery)
     except BadParameter as exc:
         return json_error(400, str(exc), field=exc.field)
+    return request.match_info["name"], image_format, http_requester(request, grant), query
+
+
+async def stream_image(request: web.Request) -> web.Response:
+    """GET /streams/{name}/snapshot.{png,jpg,jpeg,webp}: the stream's picture now, as that file."""
+    services = request.app[SERVICES]
+    asked = _image_request(request)
+    if isinstance(asked, web.Response):
+        return asked
+    name, image_format, requester, query = asked
     spec = image_spec(image_format, query)
     max_age = services.settings.max_frame_age_ms if query.max_age_ms is None else query.max_age_ms
     try:
-        picture = await services.snapshots.take(name, http_requester(request, grant), spec, max_age_ms=max_age)
+        picture = await services.snapshots.take(name, requester, spec, max_age_ms=max_age)
     except SnapshotError as exc:
         return snapshot_error(exc)
     snapshot = picture.snapshot
@@ -157,16 +168,12 @@ async def stream_image(request: web.Request) -> web.Response:
 async def stream_image_head(request: web.Request) -> web.Response:
     """HEAD of the image url: the status and headers a GET would have, from the registry and the
     stream's newest frame; nothing is decoded or encoded, so it costs no more than a lookup."""
-    services = request.app[SERVICES]
-    name = request.match_info["name"]
-    image_format = EXTENSIONS[request.match_info["ext"]]
-    grant = request_grant(request)
+    asked = _image_request(request)
+    if isinstance(asked, web.Response):
+        return asked
+    name, image_format, requester, query = asked
     try:
-        query = parse_query(dict(request.query), services.settings, ImageQuery)
-    except BadParameter as exc:
-        return json_error(400, str(exc), field=exc.field)
-    try:
-        status = await services.snapshots.status(name, http_requester(request, grant), image_spec(image_format, query))
+        status = await request.app[SERVICES].snapshots.status(name, requester, image_spec(image_format, query))
     except SnapshotError as exc:
         return snapshot_error(exc)
     return web.Response(status=200, content_type=image_format.content_type, headers=status_headers(status))

@@ -21,6 +21,7 @@ from PIL import Image
 
 from streamsnap.config import Settings
 from streamsnap.web.app import SERVICES, create_app
+from streamsnap.web.server import Server
 from streamsnap.web.services import Services
 
 # hypothesis is imported here, at collection, on purpose: imported late (by its pytest
@@ -80,6 +81,23 @@ async def start_server() -> AsyncIterator[Callable[..., Any]]:
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def start_full_server() -> AsyncIterator[Callable[..., Any]]:
+    """`Server`s as `serve` runs them (every listener: http, https, rest, metrics; guarded, the safe access
+    log), with the test settings plus overrides; all are stopped at teardown."""
+    servers: list[Server] = []
+
+    async def start(**overrides: Any) -> Server:
+        server = Server(replace(TEST_SETTINGS, **overrides))
+        servers.append(server)
+        await server.start()
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -36,9 +35,8 @@ from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.media.sdp_limits import SdpLimits, check_offer
 from streamsnap.media.webrtc import WebRtcSource
 from streamsnap.wcsclient import Publication, PublishFailed, SnapshotFailed, WcsClient
-from streamsnap.web.server import Server
 from streamsnap.web.tls import local_certificate
-from tests.conftest import TEST_SETTINGS, RunningServer, free_port, png_image, serve_on_loopback
+from tests.conftest import RunningServer, free_port, png_image, serve_on_loopback
 from tests.integration.baseline import assert_back_to_baseline, take_baseline
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -158,22 +156,6 @@ class HealthProbe:
     @property
     def worst(self) -> float:
         return max(self.latencies)
-
-
-@pytest.fixture
-async def start_full_server() -> AsyncIterator[Callable[..., Any]]:
-    """`Server`s as `serve` runs them (every listener guarded, the safe access log), on loopback ports."""
-    servers: list[Server] = []
-
-    async def start(**overrides: Any) -> Server:
-        server = Server(replace(TEST_SETTINGS, **overrides))
-        servers.append(server)
-        await server.start()
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
 
 
 # 1 and 5: SDP and ICE candidate bombs

@@ -6,8 +6,7 @@ import io
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -18,27 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamsnap.logs import JsonFormatter
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.wcsclient import WcsClient
-from streamsnap.web.server import Server
-from tests.conftest import MAX_LAG_FRAMES, TEST_SETTINGS, RunningServer, free_port
+from tests.conftest import MAX_LAG_FRAMES, RunningServer, free_port
 
 pytestmark = pytest.mark.integration
 
-
-
-@pytest.fixture
-async def start_full_server() -> AsyncIterator[Callable[..., Any]]:
-    """Start `Server`s (every listener: http, https, rest) with the test settings plus overrides."""
-    servers: list[Server] = []
-
-    async def start(**overrides: Any) -> Server:
-        server = Server(replace(TEST_SETTINGS, **overrides))
-        servers.append(server)
-        await server.start()
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
 
 
 async def scrape(http: aiohttp.ClientSession, base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -22,4 +22,8 @@ for i in 1 2 3; do
   pids+=($!)
 done
 echo "cluster: redis on 127.0.0.1:$REDIS_PORT, nodes on ports $PORT, $((PORT + 1)), $((PORT + 2)); Ctrl-C stops them all"
-wait
+# When one of them stops (a port in use, a crash), stop them all rather than run a partial cluster.
+status=0
+wait -n || status=$?
+echo "cluster: a process stopped (status $status); stopping the others" >&2
+exit "$status"

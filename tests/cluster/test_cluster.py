@@ -311,18 +311,43 @@ async def test_names_claimed_on_two_nodes_while_redis_was_away_keep_the_earlier(
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def make_cluster() -> Any:
-    """`make cluster`, as the README shows it, on free ports; yields (process, first port)."""
+def start_make_cluster(output: Path) -> tuple[subprocess.Popen[str], int]:
+    """`make cluster` on free ports, once all three nodes listen; (process, first port)."""
     port, redis_port = free_port(), free_port()
     while redis_port in (port, port + 1, port + 2):
         redis_port = free_port()
-    proc = subprocess.Popen(["make", "cluster"], cwd=ROOT, env=os.environ | {"PORT": str(port),
-                            "REDIS_PORT": str(redis_port)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    with output.open("w") as log:
+        proc = subprocess.Popen(["make", "cluster"], cwd=ROOT, env=os.environ | {
+            "PORT": str(port), "REDIS_PORT": str(redis_port)}, stdout=log, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
     try:
         for offset in range(3):
             wait_listening(port + offset, proc, timeout=60)
+    except RuntimeError:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        raise
+    return proc, port
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Any:
+    """`make cluster`, as the README shows it; yields (process, first port).
+
+    The free ports are only free when picked: when another process takes one first, the script
+    stops (a node could not listen) and it is started again on other ports.
+    """
+    for attempt in range(3):
+        output = tmp_path / f"make-cluster-{attempt}.log"
+        try:
+            proc, port = start_make_cluster(output)
+            break
+        except RuntimeError as exc:
+            failure = f"{exc}\n{output.read_text()}"
+    else:
+        raise RuntimeError(f"make cluster did not start: {failure}")
+    try:
         yield proc, port
     finally:
         if proc.poll() is None:

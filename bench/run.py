@@ -278,6 +278,8 @@ class CapacityRow:
     "Largest event loop lag the server measured during the window (sampled twice a second)."
     sustained: bool = False
     "No timeouts, at most 1% refused, p99 < 1 s, no stream ended."
+    failures: str = ""
+    "The server's failed answers during the window, by result (from /metrics)."
 
 
 class PublisherStats:
@@ -402,6 +404,9 @@ def measure_step(row: CapacityRow, seconds: float, warmup: float, server_cpus: s
                     row.frames_per_picture = delta("streamsnap_frames_decoded_total") / row.served
                     row.plis_per_picture = delta("streamsnap_plis_sent_total") / row.served
                 row.streams_ended = row.streams - int(after.get("streamsnap_streams", 0))
+                failed = {name.split('"')[1]: delta(name) for name in after
+                          if name.startswith("streamsnap_snapshots_total{") and '"ok"' not in name}
+                row.failures = ", ".join(f"{k}: {v:.0f}" for k, v in sorted(failed.items()) if v)
             elif row.served:
                 row.frames_per_picture = 30 * row.streams * wall / row.served  # it decodes every frame
     row.sustained = (row.timeouts == 0 and row.errors == 0 and row.streams_ended == 0 and row.p99_ms < 1000
@@ -450,13 +455,20 @@ def run_capacity(args: argparse.Namespace, seconds: float, warmup: float, report
         capacities[size] = capacity
         if not capacity:
             continue
-        over = [measure_step(CapacityRow("streamsnap", size, round(capacity * factor), 1.0, 0.0), seconds, warmup,
-                             server_cpus) for factor in (1.5, 2.0)]
+        # Past capacity in pictures: the capacity's streams asked 1.5 and 2 pictures a second each. More
+        # streams at one picture a second would add receiving work too (at 640x480 a stream's receive
+        # path costs about as much a second as one picture), and the media comes first.
+        over = [measure_step(CapacityRow("streamsnap", size, capacity, factor, 0.0), seconds, warmup, server_cpus)
+                for factor in (1.5, 2.0)]
         rows += over
+        # Past capacity in streams as well: the machine's limit on receiving, shown, not a goal of pictures.
+        crowd = [measure_step(CapacityRow("streamsnap", size, round(capacity * factor), 1.0, 0.0), seconds, warmup,
+                              server_cpus) for factor in (1.5, 2.0)] if args.crowd else []
+        rows += crowd
         light = [r for r in found if r.sustained]
         base_frames = min(r.frames_per_picture for r in light)
         within = all(r.served_per_second >= 0.9 * capacity for r in over)
-        goals.append((f"{size}: at 1.5x and 2x capacity, served/s >= 90% of capacity ({capacity}/s)", within,
+        goals.append((f"{size}: asked 1.5x and 2x capacity, served/s >= 90% of capacity ({capacity}/s)", within,
                       ", ".join(f"{r.served_per_second:.0f}/s" for r in over)))
         goals.append((f"{size}: every excess request refused fast (< 50 ms), no timeouts",
                       all(r.refused_slow == 0 and r.timeouts == 0 and r.errors == 0 for r in over),
@@ -467,16 +479,18 @@ def run_capacity(args: argparse.Namespace, seconds: float, warmup: float, report
         goals.append((f"{size}: frames decoded per picture never rise with load", worst <= base_frames * 1.1 + 0.05,
                       f"{base_frames:.2f} below capacity, up to {worst:.2f} past it"))
     if capacities.get("640x480"):
-        # A wall of pictures watched by several viewers: `viewers` requests a second per stream, on half as
-        # many streams as the capacity: `viewers/2` times the capacity in requests.
+        # A wall of pictures watched by several viewers: `viewers` requests a second per stream on the
+        # capacity's streams, `viewers` times the capacity asked.
         capacity = capacities["640x480"]
-        streams = max(1, capacity // 2)
-        pair = [measure_step(CapacityRow("streamsnap", "640x480", streams, args.viewers, age), seconds, warmup,
+        pair = [measure_step(CapacityRow("streamsnap", "640x480", capacity, args.viewers, age), seconds, warmup,
                              server_cpus) for age in (0.0, 500.0)]
         rows += pair
         ratio = pair[1].served / pair[0].served if pair[0].served else float("inf")
-        goals.append((f"max_age_ms=500 serves >= 3x the requests of max_age_ms=0 ({streams} streams x "
+        goals.append((f"max_age_ms=500 serves >= 3x the requests of max_age_ms=0 ({capacity} streams x "
                       f"{args.viewers:g}/s)", ratio >= 3, f"{pair[1].served} vs {pair[0].served}: {ratio:.1f}x"))
+        goals.append(("max_age_ms=500 and 0: no timeouts, refusals fast",
+                      all(r.refused_slow == 0 and r.timeouts == 0 and r.errors == 0 for r in pair),
+                      ", ".join(f"{r.refused_fast} fast, {r.refused_slow} slow, {r.timeouts} timeouts" for r in pair)))
         if args.reference_capacity:
             goals.append((f"640x480 capacity >= 2x the previous figure ({args.reference_capacity})",
                           capacity >= 2 * args.reference_capacity, f"{capacity} streams"))
@@ -530,6 +544,8 @@ def main() -> None:
                         help="streams tried at 1280x720")
     parser.add_argument("--viewers", type=float, default=8.0,
                         help="requests a second per stream in the max_age_ms 500-vs-0 step (default 8)")
+    parser.add_argument("--crowd", action="store_true",
+                        help="also run 1.5x and 2x the capacity's streams at one picture a second (receive load)")
     parser.add_argument("--decode-all", action="store_true", help="also find the decode-all reference's capacity")
     parser.add_argument("--decode-all-steps", default="5,10,15,20,25,30,40")
     parser.add_argument("--reference-capacity", type=int, default=0,

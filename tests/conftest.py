@@ -60,7 +60,8 @@ class RunningServer:
 
 async def serve_on_loopback(app: web.Application, **runner_options: Any) -> tuple[web.AppRunner, int]:
     """Start `app` on a free 127.0.0.1 port; return its runner (for `cleanup()`) and the port."""
-    runner = web.AppRunner(app, **runner_options)
+    # As `Server` runs them: a caller that hangs up cancels its handler.
+    runner = web.AppRunner(app, **{"handler_cancellation": True, **runner_options})
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     port: int = runner.addresses[0][1]

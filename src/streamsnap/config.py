@@ -330,6 +330,10 @@ class Settings:
         10.0, "The extra keyframe a PLI makes the publisher send, counted as this many frames of decoding "
         "when the engine chooses between the cached group and a PLI."
     )
+    gc_freeze: bool = _setting(
+        True, "Keep the objects of live streams out of the garbage collector's full passes (which stall the "
+        "event loop for tens of ms with many streams); an ended stream's garbage is collected within 12 s."
+    )
     max_event_loop_lag_ms: Annotated[float, Meta(ge=1, le=60_000)] = _setting(
         250.0, "New pictures are refused (`overloaded`) while the event loop that receives media runs this "
         "many ms late (mean over the last second)."

@@ -212,6 +212,66 @@ async def test_a_picture_goes_on_while_one_of_its_callers_waits(loaded: Loaded) 
     assert 0 <= tracks[4].counter - read_counter(image) <= MAX_LAG_FRAMES
 
 
+async def test_a_caller_joins_a_picture_under_way_only_when_its_frame_is_fresh_enough(loaded: Loaded) -> None:
+    server, _, tracks = loaded
+    assert server.services is not None
+    engine = server.services.engine
+    source = server.services.sources.get("load3")
+    assert source is not None
+    await engine.request(source, max_age_ms=0)
+    busy, release = await occupy_the_worker(engine.pool)
+    decodes, coalesced = engine.stats.decodes, engine.stats.coalesced
+    first = asyncio.ensure_future(engine.request(source, max_age_ms=0))
+    async with asyncio.timeout(5):
+        while engine.pool.stats.queued == 0:  # noqa: ASYNC110 -- its keyframe came and its decode is queued
+            await asyncio.sleep(0.005)
+    await asyncio.sleep(0.1)  # frames arrive after the one the queued picture shows
+    asked_at = tracks[3].counter
+    # Taking a frame up to 5 s old: the queued picture does.
+    relaxed = asyncio.ensure_future(engine.request(source, max_age_ms=5000))
+    await asyncio.sleep(0)
+    # Asking a frame no older than the request: the queued picture's is older, so a picture of its own.
+    fresh = asyncio.ensure_future(engine.request(source, max_age_ms=0))
+    await asyncio.sleep(0.1)
+    release.set()
+    await busy
+    pictures = await asyncio.gather(first, fresh, relaxed)
+    counters = [read_counter(await asyncio.to_thread(png_image, p.data)) for p in pictures]
+    assert counters[0] < asked_at <= counters[1]
+    assert counters[2] == counters[0]
+    assert engine.stats.decodes == decodes + 2
+    assert engine.stats.coalesced == coalesced + 1
+
+
+async def test_an_http_caller_that_hangs_up_stops_its_picture(start_full_server: Callable[..., Any]) -> None:
+    server = await start_full_server(snapshot_workers=1)  # as `serve` runs it
+    engine = server.services.engine
+    publisher = await WcsClient.connect(f"ws://127.0.0.1:{server.port('http')}/")
+    await publisher.publish("load5", [PatternTrack(320, 240)])
+    source = server.services.sources.get("load5")
+    assert source is not None
+    await engine.request(source, max_age_ms=0)
+    busy, release = await occupy_the_worker(engine.pool)
+    decodes, skipped = engine.stats.decodes, engine.pool.stats.skipped
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port("http"))
+    writer.write(b"GET /streams/load5/snapshot.png?max_age_ms=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    async with asyncio.timeout(5):
+        while engine.pool.stats.queued == 0:  # noqa: ASYNC110 -- the picture's decode reaching the queue
+            await asyncio.sleep(0.005)
+    writer.close()  # the caller hangs up before its picture is decoded
+    await writer.wait_closed()
+    async with asyncio.timeout(5):
+        while engine.stats.abandoned == 0:  # noqa: ASYNC110 -- the server noticing
+            await asyncio.sleep(0.01)
+    release.set()
+    await busy
+    await engine.request(source, max_age_ms=0)  # the pool goes on with later work
+    assert engine.pool.stats.skipped == skipped + 1
+    assert engine.stats.decodes == decodes + 1  # only the later request's
+    await publisher.close()
+
+
 async def test_a_closed_session_stops_its_pictures(
         loaded: Loaded) -> None:
     server, _, _ = loaded

@@ -67,6 +67,7 @@ from streamsnap.media.aiortc_private import (
     unwrap_rtx,
 )
 from streamsnap.media.receiver import VideoReceivePath
+from tests.syntax import parse
 
 pytestmark = pytest.mark.unit
 
@@ -487,7 +488,7 @@ def exported(module: str, name: str) -> bool:
 
 def private_uses(path: Path) -> list[str]:
     """Where `path` spells an aiortc/aioice private name itself instead of going through aiortc_private."""
-    tree = ast.parse(path.read_text(), str(path))
+    tree = parse(path)
     # Private attributes and methods (underscored), and the private modules' functions and classes
     # (reached as attributes when their module is imported): `.add` or `.missing` are too common to tell.
     underscored = {entry.qualname.rsplit(".", 1)[-1] for entry in PRIVATE_NAMES if entry.qualname.count(".") == 1}

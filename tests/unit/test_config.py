@@ -300,6 +300,7 @@ BAD_VALUES: dict[str, tuple[Any, str | None]] = {
     "snapshot_deadline_ms": (5, "61000"),
     "keyframe_request_cost_frames": (-1, "lots"),
     "max_event_loop_lag_ms": (0, "-1"),
+    "gc_freeze": ("sometimes", "2"),
     # Hostile clients
     "sdp_max_bytes": (1023, "2000000"),
     "sdp_max_media": (0, "257"),

@@ -125,25 +125,22 @@ def test_admission_follows_the_measured_capacity() -> None:
     try:
         engine._decode_wall, engine._encode_wall = 0.005, 0.015  # 20 ms a picture: 100 a second on 2 workers
         assert engine.capacity == pytest.approx(100.0)
-        source = object()
-        engine._admit(source, None)  # type: ignore[arg-type]
-        engine._pictures.update({(k, None): None for k in range(9)})  # type: ignore[misc]
-        engine._admit(source, None)  # type: ignore[arg-type]  # the 10th fits in 100 ms
-        engine._pictures[(9, None)] = None  # type: ignore[assignment]
+        engine._admit(joining=False)
+        engine._picture_jobs = 9
+        engine._admit(joining=False)  # the 10th fits in 100 ms
+        engine._picture_jobs = 10
         with pytest.raises(SnapshotError) as refused:
-            engine._admit(source, None)  # type: ignore[arg-type]
+            engine._admit(joining=False)
         assert refused.value.reason is SnapshotFailure.OVERLOADED
-        engine._pictures[(id(source), None)] = None  # type: ignore[assignment]
-        engine._admit(source, None)  # type: ignore[arg-type]  # joining a picture under way adds no decode
+        engine._admit(joining=True)  # joining a picture under way adds no decode
         engine._decode_wall, engine._encode_wall = 0.0025, 0.0075  # measured faster: room again
-        engine._pictures.pop((id(source), None))
-        engine._admit(source, None)  # type: ignore[arg-type]
-        engine._pictures.clear()
+        engine._admit(joining=False)
+        engine._picture_jobs = 0
         engine._decode_wall, engine._encode_wall = 0.5, 1.5  # one picture takes longer than the deadline:
-        engine._admit(source, None)  # type: ignore[arg-type]  # an idle pool still takes it
-        engine._pictures[(1, None)] = None  # type: ignore[assignment]
+        engine._admit(joining=False)  # an idle pool still takes it
+        engine._picture_jobs = 1
         with pytest.raises(SnapshotError):
-            engine._admit(source, None)  # type: ignore[arg-type]  # but not a second one
+            engine._admit(joining=False)  # but not a second one
         assert engine.stats.overloaded == 2
     finally:
         engine.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -154,11 +155,21 @@ class EngineStats:
 class _Shared:
     """Work that concurrent equal requests share, and how many of them still wait for it."""
 
-    __slots__ = ("task", "waiters")
+    __slots__ = ("floor", "max_age", "task", "waiters")
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
+    def __init__(self, max_age: float = math.inf) -> None:
+        self.task: asyncio.Future[Any] | None = None
         self.waiters = 0
+        self.max_age = max_age
+        "For a picture: the largest age (seconds) its frame may have when it is chosen."
+        self.floor: float | None = None
+        "For a picture: the arrival of its frame once chosen (inf while it waits for a keyframe still to come)."
+
+    def fresh_enough(self, now: float, max_age: float) -> bool:
+        """Whether the picture's frame is at most `max_age` seconds older than `now` (a caller's arrival)."""
+        if self.floor is None:  # not chosen yet: chosen later, by a rule as strict or stricter
+            return self.max_age <= max_age
+        return self.floor >= now - max_age
 
 
 class SnapshotEngine:
@@ -171,8 +182,10 @@ class SnapshotEngine:
         self.pool = WorkerPool(settings.workers)
         self.loop_lag = LoopLagMonitor()
         "Run by the server while it is up (`web/app.py`); reads 0 when not running."
-        self._pictures: dict[tuple[int, float | None], _Shared] = {}
-        "Pictures under way by stream and max age (a caller asking a fresher picture does not join an older one's)."
+        self._pictures: dict[int, _Shared] = {}
+        "The latest picture under way, by stream (a caller asking a fresher frame than its own does not join it)."
+        self._picture_jobs = 0
+        "Pictures under way (more than `_pictures` holds when a fresher one was started beside an older one)."
         self._encodings: dict[tuple[int, ImageSpec], _Shared] = {}
         # Running estimates of what the work costs, measured inside the workers.
         # CPU seconds choose the cheaper way (time spent queued is no cost of either way);
@@ -192,8 +205,8 @@ class SnapshotEngine:
     @property
     def backlog(self) -> float:
         """Seconds the pool needs for the pictures and encodes under way, at its measured capacity."""
-        pictures = len(self._pictures) + len(self._encodings) * self._encode_wall / (self._decode_wall
-                                                                                      + self._encode_wall)
+        pictures = self._picture_jobs + len(self._encodings) * self._encode_wall / (self._decode_wall
+                                                                                     + self._encode_wall)
         return pictures / self.capacity
 
     async def request(
@@ -212,10 +225,17 @@ class SnapshotEngine:
         self.stats.requests += 1
         started = self._clock()
         deadline = started + self.settings.deadline
+        max_age = (self.settings.max_frame_age_ms if max_age_ms is None else max_age_ms) / 1000
         try:
-            self._admit(source, max_age_ms)
-            picture = await self._shared(self._pictures, (id(source), max_age_ms),
-                                         lambda: self._take(source, max_age_ms, keyframe_budget, deadline))
+            under_way = self._pictures.get(id(source))
+            if under_way is not None and not under_way.fresh_enough(started, max_age):
+                under_way = None  # its frame is older than this caller takes: a fresher picture of its own
+            self._admit(joining=under_way is not None)
+            if under_way is None:
+                under_way = self._start_picture(source, max_age_ms, keyframe_budget, deadline, max_age)
+            else:
+                self.stats.coalesced += 1
+            picture = await self._wait(self._pictures, id(source), under_way)
             width, height = output_size(picture.size, spec)
             if max_size is not None and (width > max_size[0] or height > max_size[1]):
                 raise SnapshotError(SnapshotFailure.TOO_LARGE, f"{width}x{height} is larger than the limit "
@@ -229,13 +249,16 @@ class SnapshotEngine:
         self.stats.finished("ok", self._clock() - started)
         return Snapshot(data, spec.format, width, height, picture.source.arrival)
 
-    def _admit(self, source: Source, max_age_ms: float | None) -> None:
-        """Refuse at once a request the server cannot serve in time: media first, then the pool's capacity."""
+    def _admit(self, *, joining: bool) -> None:
+        """Refuse at once a request the server cannot serve in time: media first, then the pool's capacity.
+
+        `joining`: the request shares a picture under way (which adds no decode).
+        """
         lag = self.loop_lag.recent_mean
         reason = ""
         if lag > self.settings.max_loop_lag:
             reason = f"the media loop runs {lag * 1000:.0f} ms late on average"
-        elif (id(source), max_age_ms) not in self._pictures:  # joining a picture under way adds no decode
+        elif not joining:
             # An idle pool takes any picture, even one slower than the deadline: refusing it would serve nobody.
             backlog = self.backlog
             wait = backlog + 1 / self.capacity
@@ -245,26 +268,42 @@ class SnapshotEngine:
             self.stats.overloaded += 1
             raise SnapshotError(SnapshotFailure.OVERLOADED, reason)
 
+    def _start_picture(self, source: Source, max_age_ms: float | None, budget: KeyframeBudget | None,
+                       deadline: float, max_age: float) -> _Shared:
+        """Start making a picture of `source` (the one later callers of that stream may share)."""
+        job = self._pictures[id(source)] = _Shared(max_age)
+        self._picture_jobs += 1
+        job.task = asyncio.ensure_future(self._take(source, max_age_ms, budget, deadline, job))
+
+        def done(_: object) -> None:
+            self._picture_jobs -= 1
+            _forget(self._pictures, id(source), job)
+
+        job.task.add_done_callback(done)
+        return job
+
     async def _shared(self, in_flight: dict[Any, _Shared], key: Any,
                       start: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        """Join the work under `key`, or start it: concurrent equal requests do the work once.
-
-        When the last request waiting for it is cancelled, the work is cancelled too.
-        """
+        """Join the work under `key`, or start it: concurrent equal requests do the work once."""
         shared = in_flight.get(key)
         if shared is None:
-            shared = in_flight[key] = _Shared(asyncio.ensure_future(start()))
-            shared.task.add_done_callback(lambda _: _forget(in_flight, key, shared))
-        elif in_flight is self._pictures:
-            self.stats.coalesced += 1
+            shared = in_flight[key] = _Shared()
+            shared.task = task = asyncio.ensure_future(start())
+            task.add_done_callback(lambda _: _forget(in_flight, key, shared))
+        return await self._wait(in_flight, key, shared)
+
+    async def _wait(self, in_flight: dict[Any, _Shared], key: Any, shared: _Shared) -> Any:
+        """The result of `shared`; when the last request waiting for it is cancelled, the work is cancelled too."""
+        task = shared.task
+        assert task is not None
         shared.waiters += 1
         try:
-            return await asyncio.shield(shared.task)
+            return await asyncio.shield(task)
         finally:
             shared.waiters -= 1
-            if not shared.waiters and not shared.task.done():  # every caller has gone
+            if not shared.waiters and not task.done():  # every caller has gone
                 _forget(in_flight, key, shared)
-                shared.task.cancel()
+                task.cancel()
                 self.stats.abandoned += 1
 
     def close(self) -> None:
@@ -272,23 +311,23 @@ class SnapshotEngine:
         self.pool.close()
 
     async def _take(self, source: Source, max_age_ms: float | None, budget: KeyframeBudget | None,
-                    deadline: float) -> Picture:
+                    deadline: float, job: _Shared) -> Picture:
         video = await self._first_frames(source)
         group = video.group()
         max_age = (self.settings.max_frame_age_ms if max_age_ms is None else max_age_ms) / 1000
         now = self._clock()
         if max_age_ms is not None and group and now - group[0].arrival <= max_age:
             # The caller takes a picture this old: the keyframe alone is the cheapest there is.
-            picture = await self._render_cached(source, video, group[:1], deadline)
+            picture = await self._render_cached(source, video, group[:1], deadline, job)
             if picture is not None:
                 self.stats.keyframe_only += 1
                 return picture
         if group and now - group[-1].arrival <= max_age and self._cache_is_cheaper(video, len(group), budget):
-            picture = await self._render_cached(source, video, group, deadline)
+            picture = await self._render_cached(source, video, group, deadline, job)
             if picture is not None:
                 return picture
         return await self._render_next_keyframe(source, video, budget, deadline,
-                                                max(max_age, self.settings.max_frame_age_ms / 1000))
+                                                max(max_age, self.settings.max_frame_age_ms / 1000), job)
 
     def _cache_is_cheaper(self, video: GopCache, frames: int, budget: KeyframeBudget | None) -> bool:
         """Whether decoding the `frames` cached frames costs less than a PLI and decoding its keyframe.
@@ -309,10 +348,10 @@ class SnapshotEngine:
         return cached <= keyframe
 
     async def _render_cached(self, source: Source, video: GopCache, group: list[EncodedFrame],
-                             deadline: float) -> Picture | None:
+                             deadline: float, job: _Shared) -> Picture | None:
         """The picture of the group's last frame; None (and the cached group forgotten) when it does not decode."""
         try:
-            return await self._render(video.codec, group, deadline)
+            return await self._render(video.codec, group, deadline, job)
         except DecodeError as exc:
             logger.info("stream %s: cached group not decodable (%s)", source.name, exc)
             video.clear()
@@ -334,7 +373,7 @@ class SnapshotEngine:
         return source.video
 
     async def _render_next_keyframe(self, source: Source, video: GopCache, budget: KeyframeBudget | None,
-                                    deadline: float, fallback_age: float) -> Picture:
+                                    deadline: float, fallback_age: float, job: _Shared) -> Picture:
         """The picture of the next keyframe, asked for by PLI as the budget allows, decoded alone.
 
         When the budget withholds a request and the cached group is no older than
@@ -346,7 +385,7 @@ class SnapshotEngine:
                 self.stats.keyframe_requests_withheld += 1
                 group = video.group()
                 if group and self._clock() - group[-1].arrival <= fallback_age:
-                    picture = await self._render_cached(source, video, group, deadline)
+                    picture = await self._render_cached(source, video, group, deadline, job)
                     if picture is not None:
                         return picture
                 waiter = video.next_keyframe()
@@ -361,10 +400,11 @@ class SnapshotEngine:
                     group = video.group()
                     if group and self._clock() - group[-1].arrival <= fallback_age:
                         waiter.cancel()
-                        picture = await self._render_cached(source, video, group, deadline)
+                        picture = await self._render_cached(source, video, group, deadline, job)
                         if picture is not None:
                             return picture
                         waiter = video.next_keyframe()
+            job.floor = math.inf  # the keyframe waited for comes after anyone who joins now
             keyframe_or_end: list[asyncio.Future[Any]] = [waiter, source.ended]
             try:
                 done, _ = await asyncio.wait(
@@ -386,12 +426,13 @@ class SnapshotEngine:
             try:
                 # The keyframe alone: frames that arrived after it while this task waited for the
                 # loop would make a busy server decode more per picture, not less.
-                return await self._render(video.codec, group[:1], deadline)
+                return await self._render(video.codec, group[:1], deadline, job)
             except DecodeError as exc:
                 logger.info("stream %s: keyframe not decodable (%s)", source.name, exc)
         raise SnapshotError(SnapshotFailure.NO_DECODABLE_FRAME)
 
-    async def _render(self, codec: str, group: list[EncodedFrame], deadline: float) -> Picture:
+    async def _render(self, codec: str, group: list[EncodedFrame], deadline: float, job: _Shared) -> Picture:
+        job.floor = group[-1].arrival  # the frame is chosen: only callers who take one this old may join now
         ran = await self.pool.run(deadline, decode_latest, codec, group)
         picture = ran.value
         self.stats.decode_seconds += ran.wall_seconds

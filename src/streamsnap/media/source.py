@@ -90,16 +90,22 @@ class LocalSources:
 
     def __init__(self) -> None:
         self._sources: dict[str, tuple[str, Source]] = {}
+        self.added = 0
+        "Sources held since start."
+        self.removed = 0
+        "Sources forgotten since start."
 
     def add(self, lease: str, source: Source) -> None:
         """Hold `source` for the stream claimed with `lease`."""
         self._sources[source.name] = (lease, source)
+        self.added += 1
 
     def remove(self, name: str, lease: str) -> None:
         """Forget the source of `name` if it is the one of `lease`."""
         held = self._sources.get(name)
         if held is not None and held[0] == lease:
             del self._sources[name]
+            self.removed += 1
 
     def get(self, name: str, lease: str | None = None) -> Source | None:
         """The source of `name` (of that lease, when given), or None."""

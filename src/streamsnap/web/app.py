@@ -25,6 +25,7 @@ from streamsnap.web.cors import cors_middleware
 from streamsnap.web.errors import json_error
 from streamsnap.web.guard import access_refusals
 from streamsnap.web.health import add_health_routes
+from streamsnap.web.heap import HeapKeeper
 from streamsnap.web.images import add_image_routes
 from streamsnap.web.metrics import add_metrics_route
 from streamsnap.web.mjpeg import add_mjpeg_routes
@@ -168,6 +169,19 @@ async def _watch_loop_lag(app: web.Application) -> AsyncIterator[None]:
         await monitor
 
 
+async def _keep_the_heap(app: web.Application) -> AsyncIterator[None]:
+    """Keep full garbage collections short while the server is up (`gc_freeze`)."""
+    services = app[SERVICES]
+    if not services.settings.gc_freeze:
+        yield
+        return
+    keeper = asyncio.ensure_future(HeapKeeper(services.sources).run())
+    yield
+    keeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await keeper
+
+
 def create_app(settings: Settings, registry: StreamRegistry | None = None) -> web.Application:
     """The whole server as an aiohttp application (on `registry`, or a registry of its own)."""
     app = web.Application(middlewares=[client_address_middleware(TrustedProxies(settings.trusted_proxies)),
@@ -176,6 +190,7 @@ def create_app(settings: Settings, registry: StreamRegistry | None = None) -> we
     app.cleanup_ctx.append(_lifecycle)
     app.cleanup_ctx.append(run_cameras)
     app.cleanup_ctx.append(_watch_loop_lag)
+    app.cleanup_ctx.append(_keep_the_heap)
     add_rtmp_listener(app)
     app.on_shutdown.append(_not_ready)
     app.on_shutdown.append(_drain)

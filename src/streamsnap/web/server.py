@@ -115,9 +115,11 @@ class Server:
         access_log = safe_access_logger(proxies)
         self.guard = ConnectionGuard(settings.http_header_timeout, settings.max_http_connections_per_ip, proxies)
         # Room for the drain (in-flight snapshots get `shutdown_grace`) before aiohttp cuts connections.
+        # handler_cancellation: a caller that hangs up cancels its handler, so a picture nobody waits for
+        # any more is dropped before it is decoded (the engine and the worker pool are cancel-safe).
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace + 2.0,
                                access_log_class=access_log, logger=http_error_logger(),
-                               keepalive_timeout=settings.http_header_timeout)
+                               keepalive_timeout=settings.http_header_timeout, handler_cancellation=True)
         shared = self.reuse_port
         sites.append((runner, _listen(settings.host, settings.port, shared), None, "http", "http"))
         if context is not None:
@@ -126,7 +128,7 @@ class Server:
         if settings.rest_port:
             rest_runner = web.AppRunner(create_rest_app(self._services), handle_signals=False,
                                         access_log_class=access_log, logger=http_error_logger(),
-                                        keepalive_timeout=settings.http_header_timeout)
+                                        keepalive_timeout=settings.http_header_timeout, handler_cancellation=True)
             sites.append((rest_runner, _listen(settings.host, settings.rest_port, shared), None, "rest", "http"))
         if rest_runner is not None:
             await rest_runner.setup()

@@ -47,21 +47,31 @@ class DiscardingQueue:
 
 
 async def drain(track: Any, latest: dict[str, Any], name: str) -> None:
+    """Keep the stream's latest decoded frame, with the time its first frame came (to tell how late the
+    decoder runs: the publisher sends in real time)."""
+    loop = asyncio.get_running_loop()
+    first: tuple[float, int] | None = None
     try:
         while True:
-            latest[name] = await track.recv()
+            frame = await track.recv()
+            if first is None:
+                first = (loop.time(), frame.pts)
+            latest[name] = (frame, first)
     except MediaStreamError:
         pass
 
 
 async def snapshot(request: web.Request) -> web.Response:
     """decode-all: the latest decoded frame of a stream as PNG (streamsnap's encoder, in a thread)."""
-    frame = request.app[LATEST].get(request.match_info["name"])
-    if frame is None:
+    held = request.app[LATEST].get(request.match_info["name"])
+    if held is None:
         return web.Response(status=404)
+    frame, (first_arrival, first_pts) = held
+    # How old the depicted moment is: behind real time by however far the decoder lags (90 kHz clock).
+    age = asyncio.get_running_loop().time() - first_arrival - (frame.pts - first_pts) / 90_000
     picture = Picture(frame, EncodedFrame(b"", 0, True, 0.0), 1)
     data = await asyncio.to_thread(encode, picture, ImageSpec(), 1)
-    return web.Response(body=data, content_type="image/png")
+    return web.Response(body=data, content_type="image/png", headers={"X-Frame-Age-Ms": f"{max(0.0, age) * 1000:.0f}"})
 
 
 async def signaling(request: web.Request) -> web.WebSocketResponse:

@@ -323,7 +323,7 @@ class Settings:
 
     # Load
     snapshot_deadline_ms: Annotated[float, Meta(ge=10, le=60_000)] = _setting(
-        1000.0, "A picture the workers cannot make within this many ms, at the rate they are measured to "
+        500.0, "A picture the workers cannot make within this many ms, at the rate they are measured to "
         "achieve, is refused at once (`overloaded`, HTTP 503 with Retry-After)."
     )
     keyframe_request_cost_frames: Annotated[float, Meta(ge=0, le=10_000)] = _setting(

@@ -80,7 +80,7 @@ class EngineSettings:
     "Threads that decode and encode."
     png_compress_level: int = 1
     "zlib level of PNG output (0-9)."
-    deadline: float = 1.0
+    deadline: float = 0.5
     "Seconds an admitted picture may take in the worker pool; a request the pool cannot serve in time is refused."
     keyframe_request_cost_frames: float = 10.0
     "A PLI's extra upstream keyframe, counted as this many frames of decoding when choosing the cheaper way."

@@ -22,9 +22,11 @@ import pytest
 from streamsnap.media.imaging import ImageSpec
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.media.pool import WorkerPool
-from streamsnap.media.snapshot import EngineStats
+from streamsnap.media.snapshot import EngineStats, SnapshotEngine
+from streamsnap.media.source import Source
 from streamsnap.reasons import SnapshotFailure
 from streamsnap.wcsclient import SnapshotFailed, WcsClient
+from streamsnap.web.services import Services
 from streamsnap.web.wcs import SNAPSHOT_INFO
 from tests.conftest import MAX_LAG_FRAMES, RunningServer, png_image
 
@@ -70,6 +72,38 @@ async def occupy_the_worker(pool: WorkerPool) -> tuple[asyncio.Future[Any], thre
         while not started.is_set():  # noqa: ASYNC110 -- the worker taking the job
             await asyncio.sleep(0.005)
     return busy, release
+
+
+@dataclass
+class HeldWorker:
+    """A warm engine with its only worker held busy, so that the next picture's decode waits in the queue."""
+
+    engine: SnapshotEngine
+    source: Source
+    busy: asyncio.Future[Any]
+    release: threading.Event
+
+    async def until_queued(self) -> None:
+        """Until a decode job waits in the pool's queue."""
+        async with asyncio.timeout(5):
+            while self.engine.pool.stats.queued == 0:  # noqa: ASYNC110 -- the decode job reaching the queue
+                await asyncio.sleep(0.005)
+
+    async def let_go(self) -> None:
+        """Free the worker."""
+        self.release.set()
+        await self.busy
+
+
+async def hold_the_worker(services: Services | None, name: str) -> HeldWorker:
+    """`name`'s source and the engine, warmed by one picture (media flows, estimates are measured), with
+    the engine's only worker held busy."""
+    assert services is not None
+    source = services.sources.get(name)
+    assert source is not None
+    await services.engine.request(source, max_age_ms=0)
+    busy, release = await occupy_the_worker(services.engine.pool)
+    return HeldWorker(services.engine, source, busy, release)
 
 
 def frames_per_picture(stats: EngineStats, before: tuple[int, int]) -> float:
@@ -163,22 +197,13 @@ async def test_a_burst_past_capacity_is_refused_fast_and_what_is_served_is_right
 
 async def test_a_cancelled_request_does_not_decode(
         loaded: Loaded) -> None:
-    server, _, _ = loaded
-    assert server.services is not None
-    engine = server.services.engine
-    source = server.services.sources.get("load0")
-    assert source is not None
-    await engine.request(source, max_age_ms=0)  # media flows, estimates are warm
-    # Keep the only worker busy, so that the picture's decode waits in the queue.
-    busy, release = await occupy_the_worker(engine.pool)
+    held = await hold_the_worker(loaded[0].services, "load0")
+    engine, source = held.engine, held.source
     decodes, frames, skipped = engine.stats.decodes, engine.stats.frames_decoded, engine.pool.stats.skipped
     request = asyncio.ensure_future(engine.request(source, ImageSpec(), max_age_ms=0))
-    async with asyncio.timeout(5):
-        while engine.pool.stats.queued == 0:  # noqa: ASYNC110 -- the decode job reaching the queue
-            await asyncio.sleep(0.005)
+    await held.until_queued()
     request.cancel()
-    release.set()
-    await busy
+    await held.let_go()
     with pytest.raises(asyncio.CancelledError):
         await request
     await engine.request(source, max_age_ms=0)  # the pool goes on with later work
@@ -190,21 +215,14 @@ async def test_a_cancelled_request_does_not_decode(
 
 async def test_a_picture_goes_on_while_one_of_its_callers_waits(loaded: Loaded) -> None:
     server, _, tracks = loaded
-    assert server.services is not None
-    engine = server.services.engine
-    source = server.services.sources.get("load4")
-    assert source is not None
-    await engine.request(source, max_age_ms=0)
-    busy, release = await occupy_the_worker(engine.pool)
+    held = await hold_the_worker(server.services, "load4")
+    engine, source = held.engine, held.source
     decodes, abandoned = engine.stats.decodes, engine.stats.abandoned
     staying = asyncio.ensure_future(engine.request(source, max_age_ms=0))
     leaving = asyncio.ensure_future(engine.request(source, max_age_ms=0))
-    async with asyncio.timeout(5):
-        while engine.pool.stats.queued == 0:  # noqa: ASYNC110 -- the shared decode job reaching the queue
-            await asyncio.sleep(0.005)
+    await held.until_queued()
     leaving.cancel()
-    release.set()
-    await busy
+    await held.let_go()
     picture = await staying
     assert engine.stats.decodes == decodes + 1
     assert engine.stats.abandoned == abandoned
@@ -214,17 +232,11 @@ async def test_a_picture_goes_on_while_one_of_its_callers_waits(loaded: Loaded) 
 
 async def test_a_caller_joins_a_picture_under_way_only_when_its_frame_is_fresh_enough(loaded: Loaded) -> None:
     server, _, tracks = loaded
-    assert server.services is not None
-    engine = server.services.engine
-    source = server.services.sources.get("load3")
-    assert source is not None
-    await engine.request(source, max_age_ms=0)
-    busy, release = await occupy_the_worker(engine.pool)
+    held = await hold_the_worker(server.services, "load3")
+    engine, source = held.engine, held.source
     decodes, coalesced = engine.stats.decodes, engine.stats.coalesced
     first = asyncio.ensure_future(engine.request(source, max_age_ms=0))
-    async with asyncio.timeout(5):
-        while engine.pool.stats.queued == 0:  # noqa: ASYNC110 -- its keyframe came and its decode is queued
-            await asyncio.sleep(0.005)
+    await held.until_queued()  # its keyframe came and its decode is queued
     await asyncio.sleep(0.1)  # frames arrive after the one the queued picture shows
     asked_at = tracks[3].counter
     # Taking a frame up to 5 s old: the queued picture does.
@@ -233,8 +245,7 @@ async def test_a_caller_joins_a_picture_under_way_only_when_its_frame_is_fresh_e
     # Asking a frame no older than the request: the queued picture's is older, so a picture of its own.
     fresh = asyncio.ensure_future(engine.request(source, max_age_ms=0))
     await asyncio.sleep(0.1)
-    release.set()
-    await busy
+    await held.let_go()
     pictures = await asyncio.gather(first, fresh, relaxed)
     counters = [read_counter(await asyncio.to_thread(png_image, p.data)) for p in pictures]
     assert counters[0] < asked_at <= counters[1]
@@ -245,27 +256,21 @@ async def test_a_caller_joins_a_picture_under_way_only_when_its_frame_is_fresh_e
 
 async def test_an_http_caller_that_hangs_up_stops_its_picture(start_full_server: Callable[..., Any]) -> None:
     server = await start_full_server(snapshot_workers=1)  # as `serve` runs it
-    engine = server.services.engine
     publisher = await WcsClient.connect(f"ws://127.0.0.1:{server.port('http')}/")
     await publisher.publish("load5", [PatternTrack(320, 240)])
-    source = server.services.sources.get("load5")
-    assert source is not None
-    await engine.request(source, max_age_ms=0)
-    busy, release = await occupy_the_worker(engine.pool)
+    held = await hold_the_worker(server.services, "load5")
+    engine, source = held.engine, held.source
     decodes, skipped = engine.stats.decodes, engine.pool.stats.skipped
     _, writer = await asyncio.open_connection("127.0.0.1", server.port("http"))
     writer.write(b"GET /streams/load5/snapshot.png?max_age_ms=0 HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
-    async with asyncio.timeout(5):
-        while engine.pool.stats.queued == 0:  # noqa: ASYNC110 -- the picture's decode reaching the queue
-            await asyncio.sleep(0.005)
+    await held.until_queued()
     writer.close()  # the caller hangs up before its picture is decoded
     await writer.wait_closed()
     async with asyncio.timeout(5):
         while engine.stats.abandoned == 0:  # noqa: ASYNC110 -- the server noticing
             await asyncio.sleep(0.01)
-    release.set()
-    await busy
+    await held.let_go()
     await engine.request(source, max_age_ms=0)  # the pool goes on with later work
     assert engine.pool.stats.skipped == skipped + 1
     assert engine.stats.decodes == decodes + 1  # only the later request's

@@ -59,6 +59,7 @@ class HeapKeeper:
             self.freezes += 1
             logger.debug("full collection after streams ended: %.1f ms", (time.perf_counter() - began) * 1000)
         elif started:
+            gc.collect(1)  # the young garbage first: frozen, it would wait for the next full pass
             gc.freeze()
             self.freezes += 1
 

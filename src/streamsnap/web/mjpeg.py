@@ -21,6 +21,7 @@ from streamsnap.framing import Fit
 from streamsnap.media.imaging import ImageFormat, ImageSpec
 from streamsnap.reasons import SnapshotError
 from streamsnap.service.mjpeg import DEFAULT_FPS, MjpegFeeds, MjpegLimits, TooManyWatchers
+from streamsnap.service.snapshots import Requester
 from streamsnap.web.cors import EXPOSED_HEADERS, allowed_origin
 from streamsnap.web.errors import RETRY_AFTER_SECONDS, json_error, snapshot_error
 from streamsnap.web.guard import http_requester, request_grant
@@ -62,21 +63,32 @@ def _gone(request: web.Request) -> bool:
     return request.transport is None or request.transport.is_closing()
 
 
-async def stream_mjpeg(request: web.Request) -> web.StreamResponse:
-    """GET /streams/{name}/stream.mjpeg?fps=&width=&height=&fit=&quality=: the stream as MJPEG until it ends."""
-    services = request.app[SERVICES]
-    feeds = request.app[MJPEG]
-    name = request.match_info["name"]
+def _mjpeg_request(request: web.Request) -> tuple[str, Requester, MjpegQuery, ImageSpec] | web.Response:
+    """What a GET or HEAD of the MJPEG url asks (name, who, query, the parts' spec), or the 400 for a bad query.
+
+    Raises `NotAuthenticated` (answered 401 by the middleware) before the query is read.
+    """
     grant = request_grant(request)
     try:
-        query = parse_query(dict(request.query), services.settings, MjpegQuery)
+        query = parse_query(dict(request.query), request.app[SERVICES].settings, MjpegQuery)
     except BadParameter as exc:
         return json_error(400, str(exc), field=exc.field)
     both = query.width is not None and query.height is not None
     spec = ImageSpec(ImageFormat.JPEG, query.width, query.height, query.quality, query.fit if both else Fit.FILL)
+    return request.match_info["name"], http_requester(request, grant), query, spec
+
+
+async def stream_mjpeg(request: web.Request) -> web.StreamResponse:
+    """GET /streams/{name}/stream.mjpeg?fps=&width=&height=&fit=&quality=: the stream as MJPEG until it ends."""
+    services = request.app[SERVICES]
+    feeds = request.app[MJPEG]
+    asked = _mjpeg_request(request)
+    if isinstance(asked, web.Response):
+        return asked
+    name, requester, query, spec = asked
     fps = query.fps if query.fps is not None else min(DEFAULT_FPS, services.settings.mjpeg_max_fps)
     try:
-        watcher = await feeds.watch(name, http_requester(request, grant), spec, fps)
+        watcher = await feeds.watch(name, requester, spec, fps)
     except TooManyWatchers as exc:
         return json_error(429 if exc.per_stream else 503, str(exc), reason="too_many_watchers",
                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
@@ -117,16 +129,12 @@ async def stream_mjpeg(request: web.Request) -> web.StreamResponse:
 
 async def stream_mjpeg_head(request: web.Request) -> web.Response:
     """HEAD of the MJPEG url: whether a GET would play, from the stream's record (no watcher, no picture)."""
-    services = request.app[SERVICES]
-    name = request.match_info["name"]
-    grant = request_grant(request)
+    asked = _mjpeg_request(request)
+    if isinstance(asked, web.Response):
+        return asked
+    name, requester, _, spec = asked
     try:
-        query = parse_query(dict(request.query), services.settings, MjpegQuery)
-    except BadParameter as exc:
-        return json_error(400, str(exc), field=exc.field)
-    spec = ImageSpec(ImageFormat.JPEG, query.width, query.height, query.quality)
-    try:
-        await services.snapshots.status(name, http_requester(request, grant), spec)
+        await request.app[SERVICES].snapshots.status(name, requester, spec)
     except SnapshotError as exc:
         return snapshot_error(exc)
     return web.Response(headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})

@@ -521,6 +521,9 @@ async def test_cross_site_and_careless_rest_calls_are_refused(server: RunningSer
         for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
             async with http.post(f"{rest}/terminate", data=b"{}", headers={"Content-Type": content_type}) as answer:
                 assert answer.status == 415, content_type
+            async with http.post(f"{server.http_url}/rest-api/rtsp/terminate", data=b'{"toStream": "cam2"}',
+                                 headers={"Content-Type": content_type}) as answer:
+                assert answer.status == 415, content_type
         async with http.post(f"{rest}/terminate", data=b'{"name": "cam2"}') as answer:  # no content type at all
             assert answer.status == 415
         async with http.post(f"{rest}/terminate", json={"nmae": "cam2"}) as answer:  # a typo is not a wildcard

@@ -116,7 +116,8 @@ async def read_body(request: web.Request, kind: type[Body], *, empty_ok: bool) -
         raise BadBody(f"body is not JSON: {exc}", None) from None
 
 
-def _bad(exc: BadBody) -> web.Response:
+def bad_body(exc: BadBody) -> web.Response:
+    """The answer to a body `read_body` refused: 400 with the field, or 415 for a body not sent as JSON."""
     return json_error(exc.status, str(exc), field=exc.field)
 
 
@@ -149,7 +150,7 @@ async def find(request: web.Request) -> web.Response:
     try:
         wanted = await read_body(request, StreamFilter, empty_ok=True)
     except BadBody as exc:
-        return _bad(exc)
+        return bad_body(exc)
     return await _found(request, grant, wanted)
 
 
@@ -165,7 +166,7 @@ async def terminate(request: web.Request) -> web.Response:
     try:
         wanted = await read_body(request, StreamFilter, empty_ok=True)
     except BadBody as exc:
-        return _bad(exc)
+        return bad_body(exc)
     if wanted.empty:  # WCS ends every stream here; one careless or forged call must not
         return json_error(400, "a filter is required (name, mediaSessionId, mediaSessionIds, sessionId, "
                                "published or status)")
@@ -189,7 +190,7 @@ async def snapshot(request: web.Request) -> web.Response:
     try:
         body = await read_body(request, SnapshotBody, empty_ok=False)
     except BadBody as exc:
-        return _bad(exc)
+        return bad_body(exc)
     try:
         picture = await services.snapshots.take(body.stream_name, http_requester(request, grant))
     except SnapshotError as exc:

@@ -27,7 +27,7 @@ from streamsnap.reasons import PublishError, SnapshotError, StreamEnd
 from streamsnap.service.cameras import CameraPulls, PullInfo, picture_failure
 from streamsnap.web.errors import json_error, snapshot_error
 from streamsnap.web.guard import authorize, request_grant
-from streamsnap.web.rest import BadBody, read_body
+from streamsnap.web.rest import BadBody, bad_body, read_body
 from streamsnap.web.services import SERVICES
 from streamsnap.web.wcs import STREAM_END_INFO
 
@@ -92,7 +92,7 @@ async def startup(request: web.Request) -> web.Response:
     try:
         body = await read_body(request, StartupBody, empty_ok=False)
     except BadBody as exc:
-        return json_error(400, str(exc), field=exc.field)
+        return bad_body(exc)
     hook_fields = {"clientAddress": request.remote, "origin": request.headers.get("Origin"), "source": "http"}
     try:
         pull = await _cameras(request).start(body.uri, body.to_stream, grant, hook_fields, body.transport)
@@ -116,7 +116,7 @@ async def terminate(request: web.Request) -> web.Response:
     try:
         body = await read_body(request, TargetBody, empty_ok=False)
     except BadBody as exc:
-        return json_error(400, str(exc), field=exc.field)
+        return bad_body(exc)
     target = body.to_stream or body.uri
     if not target:
         return json_error(400, "uri or toStream is required", field="uri")

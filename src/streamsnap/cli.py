@@ -112,24 +112,18 @@ def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
-    return value
+def _seconds(*, zero_ok: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, more than 0 (or 0 too, with `zero_ok`)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+        if not (0 <= value if zero_ok else 0 < value) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text} must be {'0 or more' if zero_ok else 'more than 0'}")
+        return value
+    return parse
 
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
-    return value
 
 
 def _add_token_option(parser: argparse.ArgumentParser) -> None:
@@ -202,7 +196,8 @@ def _publish_parser(commands: Any) -> None:
     publish.add_argument("--codec", choices=["VP8", "H264"], help="video codec to insist on")
     publish.add_argument("--size", type=_size, default=(640, 480), metavar="WxH",
                          help="pattern size WIDTHxHEIGHT (default 640x480)")
-    publish.add_argument("--duration", type=_positive_float, metavar="SECONDS", help="stop after this many seconds")
+    publish.add_argument("--duration", type=_seconds(zero_ok=False), metavar="SECONDS",
+                         help="stop after this many seconds")
 
 
 def _snapshot_parser(commands: Any) -> None:
@@ -227,7 +222,7 @@ def _snapshot_parser(commands: Any) -> None:
                           help="with --width and --height: fill stretches (default), contain letterboxes, "
                           "cover crops the centre")
     snapshot.add_argument("--quality", type=_bounded_int(1, 100), help="jpg/webp quality 1-100 (default 85/80)")
-    snapshot.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+    snapshot.add_argument("--timeout", type=_seconds(zero_ok=False), default=10.0, metavar="SECONDS",
                           help="seconds to wait (default 10)")
 
 
@@ -242,7 +237,7 @@ def _token_parser(commands: Any) -> None:
     token.add_argument("--config", type=Path, help="TOML file of settings, as for serve")
     token.add_argument("--stream", action="append", dest="streams", metavar="PATTERN", default=[],
                        help="stream name pattern the rights cover, e.g. 'cam-*' (repeat; default: every stream)")
-    token.add_argument("--ttl", type=_non_negative_float, default=3600.0, metavar="SECONDS",
+    token.add_argument("--ttl", type=_seconds(zero_ok=True), default=3600.0, metavar="SECONDS",
                        help="seconds the token is valid (default 3600; 0: no expiry, which servers refuse "
                        "unless auth_allow_no_exp is set)")
     token.add_argument("--subject", help="the token's `sub`, shown in the server's logs")

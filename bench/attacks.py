@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from aiortc.rtp import RtpPacket
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.run import free_port, percentile, wait_port  # noqa: E402
 from streamsnap.access import TokenPolicy  # noqa: E402
 from streamsnap.media.pattern import PatternTrack  # noqa: E402
 from streamsnap.media.sdp_limits import SdpLimits  # noqa: E402
@@ -59,20 +59,6 @@ SERVER_SETTINGS = {
 }
 NORMAL_ADDRESS = "198.51.100.10"
 GOALS = {"healthz_p99_ms": 100.0, "snapshot_ratio": 2.0, "rss_growth_mb": 50.0}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 @dataclass
@@ -633,15 +619,10 @@ def main() -> int:
             proc = subprocess.Popen([sys.executable, "-m", "streamsnap", "serve", "--host", HOST, "--port", str(port)],
                                     env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection((HOST, port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"server did not start: {log_file.read_text()}") from None
-                    time.sleep(0.1)
+            try:
+                wait_port(port, proc)
+            except RuntimeError as exc:
+                raise RuntimeError(f"server did not start ({exc}): {log_file.read_text()}") from None
             rows = asyncio.run(run(args, port, psutil.Process(proc.pid), log_file))
         finally:
             proc.terminate()

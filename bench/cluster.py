@@ -35,7 +35,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,7 +53,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import streamsnap  # noqa: E402
-from bench.run import cpu_seconds, free_port, percentile, save_results, table  # noqa: E402
+from bench.run import cpu_seconds, free_port, percentile, save_results, table, wait_port  # noqa: E402
 from streamsnap.cluster import registry as cluster_registry  # noqa: E402
 from streamsnap.wcsclient import SnapshotFailed, WcsClient  # noqa: E402
 
@@ -75,19 +74,6 @@ def _stop_started() -> None:
 
 
 # Processes.
-
-def wait_port(port: int, proc: subprocess.Popen[Any] | None = None, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited ({proc.returncode}) before listening on {port}; logs in {LOGS}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
 
 def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
     if proc.poll() is None:

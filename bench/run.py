@@ -89,14 +89,17 @@ def running(command: list[str], cpu: int | set[int], env: dict[str, str] | None 
         proc.wait()
 
 
-def wait_port(port: int, timeout: float = 30) -> None:
+def wait_port(port: int, proc: subprocess.Popen[Any] | None = None, timeout: float = 30) -> None:
+    """Until something listens on 127.0.0.1:`port`; raises when `proc` (the process to listen) exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited ({proc.returncode}) before listening on {port}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port}")
 
 

@@ -115,6 +115,21 @@ def free_port() -> int:
         return port
 
 
+def wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    """Until something listens on 127.0.0.1:`port`; raises (with its output) when `proc` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                output = proc.stdout.read() if proc.stdout else ""
+                raise RuntimeError(f"process exited ({proc.returncode}): {output}") from None
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port} after {timeout} s")
+
+
 @pytest.fixture
 def server_process() -> Iterator[RunningServer]:
     """`streamsnap serve` in a subprocess, as a user starts it."""
@@ -124,18 +139,11 @@ def server_process() -> Iterator[RunningServer]:
         [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stdout.read() if proc.stdout else ''}") from None
-            time.sleep(0.1)
-    else:
+    try:
+        wait_listening(port, proc)
+    except RuntimeError:
         proc.kill()
-        raise RuntimeError("server did not start listening")
+        raise
     yield RunningServer(port)
     proc.terminate()
     try:

@@ -19,8 +19,8 @@ import pytest
 
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.wcsclient import PublishFailed, SnapshotFailed, WcsClient
-from tests.cluster.conftest import TTL, Node, Redis, stop, wait_listening
-from tests.conftest import MAX_LAG_FRAMES, free_port, png_image
+from tests.cluster.conftest import TTL, Node, Redis, stop
+from tests.conftest import MAX_LAG_FRAMES, free_port, png_image, wait_listening
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 

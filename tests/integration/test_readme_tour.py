@@ -13,10 +13,8 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 from PIL import Image
 
 from tests.clips import write_pattern_clip
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_listening
 
 pytestmark = pytest.mark.integration
 
@@ -103,18 +101,6 @@ def with_ports(command: str, port: int, tls_port: int | None = None) -> str:
     return command.replace("127.0.0.1:8443", f"127.0.0.1:{tls_port}") if tls_port else command
 
 
-def wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            assert proc.poll() is None, f"server exited: {proc.communicate()}"
-            time.sleep(0.1)
-    raise AssertionError("server did not start listening")
-
-
 def read_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
     """The next stdout line of `proc`, within `timeout` seconds."""
     import selectors
@@ -167,7 +153,7 @@ def test_the_readme_tour_as_written(tmp_path: Path, processes: Processes) -> Non
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")  # the tour's relative .venv/bin/streamsnap, from tmp_path
     # The Makefile's `PORT ?= 8080` takes the port from the environment: the command stays as written.
     server = processes.start(steps[0].words[:-1], ROOT, ENV | {"PORT": str(port)})
-    wait_listening(port, server)
+    wait_listening(port, server, timeout=60)
 
     for step in steps[1:]:
         words = shlex.split(with_ports(step.command, port), comments=True)
@@ -203,8 +189,8 @@ def test_the_help_examples_as_written(tmp_path: Path, processes: Processes) -> N
     server = processes.start(
         [str(BIN / "streamsnap"), "serve", "--host", "127.0.0.1", "--port", str(port), "--tls-self-signed",
          "--tls-port", str(tls_port)], tmp_path, ENV)
-    wait_listening(port, server)
-    wait_listening(tls_port, server)
+    wait_listening(port, server, timeout=60)
+    wait_listening(tls_port, server, timeout=60)
     write_pattern_clip(tmp_path / "clip.webm")
     env = ENV | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 

@@ -29,8 +29,8 @@ from PIL import Image
 from streamsnap.access import Right, TokenPolicy
 from streamsnap.protocol.rtmp import HANDSHAKE_SIZE
 from streamsnap.wcsclient import WcsClient
-from tests.conftest import ROOT, RunningServer, free_port, png_image
-from tests.integration.test_readme_tour import BIN, ENV, Processes, steps_of, wait_listening, with_ports
+from tests.conftest import ROOT, RunningServer, free_port, png_image, wait_listening
+from tests.integration.test_readme_tour import BIN, ENV, Processes, steps_of, with_ports
 
 pytestmark = [
     pytest.mark.integration,
@@ -335,7 +335,7 @@ def test_the_readme_rtmp_commands_as_written(tmp_path: Path, processes: Processe
         if step.background:
             proc = processes.start(words[:-1], tmp_path, env | variables)
             if words[0] == "streamsnap":
-                wait_listening(port, proc)
+                wait_listening(port, proc, timeout=60)
             else:
                 _wait_publishing(port, "cam1")
             continue

@@ -338,31 +338,43 @@ async def test_failed_pulls_are_answered_clearly(start_server: Callable[..., Any
         silent.close()
 
 
+class Trap:
+    """A listener on 127.0.0.2 (outside the allow-lists of these tests) that counts the connections it gets."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.server: asyncio.Server
+        self.port = 0
+
+    @classmethod
+    async def start(cls) -> Trap:
+        trap = cls()
+        trap.server = await asyncio.start_server(trap._count, "127.0.0.2", 0)
+        trap.port = trap.server.sockets[0].getsockname()[1]
+        return trap
+
+    async def _count(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.close()
+
+
 async def test_hosts_outside_the_allow_list_are_never_connected(start_server: Callable[..., Any],
                                                                 cameras: Callable[..., Awaitable[RtspCamera]],
                                                                 http: aiohttp.ClientSession) -> None:
     camera = await cameras(GREEN)
-    connections = 0
-
-    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        writer.close()
-
-    trap = await asyncio.start_server(count, "127.0.0.2", 0)
-    trap_port = trap.sockets[0].getsockname()[1]
+    trap = await Trap.start()
     server: RunningServer = await start_server(rtsp_allowed_hosts=["127.0.0.1/32"])
     try:
-        status, body = await rest_picture(http, server, f"rtsp://127.0.0.2:{trap_port}/cam")
+        status, body = await rest_picture(http, server, f"rtsp://127.0.0.2:{trap.port}/cam")
         assert status == 403 and body["reason"] == "source_not_allowed", body
         status, body = await post(http, f"{server.http_url}/rest-api/rtsp/startup",
-                                  {"uri": f"rtsp://localhost.:{trap_port}/cam"})
+                                  {"uri": f"rtsp://localhost.:{trap.port}/cam"})
         assert status in (403, 502), body  # localhost may resolve to ::1 as well: outside the list
-        assert connections == 0
+        assert trap.connections == 0
         status, body = await rest_picture(http, server, camera.url)
         assert status == 200, body
     finally:
-        trap.close()
+        trap.server.close()
 
 
 async def _redirecting_server(location: str) -> tuple[asyncio.Server, int]:
@@ -396,18 +408,10 @@ async def test_redirects_are_followed_within_the_limit_and_the_allow_list(
         http: aiohttp.ClientSession) -> None:
     camera = await cameras(BLUE)
     locked = await cameras(GREEN, user="viewer", password=SECRET)
-    connections = 0
-
-    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        writer.close()
-
-    trap = await asyncio.start_server(count, "127.0.0.2", 0)
-    trap_port = trap.sockets[0].getsockname()[1]
+    trap = await Trap.start()
     to_camera, to_camera_port = await _redirecting_server(camera.public_url)
     loop, loop_port = await _redirecting_server("rtsp://{self}/again")
-    to_trap, to_trap_port = await _redirecting_server(f"rtsp://127.0.0.2:{trap_port}/cam")
+    to_trap, to_trap_port = await _redirecting_server(f"rtsp://127.0.0.2:{trap.port}/cam")
     to_other_host, to_other_host_port = await _redirecting_server(f"rtsp://localhost:{locked.port}/cam")
     server: RunningServer = await start_server(rtsp_allowed_hosts=["127.0.0.1/32", "localhost"],
                                                rtsp_max_redirects=2)
@@ -421,13 +425,13 @@ async def test_redirects_are_followed_within_the_limit_and_the_allow_list(
 
         status, body = await rest_picture(http, server, f"rtsp://127.0.0.1:{to_trap_port}/cam")
         assert (status, body["reason"]) == (403, "source_not_allowed"), body
-        assert connections == 0
+        assert trap.connections == 0
 
         # Credentials go along to the same host only: the camera on "localhost" never gets them.
         status, body = await rest_picture(http, server, f"rtsp://viewer:{SECRET}@127.0.0.1:{to_other_host_port}/c")
         assert (status, body["reason"]) == (502, "source_unauthorized"), body
     finally:
-        for listener in (trap, to_camera, loop, to_trap, to_other_host):
+        for listener in (trap.server, to_camera, loop, to_trap, to_other_host):
             listener.close()
 
 

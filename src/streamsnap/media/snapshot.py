@@ -314,7 +314,7 @@ class SnapshotEngine:
                     deadline: float, job: _Shared) -> Picture:
         video = await self._first_frames(source)
         group = video.group()
-        max_age = (self.settings.max_frame_age_ms if max_age_ms is None else max_age_ms) / 1000
+        max_age = job.max_age
         now = self._clock()
         if max_age_ms is not None and group and now - group[0].arrival <= max_age:
             # The caller takes a picture this old: the keyframe alone is the cheapest there is.

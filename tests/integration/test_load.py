@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -275,6 +276,20 @@ async def test_an_http_caller_that_hangs_up_stops_its_picture(start_full_server:
     assert engine.pool.stats.skipped == skipped + 1
     assert engine.stats.decodes == decodes + 1  # only the later request's
     await publisher.close()
+
+
+async def test_the_server_keeps_live_streams_out_of_full_collections(start_server: Callable[..., Any]) -> None:
+    gc.unfreeze()
+    server: RunningServer = await start_server()
+    publisher = await WcsClient.connect(server.ws_url)
+    try:
+        await publisher.publish("kept", [PatternTrack(160, 120)])
+        async with asyncio.timeout(10):  # the keeper looks every 2 s
+            while gc.get_freeze_count() == 0:  # noqa: ASYNC110 -- the heap keeper's doing
+                await asyncio.sleep(0.1)
+    finally:
+        await publisher.close()
+        gc.unfreeze()
 
 
 async def test_a_closed_session_stops_its_pictures(

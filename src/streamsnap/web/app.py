@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import WSCloseCode, web
 
@@ -160,26 +161,32 @@ async def _not_ready(app: web.Application) -> None:
     app[SERVICES].ready = False
 
 
-async def _watch_loop_lag(app: web.Application) -> AsyncIterator[None]:
-    """Measure how late the event loop runs while the server is up (pictures are refused when it lags)."""
-    monitor = asyncio.ensure_future(app[SERVICES].engine.loop_lag.run())
-    yield
-    monitor.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await monitor
+def _while_up(
+    run: Callable[[web.Application], Coroutine[Any, Any, None] | None],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that runs `run(app)` as a task while the server is up (when it gives a coroutine)."""
 
-
-async def _keep_the_heap(app: web.Application) -> AsyncIterator[None]:
-    """Keep full garbage collections short while the server is up (`gc_freeze`)."""
-    services = app[SERVICES]
-    if not services.settings.gc_freeze:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        coroutine = run(app)
+        task = None if coroutine is None else asyncio.ensure_future(coroutine)
         yield
-        return
-    keeper = asyncio.ensure_future(HeapKeeper(services.sources).run())
-    yield
-    keeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await keeper
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return context
+
+
+def _watch_loop_lag(app: web.Application) -> Coroutine[Any, Any, None]:
+    """Measure how late the event loop runs (pictures are refused when it lags)."""
+    return app[SERVICES].engine.loop_lag.run()
+
+
+def _keep_the_heap(app: web.Application) -> Coroutine[Any, Any, None] | None:
+    """Keep full garbage collections short (`gc_freeze`)."""
+    services = app[SERVICES]
+    return HeapKeeper(services.sources).run() if services.settings.gc_freeze else None
 
 
 def create_app(settings: Settings, registry: StreamRegistry | None = None) -> web.Application:
@@ -189,8 +196,8 @@ def create_app(settings: Settings, registry: StreamRegistry | None = None) -> we
     app[SERVICES] = Services.from_settings(settings, registry)
     app.cleanup_ctx.append(_lifecycle)
     app.cleanup_ctx.append(run_cameras)
-    app.cleanup_ctx.append(_watch_loop_lag)
-    app.cleanup_ctx.append(_keep_the_heap)
+    app.cleanup_ctx.append(_while_up(_watch_loop_lag))
+    app.cleanup_ctx.append(_while_up(_keep_the_heap))
     add_rtmp_listener(app)
     app.on_shutdown.append(_not_ready)
     app.on_shutdown.append(_drain)

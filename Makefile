@@ -1,44 +1,61 @@
-# streamsnap: `make serve` and `make test` work on a fresh machine; both bootstrap .venv.
+# streamsnap: `make serve` and `make test` work on a fresh machine; both bootstrap .venv from the lock
+# (requirements/, made by `make lock`): serve installs the runtime only, test and lint every tool.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+RUNTIME := $(VENV)/.runtime-stamp
+DEV := $(VENV)/.dev-stamp
+PIP := $(BIN)/pip install --quiet --no-deps
 PORT ?= 8080
 
-.PHONY: serve cluster test unit integration e2e lint bench system-deps clean
+.PHONY: serve cluster test unit integration e2e lint lock lock-check bench system-deps clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
 
-serve: $(STAMP)
+# Locked versions only (hashes checked), then the package itself, built with the locked setuptools.
+$(RUNTIME): pyproject.toml requirements/runtime.txt | $(BIN)/python
+	$(PIP) --require-hashes -r requirements/runtime.txt
+	$(PIP) --no-build-isolation --editable .
+	touch $@
+
+$(DEV): pyproject.toml requirements/dev.txt | $(BIN)/python
+	$(PIP) --require-hashes -r requirements/dev.txt
+	$(PIP) --no-build-isolation --editable .
+	touch $@ $(RUNTIME)
+
+serve: $(RUNTIME)
 	$(BIN)/streamsnap serve --port $(PORT)
 
-cluster: $(STAMP)
+cluster: $(RUNTIME)
 	PORT=$(PORT) scripts/cluster.sh
 
 system-deps:
 	scripts/system-deps.sh
 
-lint: $(STAMP)
+lock: $(DEV)
+	scripts/lock.sh
+
+lock-check: $(DEV)
+	scripts/lock.sh --check
+
+lint: $(DEV)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 
-test: $(STAMP) system-deps lint
+test: $(DEV) system-deps lock-check lint
 	$(BIN)/pytest
 
-unit: $(STAMP)
+unit: $(DEV)
 	$(BIN)/pytest -m unit
 
-integration: $(STAMP)
+integration: $(DEV)
 	$(BIN)/pytest -m integration
 
-e2e: $(STAMP) system-deps
+e2e: $(DEV) system-deps
 	$(BIN)/pytest -m e2e
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/encoders.py
 

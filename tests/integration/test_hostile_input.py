@@ -58,7 +58,7 @@ async def test_oversized_frame_is_closed_with_1009(start_server: Callable[..., A
         ('{"message": "snapshot", "data": {"name": "a", "mediaSessionId": "b"}}', "snapshot", "`data` must be a list"),
         ('{"message": "snapshot", "data": [{"name": "a"}]}', "snapshot", "mediaSessionId"),
         ('{"message": "publishStream", "data": [{"mediaSessionId": "x", "name": "n", "sdp": 5}]}', "publishStream",
-         "Expected `str`"),
+         "`sdp` must be a non-empty string"),
         ('{"message": "snapshot", "data": [[1, 2]]}', "snapshot", "Malformed message"),
         ('{"message": 12, "data": []}', "unknown", "Malformed message"),
         ('{"data": []}', "unknown", "Malformed message"),

@@ -251,14 +251,14 @@ def test_client_messages_round_trip(message: Any, name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["{", "", "hello", "{'message': 'ping'}", b"\xff\xfe\x00", '{"message":"ping"} x']
+    "text", ["{", "", "hello", "{'message': 'ping'}", b"{", '{"message":"ping"} x']
 )
 def test_not_json(text: str | bytes) -> None:
     error = decode_error(text)
     assert error.info == Info.MALFORMED_MESSAGE
     assert error.method == ""
     assert error.id is None
-    assert "malformed" in error.detail.lower() or "truncated" in error.detail.lower()
+    assert error.detail.startswith("not valid JSON (")
     assert str(error) == f"{Info.MALFORMED_MESSAGE}: {error.detail}"
 
 
@@ -275,14 +275,14 @@ def test_not_json(text: str | bytes) -> None:
 def test_json_that_is_not_an_object(text: str, got: str) -> None:
     error = decode_error(text)
     assert error.info == Info.MALFORMED_MESSAGE
-    assert error.detail == f"Expected `object`, got `{got}`"
+    assert error.detail == "a frame must be a JSON object"
     assert error.method == ""
 
 
 def test_message_missing() -> None:
     error = decode_error('{"data": [{"mediaSessionId": "m1"}]}')
     assert error.info == Info.MALFORMED_MESSAGE
-    assert "missing required field `message`" in error.detail
+    assert error.detail == "missing field `message`"
     assert error.method == ""
 
 
@@ -293,7 +293,7 @@ def test_message_missing() -> None:
 def test_message_not_a_string(value: Any, kind: str) -> None:
     error = decode_error(raw_frame(message=value, data=[]))
     assert error.info == Info.MALFORMED_MESSAGE
-    assert error.detail == f"Expected `str`, got `{kind}` - at `$.message`"
+    assert error.detail == "`message` must be a string"
 
 
 @pytest.mark.parametrize(
@@ -318,54 +318,54 @@ def test_data_not_a_list(method: str, data: Any) -> None:
         (
             "snapshot",
             {"name": "cam", "mediaSessionId": 17},
-            "Expected `str`, got `int` - at `$.mediaSessionId`",
+            f"`mediaSessionId` must be a string of 1 to {MAX_ID_LENGTH} characters",
             None,
         ),
         (
             "snapshot",
             {"name": ["cam"], "mediaSessionId": "s1"},
-            "Expected `str`, got `array` - at `$.name`",
+            f"`name` must be a string of 1 to {MAX_NAME_LENGTH} characters",
             "s1",
         ),
         (
             "publishStream",
             {"mediaSessionId": "m1", "name": "n", "sdp": "v=0", "hasVideo": "yes"},
-            "Expected `bool`, got `str` - at `$.hasVideo`",
+            "`hasVideo` must be true or false",
             "m1",
         ),
         (
             "publishStream",
             {"mediaSessionId": "m1", "name": "n", "sdp": 0},
-            "Expected `str`, got `int` - at `$.sdp`",
+            "`sdp` must be a non-empty string",
             "m1",
         ),
         (
             "publishStream",
             {"mediaSessionId": "m1", "name": "n", "sdp": "v=0", "custom": []},
-            "Expected `object | null`, got `array` - at `$.custom`",
+            "`custom` must be an object or null",
             "m1",
         ),
         (
             "connection",
             {"mediaProviders": "WebRTC"},
-            "Expected `array`, got `str` - at `$.mediaProviders`",
+            "`mediaProviders` must be a list of strings",
             None,
         ),
         (
             "connection",
             {"keepAlive": "true"},
-            "Expected `bool`, got `str` - at `$.keepAlive`",
+            "`keepAlive` must be true or false",
             None,
         ),
         (
             "unPublishStream",
             {"mediaSessionId": None},
-            "Expected `str`, got `null` - at `$.mediaSessionId`",
+            f"`mediaSessionId` must be a string of 1 to {MAX_ID_LENGTH} characters",
             None,
         ),
-        ("snapshot", "cam", "Expected `object`, got `str`", None),
-        ("snapshot", ["cam", "s1"], "Expected `object`, got `array`", None),
-        ("connection", 5, "Expected `object`, got `int`", None),
+        ("snapshot", "cam", "the payload must be a JSON object", None),
+        ("snapshot", ["cam", "s1"], "the payload must be a JSON object", None),
+        ("connection", 5, "the payload must be a JSON object", None),
     ],
 )
 def test_payload_of_wrong_types(method: str, payload: Any, detail: str, id: str | None) -> None:
@@ -394,7 +394,7 @@ def test_missing_required_field(
     assert error.info == Info.MALFORMED_MESSAGE
     assert error.method == method
     assert error.id == id
-    assert error.detail == f"Object missing required field `{field}`"
+    assert error.detail == f"missing field `{field}`"
 
 
 @pytest.mark.parametrize("method", ["publishStream", "unPublishStream", "snapshot"])
@@ -403,7 +403,7 @@ def test_payload_missing_where_one_is_required(method: str, data: Any) -> None:
     text = raw_frame(message=method) if data is None else raw_frame(message=method, data=data)
     error = decode_error(text)
     assert error.method == method
-    assert error.detail == "Expected `object`, got `null`"
+    assert error.detail == "the payload must be a JSON object"
 
 
 @pytest.mark.parametrize("method", ["publishStream", "snapshot"])
@@ -411,7 +411,7 @@ def test_empty_name(method: str) -> None:
     error = decode_error(frame(method, {"mediaSessionId": "m1", "name": "", "sdp": "v=0"}))
     assert error.method == method
     assert error.id == "m1"
-    assert error.detail == "Expected `str` of length >= 1 - at `$.name`"
+    assert error.detail == f"`name` must be a string of 1 to {MAX_NAME_LENGTH} characters"
 
 
 @pytest.mark.parametrize("method", ["publishStream", "snapshot"])
@@ -425,7 +425,7 @@ def test_name_length_limit(method: str) -> None:
     )
     assert error.info == Info.MALFORMED_MESSAGE
     assert error.id == "m1"
-    assert error.detail == f"Expected `str` of length <= {MAX_NAME_LENGTH} - at `$.name`"
+    assert error.detail == f"`name` must be a string of 1 to {MAX_NAME_LENGTH} characters"
 
 
 def test_media_session_id_limits() -> None:
@@ -434,14 +434,14 @@ def test_media_session_id_limits() -> None:
         frame("snapshot", {"mediaSessionId": ok, "name": "c"})
     ) == msg.SnapshotRequest(ok, "c")
     error = decode_error(frame("snapshot", {"mediaSessionId": ok + "i", "name": "c"}))
-    assert error.detail == f"Expected `str` of length <= {MAX_ID_LENGTH} - at `$.mediaSessionId`"
+    assert error.detail == f"`mediaSessionId` must be a string of 1 to {MAX_ID_LENGTH} characters"
     error = decode_error(frame("unPublishStream", {"mediaSessionId": ""}))
-    assert error.detail == "Expected `str` of length >= 1 - at `$.mediaSessionId`"
+    assert error.detail == f"`mediaSessionId` must be a string of 1 to {MAX_ID_LENGTH} characters"
 
 
 def test_empty_sdp() -> None:
     error = decode_error(frame("publishStream", {"mediaSessionId": "m1", "name": "cam", "sdp": ""}))
-    assert error.detail == "Expected `str` of length >= 1 - at `$.sdp`"
+    assert error.detail == "`sdp` must be a non-empty string"
 
 
 @pytest.mark.parametrize("method", ["fooBar", "", "PING", "publishstream", "getUserData", "fail"])
@@ -640,11 +640,10 @@ def test_server_messages_round_trip(message: msg.ServerMessage) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [b'{"message":"\x80nswer"}', b'{"message":"ping","data":["\xff"]}', '{"message":"\ud800"}'],
-    ids=["bytes-in-message", "bytes-in-data", "lone-surrogate"],
+    [b'{"message":"\x80nswer"}', b'{"message":"ping","data":["\xff"]}', '{"message":"\ud800"}', b"\xff\xfe\x00"],
+    ids=["bytes-in-message", "bytes-in-data", "lone-surrogate", "not-text"],
 )
 def test_invalid_unicode_is_a_protocol_error(text: str | bytes) -> None:
     error = decode_error(text)
     assert error.info == Info.MALFORMED_MESSAGE
-    assert error.detail.startswith("invalid text: ")
-    assert "utf-8" in error.detail
+    assert error.detail == "invalid text: not valid UTF-8"

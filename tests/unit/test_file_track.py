@@ -62,8 +62,8 @@ async def test_frames_come_at_the_files_pace(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content, reason", [
-    (b"not a video\n", "Invalid data"),
-    (None, "No such file"),
+    (b"not a video\n", "not a video file that FFmpeg can read"),
+    (None, "no such file"),
 ])
 def test_unreadable_files_are_refused_at_once(tmp_path: Path, content: bytes | None, reason: str) -> None:
     path = tmp_path / "clip.webm"

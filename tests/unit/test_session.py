@@ -459,7 +459,7 @@ def test_reject_of_a_decoded_error() -> None:
     assert fail_body(session.reject(info.value, T0)) == {
         "apiMethod": "snapshot",
         "id": "s1",
-        "info": "Malformed message: Object missing required field `name`",
+        "info": "Malformed message: missing field `name`",
     }
     assert session.pending_snapshots == 0
 

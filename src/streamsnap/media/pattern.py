@@ -14,6 +14,7 @@ gap or a jump back in time: the timestamps keep growing across passes, which enc
 from __future__ import annotations
 
 import asyncio
+import errno
 import fractions
 import time
 from collections.abc import Iterator
@@ -207,6 +208,10 @@ class FileTrack(MediaStreamTrack):
 
 
 def _reason(exc: BaseException) -> str:
-    """FFmpeg's words for a failure, without the errno and file name PyAV adds."""
+    """Why a file cannot be played, in our words where we know the case, else the system's."""
+    if isinstance(exc, FileNotFoundError) or getattr(exc, "errno", None) == errno.ENOENT:
+        return "no such file"
+    if isinstance(exc, av.InvalidDataError):
+        return "not a video file that FFmpeg can read"
     strerror = getattr(exc, "strerror", None)
     return str(strerror) if strerror else str(exc)

@@ -64,7 +64,7 @@ async def test_oversized_frame_is_closed_with_1009(start_server: Callable[..., A
         ('{"data": []}', "unknown", "Malformed message"),
         ("[" * 5000 + "]" * 5000, "unknown", "Malformed message"),
         ('{"message": "snapshot", "data": [{"name": "' + "n" * 300 + '", "mediaSessionId": "b"}]}', "snapshot",
-         "length"),
+         "`name` must be a string of 1 to 256 characters"),
         ('{"message": "\\u0000\\u2028", "data": [null]}', "\x00\u2028", "Method is not supported"),
         ('{"message": "\\ud800", "data": [null]}', "unknown", "Malformed message"),
     ],

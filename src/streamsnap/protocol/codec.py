@@ -92,8 +92,7 @@ def decode(text: str | bytes) -> ClientMessage:
     try:
         frame = _json(_frame_decoder.decode, text)
     except msgspec.ValidationError:
-        raise ProtocolError(Info.MALFORMED_MESSAGE,
-                            detail=_explain(_json(msgspec.json.decode, text), _Frame, "a frame")) from None
+        raise ProtocolError(Info.MALFORMED_MESSAGE, detail=_explain_frame(text)) from None
     method = frame.message
     if method in (Message.PING, Message.PONG):
         return Ping() if method == Message.PING else Pong()
@@ -113,6 +112,25 @@ def decode(text: str | bytes) -> ClientMessage:
     except msgspec.ValidationError:
         raise ProtocolError(Info.MALFORMED_MESSAGE, method=method, id=_payload_id(payload),
                             detail=_explain(payload, payload_type, "the payload")) from None
+
+
+class _FrameProbe(msgspec.Struct):
+    message: str | msgspec.UnsetType = msgspec.UNSET
+
+
+_probe = msgspec.json.Decoder(_FrameProbe)
+
+
+def _explain_frame(text: str) -> str:
+    """Why a frame that is JSON is not a frame. Nothing is decoded deeper than the first decode went:
+    after a deep recursion CPython 3.11.7 can be left unable to compile (see tests/unit/test_codec.py)."""
+    if not text.lstrip().startswith("{"):
+        return "a frame must be a JSON object"
+    try:
+        _probe.decode(text)
+    except msgspec.ValidationError:
+        return "`message` must be a string"
+    return "missing field `message`"
 
 
 # What went wrong, in our words: msgspec validates, and on failure each field is checked alone

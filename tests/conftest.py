@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,8 @@ from aiohttp import web
 from PIL import Image
 
 from streamsnap.config import Settings
-from streamsnap.web.app import SERVICES, create_app
-from streamsnap.web.server import Server
-from streamsnap.web.services import Services
+from streamsnap.server.listeners import Server
+from streamsnap.service.node import Node
 
 # hypothesis is imported here, at collection, on purpose: imported late (by its pytest
 # plugin's end-of-run summary, when only integration tests ran), CPython 3.11.7's parser
@@ -36,8 +35,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 MAX_LAG_FRAMES = 20
 
 # Loopback only: tests never send traffic anywhere else.
-TEST_SETTINGS = Settings(host="127.0.0.1", port=0, ice_addresses=["127.0.0.1"], keepalive_interval=1.0,
-                         rtsp_allowed_hosts=["127.0.0.0/8"])
+TEST_SETTINGS = Settings().replace(host="127.0.0.1", port=0, ice_addresses=["127.0.0.1"], keepalive_interval=1.0,
+                                   rtsp_allowed_hosts=["127.0.0.0/8"])
 
 
 @dataclass
@@ -45,7 +44,7 @@ class RunningServer:
     """A streamsnap server started by a test."""
 
     port: int
-    services: Services | None = None
+    node: Node | None = None
     "In-process servers expose their parts, for counters; None for subprocesses."
 
     @property
@@ -59,9 +58,8 @@ class RunningServer:
 
 
 async def serve_on_loopback(app: web.Application, **runner_options: Any) -> tuple[web.AppRunner, int]:
-    """Start `app` on a free 127.0.0.1 port; return its runner (for `cleanup()`) and the port."""
-    # As `Server` runs them: a caller that hangs up cancels its handler.
-    runner = web.AppRunner(app, **{"handler_cancellation": True, **runner_options})
+    """Start a plain aiohttp `app` (a backend, a webhook) on a free 127.0.0.1 port; return its runner and port."""
+    runner = web.AppRunner(app, **runner_options)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     port: int = runner.addresses[0][1]
@@ -69,29 +67,14 @@ async def serve_on_loopback(app: web.Application, **runner_options: Any) -> tupl
 
 
 @pytest.fixture
-async def start_server() -> AsyncIterator[Callable[..., Any]]:
-    """Start in-process servers (settings overridable per call); all are stopped at teardown."""
-    runners: list[web.AppRunner] = []
-
-    async def start(**overrides: Any) -> RunningServer:
-        app = create_app(replace(TEST_SETTINGS, **overrides))
-        runner, port = await serve_on_loopback(app)
-        runners.append(runner)
-        return RunningServer(port, app[SERVICES])
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
-
-
-@pytest.fixture
 async def start_full_server() -> AsyncIterator[Callable[..., Any]]:
-    """`Server`s as `serve` runs them (every listener: http, https, rest, metrics; guarded, the safe access
-    log), with the test settings plus overrides; all are stopped at teardown."""
+    """`Server`s as `serve` runs them (every listener its settings ask for: http, https, rest, metrics,
+    rtmp; guarded, the safe access log), with the test settings plus overrides (flat or dotted names);
+    all are stopped at teardown."""
     servers: list[Server] = []
 
     async def start(**overrides: Any) -> Server:
-        server = Server(replace(TEST_SETTINGS, **overrides))
+        server = Server(TEST_SETTINGS.replace(**overrides))
         servers.append(server)
         await server.start()
         return server
@@ -99,6 +82,17 @@ async def start_full_server() -> AsyncIterator[Callable[..., Any]]:
     yield start
     for server in servers:
         await server.stop()
+
+
+@pytest.fixture
+async def start_server(start_full_server: Callable[..., Any]) -> Callable[..., Any]:
+    """Start in-process servers (settings overridable per call); all are stopped at teardown."""
+
+    async def start(**overrides: Any) -> RunningServer:
+        server: Server = await start_full_server(**overrides)
+        return RunningServer(server.port("http"), server.node)
+
+    return start
 
 
 @pytest.fixture

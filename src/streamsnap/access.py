@@ -35,6 +35,8 @@ from typing import Any
 import aiohttp
 import jwt
 
+from streamsnap.config import BackendSettings
+
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Streamsnap-Signature"
@@ -219,20 +221,6 @@ def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
     return header is not None and hmac.compare_digest(sign(secret, body), header)
 
 
-@dataclass(frozen=True)
-class HookSettings:
-    """Where and how the backend is asked."""
-
-    url: str = ""
-    "Backend url; empty: no hooks."
-    secret: str = ""
-    "HMAC key to sign request bodies; empty: unsigned."
-    timeout: float = 3.0
-    "Seconds to wait for an answer."
-    fail_open: bool = False
-    "Allow when the backend cannot answer (timeout, connection error, 5xx)."
-
-
 class BackendHooks:
     """POSTs authorization events to the application's backend, the WCS way.
 
@@ -240,7 +228,7 @@ class BackendHooks:
     default) a timeout, an unreachable backend or a 5xx refuses it too.
     """
 
-    def __init__(self, settings: HookSettings) -> None:
+    def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
         self._http: aiohttp.ClientSession | None = None
 

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from streamsnap import __version__
-from streamsnap.config import Settings, SettingsError, load_settings
+from streamsnap.config import HttpSettings, SettingsError, TlsSettings, load_settings
 
 
 def _serve_parser(commands: Any) -> None:
@@ -27,8 +27,8 @@ def _serve_parser(commands: Any) -> None:
         "Settings come from defaults, then --config, then STREAMSNAP_* environment variables, then flags.",
     )
     serve.add_argument("--config", type=Path, help="TOML file of settings (names as in the README table)")
-    serve.add_argument("--host", help=f"address to listen on (default {Settings.host})")
-    serve.add_argument("--port", type=int, help=f"port to listen on (default {Settings.port})")
+    serve.add_argument("--host", help=f"address to listen on (default {HttpSettings.host})")
+    serve.add_argument("--port", type=int, help=f"port to listen on (default {HttpSettings.port})")
     serve.add_argument("--ice-address", action="append", dest="ice_addresses", metavar="IP",
                        help="IPv4 address to offer as ICE candidate (repeat; default: every interface)")
     serve.add_argument("--ice-server", action="append", dest="ice_servers", metavar="URL",
@@ -39,7 +39,7 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument("--tls-key", metavar="PEM", help="private key file of --tls-cert")
     serve.add_argument("--tls-self-signed", action="store_true", default=None,
                        help="serve https + wss with a throwaway self-signed certificate (for trying from a LAN)")
-    serve.add_argument("--tls-port", type=int, help=f"https + wss port (default {Settings.tls_port})")
+    serve.add_argument("--tls-port", type=int, help=f"https + wss port (default {TlsSettings.port})")
     serve.add_argument("--rest-port", type=int, help="also serve /rest-api/ alone on this port (WCS uses 8081)")
     serve.add_argument("--thumbnail-interval", type=float, metavar="SECONDS",
                        help="write a thumbnail of every live stream this often (default: off)")
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     from streamsnap.logs import configure_logging
-    from streamsnap.web.server import Server, ServerError
+    from streamsnap.server.listeners import Server, ServerError
 
     try:
         settings = load_settings(args.config, {
@@ -269,15 +269,15 @@ def _serve(args: argparse.Namespace) -> int:
             "redis_url": args.redis, "node_name": args.node_id, "advertise_url": args.advertise_url,
             "cluster_port": args.cluster_port, "workers": args.workers,
         })
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(settings.log.level, settings.log.format)
     except (SettingsError, ValueError) as exc:
         print(f"streamsnap: {exc}", file=sys.stderr)
         return 2
-    from streamsnap.workers import WORKER_ENV, supervise
+    from streamsnap.server.workers import WORKER_ENV, supervise
 
     worker = os.environ.get(WORKER_ENV)
-    if settings.workers > 1 and worker is None:
-        return supervise(settings)
+    if settings.node.workers > 1 and worker is None:
+        return supervise(settings, args.config)
     server = Server(settings, reuse_port=worker is not None)
 
     async def run() -> None:
@@ -285,7 +285,7 @@ def _serve(args: argparse.Namespace) -> int:
         try:
             for listener in server.listeners:
                 print(f"streamsnap {__version__}: {listener.role} on "
-                      f"{listener.scheme}://{settings.host}:{listener.port}/", flush=True)
+                      f"{listener.scheme}://{settings.http.host}:{listener.port}/", flush=True)
             if server.certificate is not None:
                 print(f"self-signed certificate, SHA-256 {server.certificate.fingerprint}", flush=True)
             print("example page: /client/examples/demo/streaming/stream-snapshot/stream-snapshot.html", flush=True)
@@ -298,7 +298,7 @@ def _serve(args: argparse.Namespace) -> int:
             await server.stop()
 
     try:
-        if settings.event_loop == "uvloop":
+        if settings.node.event_loop == "uvloop":
             import uvloop
 
             uvloop.run(run())
@@ -423,15 +423,15 @@ def _token(args: argparse.Namespace) -> int:
     except (SettingsError, ValueError) as exc:
         print(f"streamsnap: {exc}", file=sys.stderr)
         return 2
-    if not settings.auth_secret:
+    if not settings.access.secret:
         print("streamsnap: no auth_secret configured (set STREAMSNAP_AUTH_SECRET or use --config)", file=sys.stderr)
         return 2
-    secret_bytes = len(settings.auth_secret.encode())
+    secret_bytes = len(settings.access.secret.encode())
     if secret_bytes < MIN_SECRET_BYTES:
         print(f"streamsnap: auth_secret is {secret_bytes} bytes; HS256 needs at least {MIN_SECRET_BYTES} "
               "(RFC 7518), e.g. from `openssl rand -base64 32`", file=sys.stderr)
         return 2
-    policy = TokenPolicy(settings.auth_secret, issuer=settings.auth_issuer)
+    policy = TokenPolicy(settings.access.secret, issuer=settings.access.issuer)
     print(policy.issue(args.rights, streams=args.streams, subject=args.subject, ttl=args.ttl or None))
     return 0
 

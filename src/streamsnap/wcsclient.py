@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import ssl
@@ -18,6 +17,8 @@ from typing import Any
 
 import aiohttp
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+
+from streamsnap.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -187,9 +188,7 @@ class WcsClient:
             if publication.pc is not None:
                 await publication.pc.close()
         await self.ws.close()
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        await cancel_and_wait(self._reader)
         if self._http is not None:
             await self._http.close()
 

@@ -79,8 +79,8 @@ async def test_mjpeg_plays_in_an_img(start_server: Callable[..., Any], launch_ch
         assert np.abs(first - second).mean() > 2  # the picture moves with the stream
         # the counter band (top quarter of the picture) changed: new frames, not one repeated
         assert np.abs(first[:80, 90:550] - second[:80, 90:550]).max() > 100
-        assert server.services is not None and server.services.mjpeg is not None
-        assert server.services.mjpeg.watchers == 1
+        assert server.node is not None and server.node.mjpeg is not None
+        assert server.node.mjpeg.watchers == 1
         await page.close()
     finally:
         await publisher.close()

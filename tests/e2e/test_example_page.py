@@ -72,8 +72,8 @@ async def test_page_publishes_snapshots_and_stops(
     await page.click("#publishBtn")  # Stop
     await wait_text(page, "#status", "UNPUBLISHED")
     assert await page.is_disabled("#snapshotBtn")
-    assert server.services is not None
-    assert await server.services.registry.lookup("page-cam") is None
+    assert server.node is not None
+    assert await server.node.registry.lookup("page-cam") is None
 
 
 async def test_snapshot_of_a_name_nobody_publishes_fails(
@@ -93,8 +93,8 @@ async def test_page_codec_choice(
     page = await open_example(server, launch_chromium, write_y4m(tmp_path / "cam.y4m", GREEN, YELLOW), "codec")
     await page.select_option("#codec", codec)
     await publish(page)
-    assert server.services is not None
-    stream = await server.services.registry.lookup("codec")
+    assert server.node is not None
+    stream = await server.node.registry.lookup("codec")
     assert stream is not None and stream.codec == codec  # the record, as listings show it
     assert_halves(await take_snapshot(page), GREEN, YELLOW)
 

@@ -32,8 +32,8 @@ async def test_official_example_publishes_snapshots_and_stops(
     await page.fill("#url", f"ws://127.0.0.1:{server.port}/{name}")
     await page.click("#publishBtn")
     await page.wait_for_function("document.querySelector('#status').textContent === 'PUBLISHING'", timeout=20000)
-    assert server.services is not None
-    stream = await server.services.registry.lookup(name)
+    assert server.node is not None
+    stream = await server.node.registry.lookup(name)
     assert stream is not None and stream.codec == codec  # the record, as listings show it
 
     await page.wait_for_selector("#snapshotBtn:not([disabled])")
@@ -52,4 +52,4 @@ async def test_official_example_publishes_snapshots_and_stops(
     await page.click("#publishBtn")  # now labelled Stop
     await page.wait_for_function("document.querySelector('#status').textContent === 'UNPUBLISHED'", timeout=10000)
     assert await page.is_disabled("#snapshotBtn")
-    assert await server.services.registry.lookup(name) is None
+    assert await server.node.registry.lookup(name) is None

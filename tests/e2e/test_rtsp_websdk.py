@@ -44,8 +44,8 @@ async def test_official_example_pictures_an_rtsp_camera_by_its_url(
     assert_colour(image, BLUE)
     assert (await page.text_content("#snapshotStatus")) == ""  # cleared on SNAPSHOT_COMPLETE
     await page.screenshot(path=str(artifacts / "official-websdk-rtsp.png"))
-    assert server.services is not None
-    assert await server.services.registry.lookup(camera.public_url) is not None
+    assert server.node is not None
+    assert await server.node.registry.lookup(camera.public_url) is not None
 
     await page.evaluate("snapshot('rtsp://127.0.0.1:1/nothing')")  # a camera that is not there
     await page.wait_for_function("document.querySelector('#snapshotStatus').textContent === 'FAILED'",

@@ -39,7 +39,7 @@ def take_baseline() -> Baseline:
 
 async def assert_back_to_baseline(server: RunningServer, baseline: Baseline, timeout: float = 10.0) -> None:
     """Wait until registry, sessions, peer connections, tasks and threads are back to `baseline`."""
-    services = server.services
+    services = server.node
     assert services is not None
     state: dict[str, object] = {}
     try:

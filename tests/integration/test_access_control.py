@@ -237,7 +237,7 @@ async def test_http_endpoints_need_a_token_with_the_right(start_server: Callable
         with pytest.raises(PublishFailed) as ended:
             await publisher.wait_status(cam, "PUBLISHING", timeout=5)
         assert (ended.value.status, ended.value.info) == ("UNPUBLISHED", "Stopped by rest /terminate")
-        assert server.services is not None
-        assert [s.name for s in await server.services.registry.all()] == ["office"]
+        assert server.node is not None
+        assert [s.name for s in await server.node.registry.all()] == ["office"]
     finally:
         await publisher.close()

@@ -30,12 +30,13 @@ from aiortc.sdp import SessionDescription
 from cryptography import x509
 
 from streamsnap.access import TokenPolicy
+from streamsnap.config import WebRtcSettings
 from streamsnap.logs import HideTokens
 from streamsnap.media.pattern import PatternTrack, read_counter
-from streamsnap.media.sdp_limits import SdpLimits, check_offer
+from streamsnap.media.sdp_limits import check_offer
 from streamsnap.media.webrtc import WebRtcSource
+from streamsnap.server.tls import local_certificate
 from streamsnap.wcsclient import Publication, PublishFailed, SnapshotFailed, WcsClient
-from streamsnap.web.tls import local_certificate
 from tests.conftest import RunningServer, free_port, png_image, serve_on_loopback
 from tests.integration.baseline import assert_back_to_baseline, take_baseline
 
@@ -95,12 +96,12 @@ def candidates(count: int) -> list[str]:
     return [f"a=candidate:{i} 1 udp 2130706431 127.0.0.1 {20000 + i} typ host" for i in range(count)]
 
 
-async def maximal_offer(limits: SdpLimits) -> str:
+async def maximal_offer(limits: WebRtcSettings) -> str:
     """A real offer grown to every bound at once: `max_media` sections, `max_candidates`, `max_lines`, ~`max_bytes`."""
-    lines = [line for line in lines_of(await real_offer(limits.max_media)) if not line.startswith("a=candidate")]
-    lines = with_lines_in_first_media("\r\n".join(lines), candidates(limits.max_candidates)).split("\r\n")[:-1]
-    spare_lines = limits.max_lines - len(lines) - 1
-    spare_bytes = limits.max_bytes - len("\r\n".join(lines).encode()) - 200
+    lines = [line for line in lines_of(await real_offer(limits.sdp_max_media)) if not line.startswith("a=candidate")]
+    lines = with_lines_in_first_media("\r\n".join(lines), candidates(limits.sdp_max_candidates)).split("\r\n")[:-1]
+    spare_lines = limits.sdp_max_lines - len(lines) - 1
+    spare_bytes = limits.sdp_max_bytes - len("\r\n".join(lines).encode()) - 200
     pad_length = max(1, spare_bytes // spare_lines - 2)
     sections = [i for i, line in enumerate(lines) if line.startswith("m=")]
     pads = [f"a=x-pad-{i}:" + "p" * max(1, pad_length - len(f"a=x-pad-{i}:")) for i in range(spare_lines)]
@@ -188,8 +189,8 @@ async def test_sdp_bombs_are_refused_before_parsing(server: RunningServer, case:
         assert (failed.value.status, failed.value.info) == ("FAILED", "Invalid SDP")
         assert answered_in < 1.0, answered_in  # refused by counting, nothing parsed
         assert logged in caplog.text  # the reason is in the server's log
-        assert server.services is not None
-        assert [r.name for r in await server.services.registry.all()] == ["bystander"]
+        assert server.node is not None
+        assert [r.name for r in await server.node.registry.all()] == ["bystander"]
         await still_served(server, "bystander", track)
     finally:
         await attacker.close()
@@ -200,9 +201,9 @@ async def test_sdp_bombs_are_refused_before_parsing(server: RunningServer, case:
 async def test_a_maximal_allowed_offer_does_not_hold_the_loop(start_server: Callable[..., Any]) -> None:
     """The largest offer the bounds let through is parsed and answered while /healthz stays prompt."""
     server: RunningServer = await start_server(connect_timeout=2.0)
-    limits = SdpLimits()
+    limits = WebRtcSettings()
     sdp = await maximal_offer(limits)
-    assert len(sdp.encode()) > limits.max_bytes * 0.9 and sdp.count("\r\nm=") == limits.max_media
+    assert len(sdp.encode()) > limits.sdp_max_bytes * 0.9 and sdp.count("\r\nm=") == limits.sdp_max_media
     started = time.perf_counter()
     SessionDescription.parse(sdp)
     parse_seconds = time.perf_counter() - started
@@ -571,8 +572,8 @@ async def test_forwarded_addresses_from_trusted_proxies_and_ipv6_by_64(start_ser
             opened.append((http, ws))
             got = first["message"] if first["message"] == "getUserData" else first["data"][0]["info"]
             assert got == answer, headers
-        assert server.services is not None
-        remotes = sorted(getattr(r, "remote", "") for r in server.services.sessions)
+        assert server.node is not None
+        remotes = sorted(getattr(r, "remote", "") for r in server.node.sessions)
         assert remotes == ["2001:db8:0:1::1", "2001:db8::1", "203.0.113.9"]  # what logs and hooks are told
     finally:
         for http, ws in opened:
@@ -595,7 +596,7 @@ async def test_a_few_hundred_sessions_from_one_address(start_server: Callable[..
     server: RunningServer = await start_server(keepalive_interval=5.0)
     clients = await asyncio.gather(*(WcsClient.connect(server.ws_url, timeout=30) for _ in range(300)))
     try:
-        assert server.services is not None and len(server.services.sessions) == 300
+        assert server.node is not None and len(server.node.sessions) == 300
     finally:
         await asyncio.gather(*(client.close() for client in clients))
 
@@ -666,7 +667,7 @@ def test_serve_refuses_a_short_auth_secret_at_start() -> None:
                           env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "streamsnap: auth_secret is 1 bytes; HS256 needs at least 32 (RFC 7518), e.g. from `openssl rand -base64 32`"]
+        "streamsnap: access.secret is 1 bytes; HS256 needs at least 32 (RFC 7518), e.g. from `openssl rand -base64 32`"]
 
 
 def test_the_self_signed_certificate_is_a_leaf() -> None:
@@ -690,7 +691,7 @@ async def test_connections_over_the_per_address_cap_from_a_trusted_proxy_are_kep
 
 
 def test_guard_counts_ipv6_clients_by_64() -> None:
-    from streamsnap.web.connections import ConnectionGuard
+    from streamsnap.server.connections import ConnectionGuard
 
     guard = ConnectionGuard(1.0, 2)
     assert guard.admit("2001:db8::1") == guard.admit("2001:db8::ffff") == "2001:db8::/64"
@@ -736,10 +737,10 @@ async def test_rtp_frames_that_never_complete_are_bounded(start_server: Callable
     send, payload_type, last_timestamp = injector(publication)
     await asyncio.sleep(0.3)
     ahead = last_timestamp() + 90_000 * 600  # ten minutes ahead of the real frames: never "late"
-    assert server.services is not None
-    record = await server.services.registry.lookup("flooded")
+    assert server.node is not None
+    record = await server.node.registry.lookup("flooded")
     assert record is not None
-    source = server.services.sources.get("flooded", record.lease)
+    source = server.node.sources.get("flooded", record.lease)
     assert isinstance(source, WebRtcSource)
     try:
         # four frames far ahead that never get a marker bit, 2500 packets of 1100 bytes each (11 MB)

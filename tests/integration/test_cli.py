@@ -205,7 +205,7 @@ async def test_token_refuses_a_short_secret_in_one_line() -> None:
     code, stdout, stderr = await run_async("token", "snapshot", env={"STREAMSNAP_AUTH_SECRET": "short-secret"})
     assert (code, stdout) == (2, "")
     assert stderr.splitlines() == [
-        "streamsnap: auth_secret is 12 bytes; HS256 needs at least 32 (RFC 7518), e.g. from `openssl rand -base64 32`"
+        "streamsnap: access.secret is 12 bytes; HS256 needs at least 32 (RFC 7518), e.g. from `openssl rand -base64 32`"
     ]
 
 
@@ -335,8 +335,8 @@ async def test_publish_file_once_ends_by_itself(start_server: Callable[..., Any]
                                            timeout=20)
     assert code == 0, stderr
     assert stdout.splitlines() == ["PUBLISHING once", "UNPUBLISHED once"]
-    assert server.services is not None
-    assert await server.services.registry.lookup("once") is None
+    assert server.node is not None
+    assert await server.node.registry.lookup("once") is None
 
 
 async def test_publish_says_when_the_server_ends_the_stream(server: RunningServer,

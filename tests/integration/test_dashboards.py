@@ -25,10 +25,10 @@ from PIL import Image
 
 from streamsnap.access import TokenPolicy
 from streamsnap.media.pattern import PatternTrack, read_counter
-from streamsnap.thumbnails import file_stem
+from streamsnap.server.listeners import Server
+from streamsnap.service.thumbnails import file_stem
 from streamsnap.wcsclient import WcsClient
-from streamsnap.web.app import SERVICES, create_app
-from tests.conftest import MAX_LAG_FRAMES, TEST_SETTINGS, RunningServer, serve_on_loopback
+from tests.conftest import MAX_LAG_FRAMES, TEST_SETTINGS, RunningServer
 
 pytestmark = pytest.mark.integration
 
@@ -120,8 +120,8 @@ async def test_frame_time_headers(server: RunningServer, http: aiohttp.ClientSes
 
 
 async def test_head_answers_without_decoding(server: RunningServer, http: aiohttp.ClientSession) -> None:
-    assert server.services is not None
-    stats = server.services.engine.stats
+    assert server.node is not None
+    stats = server.node.engine.stats
     async with publishing(server, "head", 320, 240):
         await asyncio.sleep(0.3)
         before = (stats.requests, stats.decodes, stats.encodes)
@@ -185,7 +185,7 @@ async def test_thumbnails_readable_by_others_served_without_decoding_and_removed
         url = f"{server.http_url}/streams/lobby/thumbnail.jpg"
         current = folder / f"{file_stem('lobby')}.jpg"
         async with publishing(server, "lobby") as (_, track):
-            thumbnailer = server.services.thumbnails
+            thumbnailer = server.node.thumbnails
             assert thumbnailer is not None
             async with asyncio.timeout(10):
                 while thumbnailer.written == 0:  # noqa: ASYNC110 -- no event for a round
@@ -194,7 +194,7 @@ async def test_thumbnails_readable_by_others_served_without_decoding_and_removed
             history = list((folder / file_stem("lobby")).glob("*.jpg"))
             assert history and all(stat.S_IMODE(path.stat().st_mode) == 0o644 for path in history)
 
-            stats = server.services.engine.stats
+            stats = server.node.engine.stats
             requests, written = stats.requests, thumbnailer.written
             for _ in range(20):
                 response, data = await fetch(http, url)
@@ -284,8 +284,8 @@ async def test_mjpeg_parts_are_fresh_jpegs(server: RunningServer, http: aiohttp.
 
 async def test_mjpeg_watchers_share_one_decode_and_stop_it_when_gone(server: RunningServer,
                                                                       http: aiohttp.ClientSession) -> None:
-    assert server.services is not None
-    stats = server.services.engine.stats
+    assert server.node is not None
+    stats = server.node.engine.stats
     url = f"{server.http_url}/streams/shared/stream.mjpeg"
     async with publishing(server, "shared", 320, 240):
         responses = [await http.get(url, params={"fps": "5"}) for _ in range(4)]
@@ -297,8 +297,8 @@ async def test_mjpeg_watchers_share_one_decode_and_stop_it_when_gone(server: Run
                                            10)
             elapsed = time.monotonic() - started
             made = stats.requests - requests
-            assert server.services.mjpeg is not None
-            assert server.services.mjpeg.feeds == 1
+            assert server.node.mjpeg is not None
+            assert server.node.mjpeg.feeds == 1
         finally:
             for response in responses:
                 response.close()
@@ -309,9 +309,9 @@ async def test_mjpeg_watchers_share_one_decode_and_stop_it_when_gone(server: Run
         # one producer at 5 fps for all four watchers: about 5 pictures a second, not 20
         assert made <= 5 * elapsed + 3, (made, elapsed)
         async with asyncio.timeout(5):  # the server notices the watchers gone (at once, or at their next part)
-            while server.services.mjpeg.watchers:  # noqa: ASYNC110 -- the server's own bookkeeping
+            while server.node.mjpeg.watchers:  # noqa: ASYNC110 -- the server's own bookkeeping
                 await asyncio.sleep(0.05)
-        assert server.services.mjpeg.feeds == 0
+        assert server.node.mjpeg.feeds == 0
         idle = stats.requests
         await asyncio.sleep(1.0)
         assert stats.requests == idle  # nothing decoded while nobody watches
@@ -341,11 +341,11 @@ async def test_mjpeg_limits_refuse_with_json(start_server: Callable[..., Any], h
                 second.close()
         finally:
             first.close()
-        assert server.services.mjpeg is not None
+        assert server.node.mjpeg is not None
         async with asyncio.timeout(5):  # the server notices a watcher gone at its next part
-            while server.services.mjpeg.watchers:  # noqa: ASYNC110 -- the server's own bookkeeping
+            while server.node.mjpeg.watchers:  # noqa: ASYNC110 -- the server's own bookkeeping
                 await asyncio.sleep(0.05)
-        assert server.services.mjpeg.feeds == 0
+        assert server.node.mjpeg.feeds == 0
         async with http.get(f"{server.http_url}/streams/a/stream.mjpeg", params={"fps": "6"}) as fast:
             assert fast.status == 400
             assert (await fast.json())["error"] == ("fps must be a number of frames per second from 0.1 to 5; "
@@ -456,19 +456,19 @@ async def test_readme_dashboard_commands_run_as_written(server: RunningServer, t
 
 
 async def test_mjpeg_watchers_do_not_hold_up_shutdown(http: aiohttp.ClientSession) -> None:
-    app = create_app(TEST_SETTINGS)
-    runner, port = await serve_on_loopback(app)
-    server = RunningServer(port, app[SERVICES])
+    running = Server(TEST_SETTINGS)
+    await running.start()
+    server = RunningServer(running.port("http"), running.node)
     try:
         async with publishing(server, "closing", 320, 240):
             async with http.get(f"{server.http_url}/streams/closing/stream.mjpeg") as response:
                 await asyncio.wait_for(read_parts(response, 1), 10)
                 started = time.monotonic()
-                await asyncio.wait_for(runner.cleanup(), 10)
+                await asyncio.wait_for(running.stop(), 10)
                 assert time.monotonic() - started < 5
                 await asyncio.wait_for(response.content.read(), 5)  # the answer ended
     finally:
-        await runner.cleanup()
+        await running.stop()
 
 
 async def test_cors_headers_on_every_picture_url(start_server: Callable[..., Any], http: aiohttp.ClientSession,

@@ -138,7 +138,7 @@ async def test_silent_publisher_fails_by_rtp_activity(start_server: Callable[...
             await client.wait_status(publication, "UNPUBLISHED", timeout=6)
         assert (failed.value.status, failed.value.info) == ("FAILED", "Failed by RTP activity")
         assert 1.5 <= asyncio.get_running_loop().time() - started < 4.5
-        assert server.services is not None and await server.services.registry.all() == []
+        assert server.node is not None and await server.node.registry.all() == []
         with pytest.raises(SnapshotFailed) as gone:
             await client.snapshot("quiet")
         assert gone.value.info == "Stream not found"
@@ -158,10 +158,10 @@ async def test_publisher_socket_dies(server: RunningServer) -> None:
         transport = publisher.ws._response.connection.transport  # type: ignore[union-attr]
         assert transport is not None
         transport.abort()  # TCP reset, no close frame
-        assert server.services is not None
+        assert server.node is not None
         async with asyncio.timeout(5):
             while True:  # the server notices the reset on its own; nothing to await but its registry
-                if not await server.services.registry.all():
+                if not await server.node.registry.all():
                     break
                 await asyncio.sleep(0.05)
         with pytest.raises(SnapshotFailed) as failed:
@@ -248,7 +248,7 @@ async def test_garbage_media_is_answered_and_harms_nobody(start_server: Callable
                 # libvpx may make some picture of a corrupt keyframe; it must still be a well-formed PNG
                 assert png_image(picture.png).size[0] > 0
             assert loop.time() - started < 5
-        engine = server.services.engine if server.services else None
+        engine = server.node.engine if server.node else None
         assert engine is not None
         if mode == "truncated":
             assert engine.stats.decodes == 0 and engine.stats.failures >= 3  # every decode attempt failed

@@ -138,7 +138,7 @@ async def test_image_url_of_a_stream_without_picture_yet_is_503(
         await client.send("publishStream", {"mediaSessionId": "pending-id", "name": "pending", "published": True,
                                             "hasVideo": True, "hasAudio": False, "sdp": pc.localDescription.sdp})
         for _ in range(100):  # the server claims the name as it answers the offer
-            if await server.services.registry.lookup("pending") is not None:
+            if await server.node.registry.lookup("pending") is not None:
                 break
             await asyncio.sleep(0.05)
         async with http.get(f"{server.http_url}/streams/pending/snapshot.jpg") as response:
@@ -210,7 +210,7 @@ async def test_wcs_rest_find_snapshot_terminate(server: RunningServer, http: aio
         with pytest.raises(PublishFailed) as ended:
             await publisher.wait_status(publication, "PUBLISHING", timeout=5)
         assert (ended.value.status, ended.value.info) == ("UNPUBLISHED", "Stopped by rest /terminate")
-        assert await server.services.registry.all() == []
+        assert await server.node.registry.all() == []
         assert (await post(http, f"{rest}/terminate", {"name": "rest-cam"}))[0] == 404
         assert (await post(http, f"{rest}/snapshot", {"streamName": "rest-cam"}))[0] == 404
     finally:

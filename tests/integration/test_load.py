@@ -26,8 +26,8 @@ from streamsnap.media.pool import WorkerPool
 from streamsnap.media.snapshot import EngineStats, SnapshotEngine
 from streamsnap.media.source import Source
 from streamsnap.reasons import SnapshotFailure
+from streamsnap.service.node import Node
 from streamsnap.wcsclient import SnapshotFailed, WcsClient
-from streamsnap.web.services import Services
 from streamsnap.web.wcs import SNAPSHOT_INFO
 from tests.conftest import MAX_LAG_FRAMES, RunningServer, png_image
 
@@ -96,15 +96,15 @@ class HeldWorker:
         await self.busy
 
 
-async def hold_the_worker(services: Services | None, name: str) -> HeldWorker:
+async def hold_the_worker(node: Node | None, name: str) -> HeldWorker:
     """`name`'s source and the engine, warmed by one picture (media flows, estimates are measured), with
     the engine's only worker held busy."""
-    assert services is not None
-    source = services.sources.get(name)
+    assert node is not None
+    source = node.sources.get(name)
     assert source is not None
-    await services.engine.request(source, max_age_ms=0)
-    busy, release = await occupy_the_worker(services.engine.pool)
-    return HeldWorker(services.engine, source, busy, release)
+    await node.engine.request(source, max_age_ms=0)
+    busy, release = await occupy_the_worker(node.engine.pool)
+    return HeldWorker(node.engine, source, busy, release)
 
 
 def frames_per_picture(stats: EngineStats, before: tuple[int, int]) -> float:
@@ -146,8 +146,8 @@ async def publishing(server: RunningServer) -> AsyncIterator[Loaded]:
 async def test_a_burst_past_capacity_is_refused_fast_and_what_is_served_is_right(
         overloaded: Loaded, http: aiohttp.ClientSession) -> None:
     server, publisher, tracks = overloaded
-    assert server.services is not None
-    engine = server.services.engine
+    assert server.node is not None
+    engine = server.node.engine
     stats = engine.stats
     # Light load first: one big picture at a time (this also teaches the engine what they cost).
     for k in range(STREAMS):
@@ -190,7 +190,7 @@ async def test_a_burst_past_capacity_is_refused_fast_and_what_is_served_is_right
 
     # No published stream ended: each is still live and still pictured.
     assert all(p.status == "PUBLISHING" for p in publisher.publications.values())
-    assert len(await server.services.registry.all()) == STREAMS
+    assert len(await server.node.registry.all()) == STREAMS
     for k in range(STREAMS):
         picture = await publisher.snapshot(f"load{k}")
         assert 0 <= tracks[k].counter - read_counter(png_image(picture.png)) <= MAX_LAG_FRAMES
@@ -198,7 +198,7 @@ async def test_a_burst_past_capacity_is_refused_fast_and_what_is_served_is_right
 
 async def test_a_cancelled_request_does_not_decode(
         loaded: Loaded) -> None:
-    held = await hold_the_worker(loaded[0].services, "load0")
+    held = await hold_the_worker(loaded[0].node, "load0")
     engine, source = held.engine, held.source
     decodes, frames, skipped = engine.stats.decodes, engine.stats.frames_decoded, engine.pool.stats.skipped
     request = asyncio.ensure_future(engine.request(source, ImageSpec(), max_age_ms=0))
@@ -216,7 +216,7 @@ async def test_a_cancelled_request_does_not_decode(
 
 async def test_a_picture_goes_on_while_one_of_its_callers_waits(loaded: Loaded) -> None:
     server, _, tracks = loaded
-    held = await hold_the_worker(server.services, "load4")
+    held = await hold_the_worker(server.node, "load4")
     engine, source = held.engine, held.source
     decodes, abandoned = engine.stats.decodes, engine.stats.abandoned
     staying = asyncio.ensure_future(engine.request(source, max_age_ms=0))
@@ -233,7 +233,7 @@ async def test_a_picture_goes_on_while_one_of_its_callers_waits(loaded: Loaded) 
 
 async def test_a_caller_joins_a_picture_under_way_only_when_its_frame_is_fresh_enough(loaded: Loaded) -> None:
     server, _, tracks = loaded
-    held = await hold_the_worker(server.services, "load3")
+    held = await hold_the_worker(server.node, "load3")
     engine, source = held.engine, held.source
     decodes, coalesced = engine.stats.decodes, engine.stats.coalesced
     first = asyncio.ensure_future(engine.request(source, max_age_ms=0))
@@ -259,7 +259,7 @@ async def test_an_http_caller_that_hangs_up_stops_its_picture(start_full_server:
     server = await start_full_server(snapshot_workers=1)  # as `serve` runs it
     publisher = await WcsClient.connect(f"ws://127.0.0.1:{server.port('http')}/")
     await publisher.publish("load5", [PatternTrack(320, 240)])
-    held = await hold_the_worker(server.services, "load5")
+    held = await hold_the_worker(server.node, "load5")
     engine, source = held.engine, held.source
     decodes, skipped = engine.stats.decodes, engine.pool.stats.skipped
     _, writer = await asyncio.open_connection("127.0.0.1", server.port("http"))
@@ -295,9 +295,9 @@ async def test_the_server_keeps_live_streams_out_of_full_collections(start_serve
 async def test_a_closed_session_stops_its_pictures(
         loaded: Loaded) -> None:
     server, _, _ = loaded
-    assert server.services is not None
-    engine = server.services.engine
-    source = server.services.sources.get("load1")
+    assert server.node is not None
+    engine = server.node.engine
+    source = server.node.sources.get("load1")
     assert source is not None
     await engine.request(source)
     busy, release = await occupy_the_worker(engine.pool)
@@ -323,10 +323,10 @@ async def test_a_closed_session_stops_its_pictures(
 async def test_keyframe_alone_when_the_caller_allows_its_age(
         loaded: Loaded, http: aiohttp.ClientSession) -> None:
     server, _, tracks = loaded
-    assert server.services is not None
-    stats = server.services.engine.stats
+    assert server.node is not None
+    stats = server.node.engine.stats
     assert (await fetch(http, server, 2, max_age_ms="0")).status == 200  # a fresh keyframe (PLI)
-    source = server.services.sources.get("load2")
+    source = server.node.sources.get("load2")
     assert source is not None and source.video is not None
     await asyncio.sleep(0.4)  # a dozen frames after it
     group = source.video.group()
@@ -352,8 +352,8 @@ async def test_keyframe_alone_when_the_caller_allows_its_age(
 async def test_a_late_media_loop_refuses_new_pictures_on_every_transport(
         loaded: Loaded, http: aiohttp.ClientSession) -> None:
     server, publisher, _ = loaded
-    assert server.services is not None
-    monitor = server.services.engine.loop_lag
+    assert server.node is not None
+    monitor = server.node.engine.loop_lag
     await asyncio.sleep(0.1)
     for _ in range(6):  # the loop (server and test share it) kept busy, as a flood of work on it would
         time.sleep(0.4)  # noqa: ASYNC251

@@ -20,7 +20,6 @@ from streamsnap.media.pattern import PatternTrack
 from streamsnap.wcsclient import WcsClient
 from streamsnap.web.app import create_app
 from streamsnap.web.images import EXTENSIONS
-from tests.conftest import TEST_SETTINGS
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +60,8 @@ async def test_openapi_document_lists_every_endpoint(server: Any) -> None:
         "/whip/{name}", "/whip/{name}/{session}",
     }
     # Every route of the app is described (the WebSocket catch-all and static files are told in the text).
-    for resource in create_app(TEST_SETTINGS).router.resources():
+    assert server.node is not None
+    for resource in create_app(server.node).router.resources():
         canonical = resource.canonical
         if canonical in ("/{tail}", "/client"):
             continue
@@ -89,6 +89,6 @@ async def test_schemathesis_with_a_live_stream(start_server: Callable[..., Any],
             "--exclude-path-regex", "stream\\.mjpeg$",
             config='[parameters]\n"path.name" = "cam"\n',
         )
-        assert server.services.engine.stats.outcomes.get("ok", 0) > 0  # pictures were really made
+        assert server.node.engine.stats.outcomes.get("ok", 0) > 0  # pictures were really made
     finally:
         await publisher.close()

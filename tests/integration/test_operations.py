@@ -86,8 +86,8 @@ async def test_health_and_readiness(server: RunningServer, http: aiohttp.ClientS
     async with http.get(f"{server.http_url}/readyz") as response:
         assert response.status == 200
         assert await response.json() == {"status": "ready", "sessions": 0, "streams": 0}
-    assert server.services is not None
-    server.services.ready = False  # what shutdown does first
+    assert server.node is not None
+    server.node.state.ready = False  # what shutdown does first
     async with http.get(f"{server.http_url}/readyz") as response:
         assert response.status == 503
 

@@ -51,8 +51,8 @@ async def test_snapshots_show_the_picture_of_their_moment(server: RunningServer,
         assert second_counter - first_counter >= 1.5 * FPS - MAX_LAG_FRAMES
         assert_colour(image, second_counter)
 
-        assert server.services is not None
-        stream = await server.services.registry.lookup("cam")
+        assert server.node is not None
+        stream = await server.node.registry.lookup("cam")
         assert stream is not None and stream.codec == codec  # the record, as listings show it
     finally:
         await publisher.close()
@@ -129,8 +129,8 @@ async def test_closed_publisher_socket_ends_its_stream(server: RunningServer) ->
                     assert exc.info == "Stream not found"
                     break
                 await asyncio.sleep(0.1)
-        assert server.services is not None
-        assert await server.services.registry.all() == []
+        assert server.node is not None
+        assert await server.node.registry.all() == []
     finally:
         await publisher.close()
         await viewer.close()
@@ -224,8 +224,8 @@ async def test_publish_with_unusable_sdp_fails_cleanly(server: RunningServer, sd
             await client.wait_status(watched, "PUBLISHING", timeout=5)
         assert failed.value.status == "FAILED"
         assert failed.value.info == info
-        assert server.services is not None
-        assert await server.services.registry.all() == []
+        assert server.node is not None
+        assert await server.node.registry.all() == []
         track = PatternTrack(320, 240)
         await client.publish("bad", [track])  # the name was released
     finally:

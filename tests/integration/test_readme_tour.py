@@ -146,7 +146,7 @@ def processes() -> Iterator[Processes]:
 def test_the_readme_tour_as_written(tmp_path: Path, processes: Processes) -> None:
     steps = readme_tour()
     assert steps[0].words == ["make", "serve", "&"], "the tour should start the server with `make serve &`"
-    stale = subprocess.run(["make", "-q", ".venv/.installed-stamp"], cwd=ROOT, capture_output=True)
+    stale = subprocess.run(["make", "-q", ".venv/.runtime-stamp"], cwd=ROOT, capture_output=True)
     if stale.returncode != 0:
         pytest.fail("`make serve` would reinstall .venv (pyproject.toml changed): run `make serve` once first")
     port = free_port()

@@ -176,7 +176,7 @@ async def test_rtsp_name_pictured_over_websocket_rest_and_image_url(
     # The picture of the public name is the same pull (no second connection).
     status, body = await rest_picture(http, server, camera.public_url)
     assert status == 200, body
-    assert len(server.services.cameras.pulls()) == 1  # type: ignore[union-attr]
+    assert len(server.node.cameras.pulls()) == 1  # type: ignore[union-attr]
 
 
 async def test_rest_startup_find_all_terminate(start_server: Callable[..., Any],
@@ -329,7 +329,7 @@ async def test_failed_pulls_are_answered_clearly(start_server: Callable[..., Any
             if words is not None:
                 assert failed.value.args[0].endswith(words), (uri, failed.value.args)
             assert SECRET not in str(failed.value)
-        assert server.services.cameras.pulls() == []  # type: ignore[union-attr]
+        assert server.node.cameras.pulls() == []  # type: ignore[union-attr]
         async with http.get(f"{server.http_url}/streams") as response:
             assert await response.json() == []
     finally:
@@ -458,7 +458,7 @@ async def test_failed_pulls_leak_neither_memory_nor_descriptors(start_server: Ca
         gc.collect()
         assert process.num_fds() <= fds + 2
         assert process.memory_info().rss - rss < 8 * 1024 * 1024, "RSS grew by more than 8 MB over 50 failed pulls"
-        assert server.services.cameras.pulls() == []  # type: ignore[union-attr]
+        assert server.node.cameras.pulls() == []  # type: ignore[union-attr]
     finally:
         garbage.close()
 

@@ -26,7 +26,7 @@ async def test_server_pings_and_drops_a_silent_client(start_server) -> None:  # 
         # the dropped session's stream went with it; the answering one is still there
         assert not alive.closed.done()
         assert alive.pings >= 2
-        assert await server.services.registry.all() == []
+        assert await server.node.registry.all() == []
     finally:
         await silent.close()
         await alive.close()

@@ -34,9 +34,9 @@ async def test_fresh_picture_after_long_idle_uses_a_new_keyframe(start_server: C
     server: RunningServer = await start_server(gop_max_frames=15)
     client, track = await publish(server, "idle")
     try:
-        assert server.services is not None
-        stats = server.services.engine.stats
-        stream = server.services.sources.get("idle")
+        assert server.node is not None
+        stats = server.node.engine.stats
+        stream = server.node.sources.get("idle")
         assert stream is not None and stream.video is not None
         video = stream.video
         for _ in range(2):
@@ -58,8 +58,8 @@ async def test_fresh_picture_after_long_idle_uses_a_new_keyframe(start_server: C
 async def test_cached_group_is_decoded_without_asking_for_a_keyframe(server: RunningServer) -> None:
     client, track = await publish(server, "cached")
     try:
-        assert server.services is not None
-        stats = server.services.engine.stats
+        assert server.node is not None
+        stats = server.node.engine.stats
         await client.snapshot("cached")  # may ask for a keyframe: the group then starts anew
         await asyncio.sleep(0.15)  # a few frames after that keyframe: fewer than a PLI is worth
         requests_before, frames_before = stats.keyframe_requests, stats.frames_decoded
@@ -74,9 +74,9 @@ async def test_cached_group_is_decoded_without_asking_for_a_keyframe(server: Run
 async def test_a_hundred_concurrent_requests_cost_one_decode(server: RunningServer) -> None:
     client, track = await publish(server, "popular", (640, 480))
     try:
-        assert server.services is not None
-        engine = server.services.engine
-        stream = server.services.sources.get("popular")
+        assert server.node is not None
+        engine = server.node.engine
+        stream = server.node.sources.get("popular")
         assert stream is not None
         await client.snapshot("popular")
         decodes, encodes = engine.stats.decodes, engine.stats.encodes
@@ -102,8 +102,8 @@ async def test_requests_over_the_wire_are_coalesced(server: RunningServer) -> No
     client, _ = await publish(server, "wire", (640, 480))
     viewers = [await WcsClient.connect(server.ws_url) for _ in range(4)]
     try:
-        assert server.services is not None
-        stats = server.services.engine.stats
+        assert server.node is not None
+        stats = server.node.engine.stats
         await asyncio.sleep(1.5)  # let the cached group grow so the request waits on a keyframe
         decodes = stats.decodes
         pictures = await asyncio.gather(*(viewers[k % 4].snapshot("wire") for k in range(40)))
@@ -122,8 +122,8 @@ async def test_memory_stays_bounded_without_a_second_keyframe(start_server: Call
     server: RunningServer = await start_server(gop_max_frames=1000, gop_max_bytes=60_000)
     client, track = await publish(server, "long-gop", (640, 480))
     try:
-        assert server.services is not None
-        stream = server.services.sources.get("long-gop")
+        assert server.node is not None
+        stream = server.node.sources.get("long-gop")
         assert stream is not None and stream.video is not None
         video = stream.video
         await asyncio.sleep(0.5)

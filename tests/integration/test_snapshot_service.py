@@ -23,9 +23,9 @@ pytestmark = pytest.mark.integration
 
 async def wait_claimed(server: RunningServer, name: str) -> None:
     """Wait until `name` is in the registry (its offer reached the server)."""
-    assert server.services is not None
+    assert server.node is not None
     async with asyncio.timeout(10):
-        while await server.services.registry.lookup(name) is None:  # noqa: ASYNC110 -- no event to await
+        while await server.node.registry.lookup(name) is None:  # noqa: ASYNC110 -- no event to await
             await asyncio.sleep(0.02)
 
 
@@ -71,8 +71,8 @@ async def test_image_url_refuses_past_the_server_limit_and_while_draining(
         assert all(body["error"] == "Failed by error: too many snapshots in flight on this server" for body in refused)
         assert time.monotonic() - started < 5
 
-        assert server.services is not None
-        server.services.node.draining = True  # what a stopping server does first
+        assert server.node is not None
+        server.node.state.draining = True  # what a stopping server does first
         status, body, _ = await get_image(http, url)
         assert (status, body["reason"]) == (503, "shutting_down")
         status, body = await post_snapshot(http, server, "stuck")
@@ -176,8 +176,8 @@ async def test_max_streams_holds_with_a_slow_backend_and_concurrent_publishers(
         assert len(published) == 2, results
         assert len(refused) == 6, results
         assert {r.info for r in refused} == {"Failed by error: too many streams on this server"}
-        assert server.services is not None
-        assert await server.services.registry.count() == 2
+        assert server.node is not None
+        assert await server.node.registry.count() == 2
     finally:
         for client in publishers:
             await client.close()
@@ -268,8 +268,8 @@ async def test_a_young_enough_picture_is_reused(server: RunningServer, http: aio
     publisher = await WcsClient.connect(server.ws_url)
     try:
         await publisher.publish("reused", [PatternTrack(320, 240)])
-        assert server.services is not None
-        stats = server.services.engine.stats
+        assert server.node is not None
+        stats = server.node.engine.stats
         url = f"{server.http_url}/streams/reused/snapshot.jpg"
         _, _, first = await get_image(http, url, max_age_ms="60000")
         requests = stats.requests

@@ -15,7 +15,7 @@ from PIL import Image
 
 from streamsnap.access import SIGNATURE_HEADER, signature_valid
 from streamsnap.media.pattern import FPS, PatternTrack, read_counter
-from streamsnap.thumbnails import file_stem
+from streamsnap.service.thumbnails import file_stem
 from streamsnap.wcsclient import WcsClient
 from tests.conftest import serve_on_loopback
 
@@ -85,6 +85,6 @@ async def test_thumbnails_are_off_by_default(start_server: Callable[..., Any], t
         await publisher.publish("quiet", [PatternTrack(320, 240)])
         await asyncio.sleep(0.5)
         assert not (tmp_path / "thumbnails").exists()
-        assert server.services.engine.stats.requests == 0  # nothing decoded while nobody asks
+        assert server.node.engine.stats.requests == 0  # nothing decoded while nobody asks
     finally:
         await publisher.close()

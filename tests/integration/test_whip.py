@@ -27,9 +27,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from streamsnap.access import Right, TokenPolicy
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.reasons import StreamEnd
-from streamsnap.web.app import create_app
-from streamsnap.web.whip import WHIP_SESSIONS
-from tests.conftest import MAX_LAG_FRAMES, TEST_SETTINGS, RunningServer, png_image, serve_on_loopback
+from tests.conftest import MAX_LAG_FRAMES, RunningServer, png_image
 from tests.integration.test_publish_snapshot import assert_colour
 
 pytestmark = pytest.mark.integration
@@ -231,23 +229,21 @@ async def test_ffmpeg_whip_muxer(server: RunningServer, http: aiohttp.ClientSess
         await proc.wait()
 
 
-async def test_a_delete_reaching_another_worker_ends_the_stream_through_its_record(
-        http: aiohttp.ClientSession, clients: list[WhipClient]) -> None:
-    # `serve --workers` shares the port: OBS's DELETE may reach a process without the session.
-    app = create_app(TEST_SETTINGS)
-    runner, port = await serve_on_loopback(app)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        client = WhipClient()
-        clients.append(client)
-        answer = await client.publish(http, f"{base}/whip/cam")
-        assert answer.status == 201
-        location = answer.headers["Location"]
-        session = location.rsplit("/", 1)[1]
-        held = app[WHIP_SESSIONS].sessions.pop(session)  # as if another worker had answered the POST
-        assert (await http.delete(f"{base}/whip/cam/not-the-session")).status == 404
-        assert (await http.delete(location)).status == 200
-        assert await asyncio.wait_for(held.task, 10) is StreamEnd.STOPPED_BY_PUBLISHER
-        assert await (await http.get(f"{base}/streams")).json() == []
-    finally:
-        await runner.cleanup()
+async def test_a_delete_ends_the_stream_through_its_record(
+        server: RunningServer, http: aiohttp.ClientSession, clients: list[WhipClient]) -> None:
+    # `serve --workers` shares the port: OBS's DELETE may reach a process that did not answer the POST,
+    # so a DELETE goes by the stream's record (kind, session) and the node that holds it, never a local table.
+    base = server.http_url
+    client = WhipClient()
+    clients.append(client)
+    answer = await client.publish(http, f"{base}/whip/cam")
+    assert answer.status == 201
+    location = answer.headers["Location"]
+    session = location.rsplit("/", 1)[1]
+    assert server.node is not None
+    held = server.node.publishing.handle("whip", session)
+    assert held is not None and held.task is not None
+    assert (await http.delete(f"{base}/whip/cam/not-the-session")).status == 404
+    assert (await http.delete(location)).status == 200
+    assert await asyncio.wait_for(held.task, 10) is StreamEnd.STOPPED_BY_PUBLISHER
+    assert await (await http.get(f"{base}/streams")).json() == []

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +18,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamsnap.config import ENV_PREFIX, Settings, SettingsError, load_settings, setting_ranges, settings_table
+from streamsnap.config import (
+    ENV_PREFIX,
+    SECTIONS,
+    HttpSettings,
+    Settings,
+    SettingsError,
+    SignalingSettings,
+    declarations,
+    load_settings,
+    sample_config,
+    setting_ranges,
+    settings_table,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -35,14 +48,13 @@ def toml(tmp_path: Path) -> Any:
 def test_defaults() -> None:
     settings = load_settings(environ={})
     assert settings == Settings()
-    assert (settings.host, settings.port, settings.ice_addresses) == ("0.0.0.0", 8080, [])
-    assert (settings.keepalive_interval, settings.keepalive_timeout) == (5.0, 30.0)
-
+    assert (settings.http.host, settings.http.port, settings.webrtc.ice_addresses) == ("0.0.0.0", 8080, [])
+    assert (settings.signaling.keepalive_interval, settings.signaling.keepalive_timeout) == (5.0, 30.0)
 
 def test_default_lists_are_not_shared() -> None:
     first, second = Settings(), Settings()
-    first.ice_addresses.append("10.0.0.1")
-    assert second.ice_addresses == []
+    first.webrtc.ice_addresses.append("10.0.0.1")
+    assert second.webrtc.ice_addresses == []
 
 
 def test_toml_beats_defaults(toml: Any) -> None:
@@ -54,13 +66,13 @@ def test_toml_beats_defaults(toml: Any) -> None:
         "max-streams-per-session = 3\n"
     )
     settings = load_settings(path, environ={})
-    assert settings.port == 9000
-    assert settings.ice_addresses == ["192.0.2.1", "192.0.2.2"]
-    assert settings.keepalive_interval == 2.0
-    assert isinstance(settings.keepalive_interval, float)
-    assert settings.log_level == "debug"
-    assert settings.max_streams_per_session == 3
-    assert settings.host == "0.0.0.0"  # untouched
+    assert settings.http.port == 9000
+    assert settings.webrtc.ice_addresses == ["192.0.2.1", "192.0.2.2"]
+    assert settings.signaling.keepalive_interval == 2.0
+    assert isinstance(settings.signaling.keepalive_interval, float)
+    assert settings.log.level == "debug"
+    assert settings.signaling.max_streams_per_session == 3
+    assert settings.http.host == "0.0.0.0"  # untouched
 
 
 def test_env_beats_toml(toml: Any) -> None:
@@ -68,31 +80,29 @@ def test_env_beats_toml(toml: Any) -> None:
     settings = load_settings(
         path, environ={"STREAMSNAP_PORT": "9100", "STREAMSNAP_KEEPALIVE_TIMEOUT": "7.5"}
     )
-    assert settings.port == 9100
-    assert settings.host == "10.0.0.1"
-    assert settings.keepalive_timeout == 7.5
+    assert settings.http.port == 9100
+    assert settings.http.host == "10.0.0.1"
+    assert settings.signaling.keepalive_timeout == 7.5
 
 
 def test_overrides_beat_env_and_none_means_not_given(toml: Any) -> None:
     path = toml('port = 9000\nlog_level = "warning"\n')
     env = {"STREAMSNAP_PORT": "9100", "STREAMSNAP_LOG_LEVEL": "error"}
     settings = load_settings(path, {"port": 9200, "log_level": None}, environ=env)
-    assert settings.port == 9200
-    assert settings.log_level == "error"
-
+    assert settings.http.port == 9200
+    assert settings.log.level == "error"
 
 def test_one_setting_through_every_layer(toml: Any) -> None:
     path = toml('host = "from-file"\n')
     env = {"STREAMSNAP_HOST": "from-env"}
-    assert load_settings(environ={}).host == "0.0.0.0"
-    assert load_settings(path, environ={}).host == "from-file"
-    assert load_settings(path, environ=env).host == "from-env"
-    assert load_settings(path, {"host": "from-flag"}, environ=env).host == "from-flag"
-
+    assert load_settings(environ={}).http.host == "0.0.0.0"
+    assert load_settings(path, environ={}).http.host == "from-file"
+    assert load_settings(path, environ=env).http.host == "from-env"
+    assert load_settings(path, {"host": "from-flag"}, environ=env).http.host == "from-flag"
 
 def test_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMSNAP_SNAPSHOT_WORKERS", "5")
-    assert load_settings().snapshot_workers == 5
+    assert load_settings().snapshots.workers == 5
 
 
 def test_unrelated_environment_is_ignored() -> None:
@@ -111,23 +121,23 @@ def test_unrelated_environment_is_ignored() -> None:
     ],
 )
 def test_lists_from_env(raw: str, expected: list[str]) -> None:
-    assert load_settings(environ={"STREAMSNAP_ALLOWED_ORIGINS": raw}).allowed_origins == expected
+    assert load_settings(environ={"STREAMSNAP_ALLOWED_ORIGINS": raw}).access.allowed_origins == expected
 
 
 def test_checked_lists_from_env() -> None:
     settings = load_settings(
         environ={"STREAMSNAP_ICE_ADDRESSES": "127.0.0.1, 10.0.0.2", "STREAMSNAP_ICE_SERVERS": "stun:a:3478,turn:b"}
     )
-    assert settings.ice_addresses == ["127.0.0.1", "10.0.0.2"]
-    assert settings.ice_servers == ["stun:a:3478", "turn:b"]
+    assert settings.webrtc.ice_addresses == ["127.0.0.1", "10.0.0.2"]
+    assert settings.webrtc.ice_servers == ["stun:a:3478", "turn:b"]
 
 
 def test_lists_from_overrides() -> None:
     settings = load_settings(
         overrides={"ice_addresses": ["127.0.0.1"], "ice_servers": "stun:a, stun:b"}, environ={}
     )
-    assert settings.ice_addresses == ["127.0.0.1"]
-    assert settings.ice_servers == ["stun:a", "stun:b"]
+    assert settings.webrtc.ice_addresses == ["127.0.0.1"]
+    assert settings.webrtc.ice_servers == ["stun:a", "stun:b"]
 
 
 @pytest.mark.parametrize(
@@ -185,17 +195,42 @@ def test_bad_override_value_names_the_setting() -> None:
     with pytest.raises(SettingsError, match=r"^port: expected int, got 'x'$"):
         load_settings(overrides={"port": "x"}, environ={})
 
-
 def test_unknown_toml_key(toml: Any) -> None:
     path = toml("port = 9000\nkeep_alive = 3\n")
     with pytest.raises(SettingsError) as info:
         load_settings(path, environ={})
-    assert str(info.value) == f"config file {path}: unknown setting 'keep_alive'"
+    assert str(info.value).startswith(f"config file {path}: unknown setting 'keep_alive' (did you mean 'keepalive_")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("prot = 9000\n", "unknown setting 'prot' (did you mean 'port'?)"),
+    ("[http]\nprot = 9000\n", "unknown setting http.'prot' in [http] (did you mean 'http.port'?)"),
+    ("[rtmp]\nmax_conections = 5\n", "unknown setting rtmp.'max_conections' in [rtmp] (did you mean "
+                                     "'rtmp.max_connections'?)"),
+    ("snapshot_worker = 3\n", "unknown setting 'snapshot_worker' (did you mean 'snapshot_workers'?)"),
+])
+def test_an_unknown_key_suggests_the_nearest_known_one(toml: Any, text: str, message: str) -> None:
+    path = toml(text)
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, environ={})
+    assert str(info.value) == f"config file {path}: {message}"
+
+
+@pytest.mark.parametrize("text", ["port: 9000\nhost: 0.0.0.0\n", '{"port": 9000}\n', "port = \n"])
+def test_a_file_that_is_not_toml_says_so(toml: Any, text: str) -> None:
+    path = toml(text)
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, environ={})
+    message = str(info.value)
+    assert message.startswith(f"config file {path} is not TOML (")
+    assert message.endswith("settings are written `name = value` under `[section]` headers, see "
+                            "`streamsnap config --sample`")
+    assert "\n" not in message
 
 
 def test_broken_toml_names_the_file(toml: Any) -> None:
     path = toml("port = \n")
-    with pytest.raises(SettingsError, match=r"^config file .*streamsnap\.toml: "):
+    with pytest.raises(SettingsError, match=r"^config file .*streamsnap\.toml is not TOML \("):
         load_settings(path, environ={})
 
 
@@ -319,7 +354,9 @@ BAD_VALUES: dict[str, tuple[Any, str | None]] = {
     "rtp_max_packets_per_frame": (15, "65537"),
     "rtp_max_sources": (0, "1025"),
 }
-NAMES = [f.name for f in dataclasses.fields(Settings)]
+NAMES = [declaration.flat for declaration in declarations().values()]
+"Every setting by its flat name: the names of the config files and environments written before sections."
+PATHS = {declaration.flat: declaration.path for declaration in declarations().values()}
 
 
 def _toml_value(value: Any) -> str:
@@ -338,17 +375,16 @@ def _assert_refusal(error: SettingsError, label: str, given: Any) -> None:
     assert message.startswith(f"{label}: expected "), message
     assert message.endswith(f", got {given!r}"), message
 
-
 def test_every_setting_declares_the_values_it_allows() -> None:
-    kinds = typing.get_type_hints(Settings, include_extras=True)
-    for name in NAMES:
-        kind = kinds[name]
-        assert kind is bool or typing.get_origin(kind) in (Annotated, Literal), f"{name}: bare {kind}"
+    for path, declaration in declarations().items():
+        kind = declaration.kind
+        assert kind is bool or typing.get_origin(kind) in (Annotated, Literal), f"{path}: bare {kind}"
         if typing.get_origin(kind) is Annotated and typing.get_args(kind)[0] in (int, float):
             metas = [m for m in typing.get_args(kind)[1:] if isinstance(m, msgspec.Meta)]
-            assert any(m.ge is not None or m.gt is not None for m in metas), f"{name}: no lower bound"
-    assert list(setting_ranges()) == NAMES
+            assert any(m.ge is not None or m.gt is not None for m in metas), f"{path}: no lower bound"
+    assert list(setting_ranges()) == list(declarations())
     assert all(setting_ranges().values())
+    assert len(NAMES) == len(set(NAMES)) == 104
 
 
 def test_every_setting_has_a_bad_value_below() -> None:
@@ -357,11 +393,11 @@ def test_every_setting_has_a_bad_value_below() -> None:
 
 def test_new_settings_and_their_defaults() -> None:
     settings = Settings()
-    assert settings.max_connections_per_ip == 500  # a few hundred users behind one NAT or proxy
-    assert settings.login_timeout == 5.0 and not settings.auth_allow_no_exp
-    assert settings.max_snapshots_per_client == 128
-    assert settings.max_keyframe_requests_per_second == 2.0
-    assert settings.picture_cache_bytes == 32 * 1024 * 1024
+    assert settings.signaling.max_connections_per_ip == 500  # a few hundred users behind one NAT or proxy
+    assert settings.signaling.login_timeout == 5.0 and not settings.access.allow_no_exp
+    assert settings.snapshots.max_per_client == 128
+    assert settings.snapshots.max_keyframe_requests_per_second == 2.0
+    assert settings.snapshots.picture_cache_bytes == 32 * 1024 * 1024
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -388,8 +424,36 @@ def test_bad_override_and_bad_construction_are_refused_by_name(name: str) -> Non
         load_settings(overrides={name: value}, environ={})
     _assert_refusal(info.value, name, value)
     with pytest.raises(SettingsError) as info:
-        Settings(**{name: value})
+        Settings().replace(**{name: value})
     _assert_refusal(info.value, name, value)
+    path = PATHS[name]
+    with pytest.raises(SettingsError) as info:
+        load_settings(overrides={path: value}, environ={})
+    _assert_refusal(info.value, path, value)
+    if "." in path:  # a section built directly is checked as well, and names the setting by its path
+        section, field = path.split(".")
+        section_type = next(s for s in SECTIONS if s.NAME == section)
+        with pytest.raises(SettingsError) as info:
+            section_type(**{field: value})
+        _assert_refusal(info.value, path, value)
+
+
+@pytest.mark.parametrize("name", [name for name in NAMES if "." in PATHS[name]])
+def test_bad_value_in_a_section_of_the_config_file_is_refused_by_its_path(toml: Any, name: str) -> None:
+    value, _ = BAD_VALUES[name]
+    section, field = PATHS[name].split(".")
+    with pytest.raises(SettingsError) as info:
+        load_settings(toml(f"[{section}]\n{field} = {_toml_value(value)}\n"), environ={})
+    _assert_refusal(info.value, PATHS[name], value)
+
+
+@pytest.mark.parametrize("name", [name for name in NAMES if BAD_VALUES[name][1] is not None])
+def test_bad_value_in_the_sectioned_environment_name_is_refused_by_it(name: str) -> None:
+    raw = BAD_VALUES[name][1]
+    variable = declarations()[PATHS[name]].env
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={variable: raw})  # type: ignore[dict-item]
+    _assert_refusal(info.value, variable, raw)
 
 
 @pytest.mark.parametrize(
@@ -410,7 +474,7 @@ def test_refusal_wording(message: str, kwargs: dict[str, Any]) -> None:
 
 
 def test_unknown_override() -> None:
-    with pytest.raises(SettingsError, match=r"^unknown setting 'keep_alive'$"):
+    with pytest.raises(SettingsError, match=r"^unknown setting 'keep_alive' \(did you mean 'keepalive_\w+'\?\)$"):
         load_settings(overrides={"keep_alive": 3}, environ={})
 
 
@@ -426,31 +490,97 @@ def test_unknown_override() -> None:
 )
 def test_values_at_the_edges_are_accepted(kwargs: dict[str, Any]) -> None:
     settings = load_settings(overrides=kwargs, environ={})
-    assert settings == Settings(**kwargs)
-    assert {name: getattr(settings, name) for name in kwargs} == kwargs
+    assert settings == Settings().replace(**kwargs)
+    assert {name: value_of(settings, name) for name in kwargs} == kwargs
 
+
+def value_of(settings: Settings, flat: str) -> Any:
+    """A setting's value in `settings`, by its flat name."""
+    section, _, field = PATHS[flat].rpartition(".")
+    return getattr(getattr(settings, section), field) if section else getattr(settings, field)
 
 def test_construction_turns_ints_into_floats() -> None:
-    settings = Settings(keepalive_interval=1)
-    assert settings.keepalive_interval == 1.0 and isinstance(settings.keepalive_interval, float)
-
+    section = SignalingSettings(keepalive_interval=1)
+    assert section.keepalive_interval == 1.0 and isinstance(section.keepalive_interval, float)
+    settings = Settings().replace(keepalive_interval=1)
+    assert isinstance(settings.signaling.keepalive_interval, float)
 
 def test_settings_stay_immutable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
-        Settings().port = 1  # type: ignore[misc]
-
+        Settings().http = HttpSettings()  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().http.port = 1  # type: ignore[misc]
 
 def test_table_shows_every_setting_with_its_range() -> None:
-    rows = settings_table().splitlines()[2:]
+    rows = [row for row in settings_table().splitlines() if row.startswith("| `")]
     assert len(rows) == len(NAMES)
-    assert "| `png_compress_level` | `STREAMSNAP_PNG_COMPRESS_LEVEL` | `1` | 0..9 | " in settings_table()
-    assert "| `snapshot_workers` | `STREAMSNAP_SNAPSHOT_WORKERS` | `2` | >= 1 | " in settings_table()
+    assert ("| `png_compress_level`<br>`STREAMSNAP_SNAPSHOTS_PNG_COMPRESS_LEVEL`<br>was `png_compress_level` | "
+            "`1` | 0..9 | ") in settings_table()
+    assert ("| `workers`<br>`STREAMSNAP_SNAPSHOTS_WORKERS`<br>was `snapshot_workers` | `2` | >= 1 | "
+            in settings_table())
+
+
+def test_every_old_flat_key_and_both_environment_names_set_the_same_setting(toml: Any) -> None:
+    for name in NAMES:
+        declaration = declarations()[PATHS[name]]
+        good = declaration.default
+        given_ways = [load_settings(environ={declaration.flat_env: _env_value(good)}),
+                      load_settings(environ={declaration.env: _env_value(good)}),
+                      load_settings(overrides={name: good}, environ={})]
+        if name != "cameras":
+            given_ways.append(load_settings(toml(f"{name} = {_toml_value(good)}\n"), environ={}))
+        for loaded in given_ways:
+            assert value_of(loaded, name) == good, name
+    # and a value other than the default through each way, for a few of every kind
+    for name, value, text in (("rtmp_port", 1935, "1935"), ("snapshot_workers", 3, "3"), ("node_name", "n1", "n1"),
+                              ("rtsp_allowed_hosts", ["10.0.0.0/8"], "10.0.0.0/8"), ("gc_freeze", False, "false")):
+        declaration = declarations()[PATHS[name]]
+        for loaded in (load_settings(toml(f"{name} = {_toml_value(value)}\n"), environ={}),
+                       load_settings(environ={declaration.flat_env: text}),
+                       load_settings(environ={declaration.env: text}),
+                       load_settings(overrides={name: value}, environ={})):
+            assert value_of(loaded, name) == value, name
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+def test_sectioned_and_flat_forms_mix_and_each_setting_is_given_once(toml: Any) -> None:
+    settings = load_settings(toml("port = 9000\n[rtmp]\nport = 1935\n[snapshots]\nworkers = 3\n"), environ={})
+    assert (settings.http.port, settings.rtmp.port, settings.snapshots.workers) == (9000, 1935, 3)
+    with pytest.raises(SettingsError, match=r"^rtmp_port and rtmp\.port are the same setting \(rtmp\.port\)"):
+        load_settings(toml("rtmp_port = 1\n[rtmp]\nport = 2\n"), environ={})
+    with pytest.raises(SettingsError, match="STREAMSNAP_HTTP_PORT and STREAMSNAP_PORT are the same setting"):
+        load_settings(environ={"STREAMSNAP_PORT": "1", "STREAMSNAP_HTTP_PORT": "2"})
+
+def test_the_sample_config_covers_every_setting_and_is_the_defaults() -> None:
+    sample = sample_config()
+    tomllib.loads(sample)  # the file as shipped is TOML (every setting commented out)
+    settings_part, _, cameras_part = sample.partition("# [[cameras]]")
+    tables: dict[str, dict[str, Any]] = {}
+    for line in settings_part.splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            section = tables.setdefault(line.strip("[]"), {})
+        elif line.startswith("# ") and " = " in line:  # a setting, commented out: uncommented it is TOML
+            section.update(tomllib.loads(line[2:]))
+    for declaration in declarations().values():
+        if declaration.section is None:
+            assert "uri = " in cameras_part
+            continue
+        assert tables[declaration.section][declaration.name] == declaration.default, declaration.path
+        assert f"${declaration.env}" in sample
+    assert sum(len(table) for table in tables.values()) == len(declarations()) - 1
 
 
 @given(st.ip_addresses())
 def test_every_ip_address_is_a_public_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
-    assert Settings(public_ip=str(address)).public_ip == str(address)
-    assert Settings(public_ip=address.exploded).public_ip == address.exploded
+    assert Settings().replace(public_ip=str(address)).webrtc.public_ip == str(address)
+    assert Settings().replace(public_ip=address.exploded).webrtc.public_ip == address.exploded
 
 
 @given(st.text(alphabet="0123456789abcdefABCDEF:.", max_size=45))
@@ -461,7 +591,7 @@ def test_public_ip_accepts_what_ipaddress_accepts(text: str) -> None:
     except ValueError:
         valid = text == ""
     try:
-        Settings(public_ip=text)
+        Settings().replace(public_ip=text)
         accepted = True
     except SettingsError:
         accepted = False
@@ -493,11 +623,10 @@ def test_serve_refuses_a_bad_setting_in_one_line(
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(f"streamsnap: {setting}: expected "), done.stderr
 
-
 def test_short_auth_secrets_and_bad_proxy_networks_are_refused() -> None:
-    with pytest.raises(SettingsError, match="auth_secret is 1 bytes; HS256 needs at least 32"):
-        Settings(auth_secret="a")
-    assert Settings(auth_secret="x" * 32).auth_secret == "x" * 32
+    with pytest.raises(SettingsError, match=r"access\.secret is 1 bytes; HS256 needs at least 32"):
+        Settings().replace(auth_secret="a")
+    assert Settings().replace(auth_secret="x" * 32).access.secret == "x" * 32
     with pytest.raises(SettingsError, match="trusted_proxies"):
-        Settings(trusted_proxies=["10.0.0.0/33"])
-    assert Settings(trusted_proxies=["10.0.0.0/8", "::1/128", "192.0.2.7"]).trusted_proxies
+        Settings().replace(trusted_proxies=["10.0.0.0/33"])
+    assert Settings().replace(trusted_proxies=["10.0.0.0/8", "::1/128", "192.0.2.7"]).http.trusted_proxies

@@ -56,15 +56,14 @@ def test_the_kept_part_always_fits_the_box(native_w: int, native_h: int, box_w: 
 def test_the_fit_crosses_the_node_to_node_hop() -> None:
     from urllib.parse import parse_qsl, urlsplit
 
-    import msgspec
-
-    from streamsnap.cluster.routing import picture_path
+    from streamsnap.cluster.wire import picture_path, read_picture_query
     from streamsnap.media.imaging import ImageFormat, ImageSpec
+    from streamsnap.picture import QueryLimits
     from streamsnap.streams import SourceKind, StreamRecord
-    from streamsnap.web.cluster import PictureQuery
 
     record = StreamRecord(name="cam", media_session_id="m", node="other", kind=SourceKind.WEBRTC, lease="l1")
-    path = picture_path(record, ImageSpec(ImageFormat.JPEG, 320, 320, fit=Fit.COVER), None)
-    query = msgspec.convert(dict(parse_qsl(urlsplit(path).query)), type=PictureQuery, strict=False)
-    assert (query.width, query.height, query.fit) == (320, 320, Fit.COVER)
+    spec = ImageSpec(ImageFormat.JPEG, 320, 320, quality=70, fit=Fit.COVER)
+    path = picture_path(record, spec, 250.0)
+    asked = read_picture_query(dict(parse_qsl(urlsplit(path).query)), QueryLimits(3840, 2160, 10))
+    assert (asked.lease, asked.spec, asked.max_age_ms) == ("l1", spec, 250.0)
     assert "fit" not in picture_path(record, ImageSpec(ImageFormat.JPEG, 320, 320), None)

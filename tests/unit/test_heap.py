@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from streamsnap.media.source import LocalSources
-from streamsnap.web import heap
-from streamsnap.web.heap import HeapKeeper
+from streamsnap.server import heap
+from streamsnap.server.heap import HeapKeeper
 
 pytestmark = pytest.mark.unit
 
@@ -73,5 +73,5 @@ def test_objects_of_a_started_stream_leave_full_passes_and_ended_streams_are_col
 def test_the_keeper_is_on_by_default_and_can_be_turned_off() -> None:
     from streamsnap.config import Settings
 
-    assert Settings().gc_freeze is True
-    assert Settings(gc_freeze=False).gc_freeze is False
+    assert Settings().node.gc_freeze is True
+    assert Settings().replace(gc_freeze=False).node.gc_freeze is False

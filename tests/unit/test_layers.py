@@ -53,7 +53,7 @@ def test_the_protocol_core_depends_on_nothing_of_the_server() -> None:
     assert offenders == []
 
 
-@pytest.mark.parametrize("folder", ["reasons.py", "streams.py", "access.py", "thumbnails.py", "media", "service"])
+@pytest.mark.parametrize("folder", ["reasons.py", "streams.py", "access.py", "picture.py", "media", "service"])
 def test_the_domain_speaks_no_wire_words(folder: str) -> None:
     # WCS info strings are chosen at the edges (web/wcs.py), never in the domain.
     offenders = [f"{relative(path)} imports {name}" for path in modules(folder) for name in imported(path)
@@ -83,8 +83,8 @@ def calls(path: Path, method: str) -> int:
                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method)
 
 
-@pytest.mark.parametrize("transport", ["web/websocket.py", "web/images.py", "web/rest.py", "thumbnails.py",
-                                       "service/mjpeg.py"])
+@pytest.mark.parametrize("transport", ["web/websocket.py", "web/images.py", "web/rest.py", "web/cluster.py",
+                                       "service/thumbnails.py", "service/mjpeg.py"])
 def test_each_transport_has_one_call_into_the_snapshot_service(transport: str) -> None:
     assert calls(PACKAGE / transport, "take") == 1
 
@@ -93,3 +93,60 @@ def test_only_the_snapshot_service_asks_the_engine() -> None:
     callers = [relative(path) for path in modules() if calls(path, "request") and "engine" in path.read_text()
                and relative(path) != "media/snapshot.py"]
     assert callers == ["service/snapshots.py"]
+
+
+def test_web_never_imports_the_module_that_builds_a_node() -> None:
+    offenders = [f"{relative(path)} imports {name}" for path in modules("web") for name in imported(path)
+                 if name.startswith("streamsnap.server")]
+    assert offenders == []
+
+
+def constructed(path: Path, names: set[str]) -> list[str]:
+    """The calls in `path` that construct (or bind) one of `names`: `Name(...)` or `anything.Name(...)`."""
+    found = []
+    for node in ast.walk(parse(path)):
+        if isinstance(node, ast.Call):
+            callee = node.func
+            name = callee.id if isinstance(callee, ast.Name) else getattr(callee, "attr", "")
+            if name in names:
+                found.append(f"{relative(path)}:{node.lineno} {name}")
+    return found
+
+
+PARTS = {"SnapshotService", "PublishingService", "SnapshotEngine", "CameraPulls", "MjpegFeeds", "Thumbnailer",
+         "AccessControl", "BackendHooks", "LocalSources", "HttpRouter", "HeapKeeper"}
+"The parts of a node: made by `server/node.py` alone."
+LISTENERS = {"AppRunner", "SockSite", "TCPSite", "RtmpServer", "serve_guarded", "create_server"}
+"What binds a socket: only the listeners (server/listeners.py and the two servers it starts)."
+LISTENER_MODULES = {"server/listeners.py", "server/rtmp.py", "server/connections.py"}
+
+
+def test_only_the_builder_makes_the_parts_of_a_node() -> None:
+    makers = [call for path in modules() for call in constructed(path, PARTS)]
+    assert makers and all(call.startswith("server/node.py:") for call in makers), makers
+
+
+def test_only_the_listeners_bind_sockets() -> None:
+    binders = [call for path in modules() for call in constructed(path, LISTENERS)]
+    assert binders and all(call.split(":")[0] in LISTENER_MODULES for call in binders), binders
+    assert any(call.startswith("server/listeners.py:") for call in binders)
+
+
+SETTINGS_WORDS = ("Settings", "Limits", "Config")
+
+
+def test_no_part_keeps_settings_of_its_own() -> None:
+    # Each part is handed its section of config.py as it is: no copy with defaults of its own. What a sans-I/O
+    # core needs is a Protocol the section satisfies (protocol/ may not import config.py).
+    offenders = []
+    for path in modules():
+        if relative(path) == "config.py":
+            continue
+        for node in ast.walk(parse(path)):
+            if isinstance(node, ast.ClassDef) and node.name.endswith(SETTINGS_WORDS):
+                bases = {base.id if isinstance(base, ast.Name) else getattr(base, "attr", "") for base in node.bases}
+                defaults = [item.target.id for item in node.body if isinstance(item, ast.AnnAssign)
+                            and item.value is not None and isinstance(item.target, ast.Name)]
+                if "Protocol" not in bases and defaults:
+                    offenders.append(f"{relative(path)}:{node.lineno} {node.name} ({', '.join(defaults)})")
+    assert offenders == []

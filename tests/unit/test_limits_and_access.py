@@ -18,7 +18,6 @@ from streamsnap.access import (
     AccessDenied,
     BackendHooks,
     Grant,
-    HookSettings,
     NotAuthenticated,
     Right,
     TokenPolicy,
@@ -27,9 +26,10 @@ from streamsnap.access import (
     signature_valid,
     signed_json_request,
 )
+from streamsnap.config import BackendSettings, SignalingSettings
 from streamsnap.protocol import messages as msg
 from streamsnap.protocol.constants import StreamStatus
-from streamsnap.protocol.session import CloseSession, Send, Session, SessionConfig, State, StopPublish
+from streamsnap.protocol.session import CloseSession, Send, Session, State, StopPublish
 
 pytestmark = pytest.mark.unit
 
@@ -37,14 +37,14 @@ FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_
 SECRET = "s3cret-for-tests-only-" + "0123456789abcdef" * 3
 
 
-def established(config: SessionConfig) -> Session:
+def established(config: SignalingSettings) -> Session:
     session = Session("sid", "token", now=0.0, config=config)
     session.receive(msg.Connect(), 0.0)
     return session
 
 
 def test_a_burst_over_the_limit_closes_with_policy_violation() -> None:
-    session = established(SessionConfig(message_rate=10.0, message_burst=5))
+    session = established(SignalingSettings(message_rate=10.0, message_burst=5))
     answers = [session.receive(msg.Ping(), 0.0) for _ in range(4)]  # 1 already spent on Connect
     assert all(isinstance(a[0], Send) and a[0].message.message == "pong" for a in answers)
     flooded = session.receive(msg.Ping(), 0.0)
@@ -55,7 +55,7 @@ def test_a_burst_over_the_limit_closes_with_policy_violation() -> None:
 
 
 def test_the_bucket_refills_at_the_rate() -> None:
-    session = established(SessionConfig(message_rate=10.0, message_burst=2))
+    session = established(SignalingSettings(message_rate=10.0, message_burst=2))
     now = 0.0
     for _ in range(100):  # 10 per second forever is fine
         now += 0.1
@@ -68,7 +68,7 @@ def test_the_bucket_refills_at_the_rate() -> None:
        st.floats(min_value=1.0, max_value=50.0), st.integers(min_value=1, max_value=30))
 def test_no_client_gets_more_than_burst_plus_rate(gaps: list[float], rate: float, burst: int) -> None:
     """Whatever the timing, messages accepted by time t never exceed burst + rate * t."""
-    session = Session("sid", "token", now=0.0, config=SessionConfig(message_rate=rate, message_burst=burst))
+    session = Session("sid", "token", now=0.0, config=SignalingSettings(message_rate=rate, message_burst=burst))
     now, accepted = 0.0, 0
     for gap in gaps:
         now += gap
@@ -81,14 +81,14 @@ def test_no_client_gets_more_than_burst_plus_rate(gaps: list[float], rate: float
 
 
 def test_refused_connection_says_why_and_closes() -> None:
-    session = Session("sid", "token", now=0.0)
+    session = Session("sid", "token", now=0.0, config=SignalingSettings())
     actions = session.refuse_connection("Restricted access")
     assert actions == [Send(msg.fail("connection", "Restricted access")), CloseSession("Restricted access", 1008)]
     assert session.receive(msg.Connect(), 1.0) == []
 
 
 def test_shutdown_unpublishes_every_stream_then_closes() -> None:
-    session = established(SessionConfig())
+    session = established(SignalingSettings())
     for index in range(2):
         session.receive(msg.Publish(f"id{index}", f"cam{index}", "v=0"), 0.0)
         session.publish_started(f"id{index}")
@@ -227,7 +227,7 @@ def test_empty_streams_grant_nothing_and_names_match_exactly() -> None:
 def test_an_expired_grant_is_refused_at_use() -> None:
     grant = Grant(frozenset({Right.SNAPSHOT}), None, "viewer", expires=time.time() - 1)
     assert grant.expired()
-    access = AccessControl(TokenPolicy(SECRET), BackendHooks(HookSettings()))
+    access = AccessControl(TokenPolicy(SECRET), BackendHooks(BackendSettings()))
     with pytest.raises(NotAuthenticated, match="expired"):
         asyncio.run(access.allow(grant, Right.SNAPSHOT, "cam", {}))
 

@@ -8,10 +8,11 @@ import threading
 
 import pytest
 
+from streamsnap.config import SnapshotSettings
 from streamsnap.media.frames import GopCache
 from streamsnap.media.looplag import LoopLagMonitor
 from streamsnap.media.pool import WorkerPool
-from streamsnap.media.snapshot import EngineSettings, KeyframeBudget, SnapshotEngine
+from streamsnap.media.snapshot import KeyframeBudget, SnapshotEngine
 from streamsnap.reasons import SnapshotError, SnapshotFailure
 
 pytestmark = pytest.mark.unit
@@ -97,7 +98,7 @@ def test_a_publisher_that_sends_keyframes_only_when_asked_has_no_cadence() -> No
 
 def test_the_choice_counts_cpu_and_keyframe_traffic_never_waiting() -> None:
     clock = Clock()
-    engine = SnapshotEngine(EngineSettings(workers=1, keyframe_request_cost_frames=10.0), clock=clock)
+    engine = SnapshotEngine(SnapshotSettings(workers=1, keyframe_request_cost_frames=10.0), clock=clock)
     try:
         engine._keyframe_cpu, engine._frame_cpu = 0.002, 0.001
         cache = GopCache("VP8", max_frames=1000, max_bytes=1 << 20, clock=clock)
@@ -121,7 +122,7 @@ def test_the_choice_counts_cpu_and_keyframe_traffic_never_waiting() -> None:
 
 
 def test_admission_follows_the_measured_capacity() -> None:
-    engine = SnapshotEngine(EngineSettings(workers=2, deadline=0.1))
+    engine = SnapshotEngine(SnapshotSettings(workers=2, deadline_ms=100.0))
     try:
         engine._decode_wall, engine._encode_wall = 0.005, 0.015  # 20 ms a picture: 100 a second on 2 workers
         assert engine.capacity == pytest.approx(100.0)

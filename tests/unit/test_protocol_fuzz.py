@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamsnap.config import SignalingSettings
 from streamsnap.protocol import codec
 from streamsnap.protocol import messages as msg
 from streamsnap.protocol.codec import ProtocolError
@@ -19,7 +20,6 @@ from streamsnap.protocol.session import (
     CloseSession,
     Send,
     Session,
-    SessionConfig,
     StartPublish,
     State,
     StopPublish,
@@ -214,8 +214,8 @@ class Harness:
     """Feeds a Session and checks every answer and the invariants after each step."""
 
     def __init__(self, cooperative: bool) -> None:
-        self.config = SessionConfig(
-            keepalive_interval=3.0, keepalive_timeout=12.0, max_streams=1, max_pending_snapshots=2
+        self.config = SignalingSettings(
+            keepalive_interval=3.0, keepalive_timeout=12.0, max_streams_per_session=1, max_pending_snapshots=2
         )
         self.session = Session("sess", "tok", 0.0, self.config)
         self.cooperative = cooperative
@@ -286,7 +286,7 @@ class Harness:
         # Invariants: limits hold; nothing is stopped or answered more often than it was started.
         assert session.pending_snapshots <= self.config.max_pending_snapshots
         live = [i for i in IDS if session.stream_status(i) is not None]
-        assert len(live) <= self.config.max_streams
+        assert len(live) <= self.config.max_streams_per_session
         for stream_id in set(self.started) | set(self.stopped):
             assert self.stopped[stream_id] <= self.started[stream_id]
             alive = self.started[stream_id] - self.stopped[stream_id]

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamsnap.config import GopSettings
 from streamsnap.media.frames import h264_nal_types
-from streamsnap.media.rtmp import FlvError, RtmpSettings, RtmpSource, avcc_to_annex_b, parse_avc_config
+from streamsnap.media.rtmp import FlvError, RtmpSource, avcc_to_annex_b, parse_avc_config
 from streamsnap.protocol.rtmp import (
     COMMAND_AMF0,
     HANDSHAKE_SIZE,
@@ -249,7 +250,7 @@ def test_avc_sequence_header_and_annex_b() -> None:
 
 async def test_an_rtmp_source_turns_flv_tags_into_decodable_access_units() -> None:
     closed: list[bool] = []
-    source = RtmpSource("cam", RtmpSettings(), on_start=lambda: None, disconnect=lambda: closed.append(True))
+    source = RtmpSource("cam", GopSettings(), on_start=lambda: None, disconnect=lambda: closed.append(True))
     await source.start()
     source.feed_video(0, b"\x17\x00\x00\x00\x00" + avc_config())
     assert source.video is None  # the sequence header alone is no frame
@@ -269,6 +270,6 @@ async def test_an_rtmp_source_turns_flv_tags_into_decodable_access_units() -> No
 
 
 async def test_an_rtmp_source_refuses_codecs_other_than_h264() -> None:
-    source = RtmpSource("cam", RtmpSettings(), on_start=lambda: None, disconnect=lambda: None)
+    source = RtmpSource("cam", GopSettings(), on_start=lambda: None, disconnect=lambda: None)
     source.feed_video(0, b"\x12" + bytes(10))  # Sorenson H.263
     assert await asyncio.wait_for(source.ended, 1) is StreamEnd.NO_COMMON_CODECS

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from streamsnap.config import SignalingSettings
 from streamsnap.protocol import codec
 from streamsnap.protocol import messages as msg
 from streamsnap.protocol.codec import ProtocolError
@@ -16,7 +17,6 @@ from streamsnap.protocol.session import (
     CloseSession,
     Send,
     Session,
-    SessionConfig,
     StartPublish,
     State,
     StopPublish,
@@ -35,8 +35,8 @@ CONNECT = msg.Connect(
 )
 
 
-def new_session(**config: Any) -> Session:
-    return Session("sess-1", "tok-1", T0, SessionConfig(**config))
+def new_session(server_version: str = "0.0.0", **config: Any) -> Session:
+    return Session("sess-1", "tok-1", T0, SignalingSettings(**config), server_version=server_version)
 
 
 def established(**config: Any) -> Session:
@@ -228,7 +228,7 @@ def test_media_session_id_can_be_reused_after_unpublish() -> None:
 
 
 def test_max_streams() -> None:
-    session = established(max_streams=2)
+    session = established(max_streams_per_session=2)
     publishing(session, "m1", "a")
     assert session.receive(publish("m2", "b"), T0) == [StartPublish("m2", "b", SDP, True, True)]
 
@@ -609,7 +609,7 @@ def test_disconnect_before_connection() -> None:
 
 def test_sdk_publish_and_snapshot_conversation() -> None:
     publisher = new_session()
-    viewer = Session("sess-2", "tok-2", T0)
+    viewer = Session("sess-2", "tok-2", T0, SignalingSettings())
     sent: list[str] = []
 
     def run(session: Session, text: str) -> list[Action]:

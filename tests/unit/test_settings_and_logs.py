@@ -8,33 +8,33 @@ from pathlib import Path
 
 import pytest
 
-from streamsnap.config import SettingsError, load_settings
+from streamsnap.config import SettingsError, WebRtcSettings, load_settings
 from streamsnap.logs import ContextAdapter, JsonFormatter
 from streamsnap.media.candidates import announce_public_address
-from streamsnap.media.webrtc import IngestSettings, ice_server
+from streamsnap.media.webrtc import ice_server
 
 pytestmark = pytest.mark.unit
 
 
 def test_defaults_keep_the_extras_off() -> None:
     settings = load_settings(environ={})
-    assert settings.rest_port == 0
-    assert settings.tls_self_signed is False
-    assert settings.thumbnail_interval == 0.0
-    assert settings.public_ip == ""
-    assert settings.log_format == "text"
+    assert settings.http.rest_port == 0
+    assert settings.tls.self_signed is False
+    assert settings.thumbnails.interval == 0.0
+    assert settings.webrtc.public_ip == ""
+    assert settings.log.format == "text"
 
 
 def test_file_then_environment_then_flags(tmp_path: Path) -> None:
     config = tmp_path / "streamsnap.toml"
     config.write_text('tls_self_signed = true\nrest_port = 8081\nthumbnail_interval = 10\npublic_ip = "203.0.113.7"\n')
     settings = load_settings(config, environ={})
-    assert (settings.tls_self_signed, settings.rest_port, settings.thumbnail_interval) == (True, 8081, 10.0)
+    assert (settings.tls.self_signed, settings.http.rest_port, settings.thumbnails.interval) == (True, 8081, 10.0)
     settings = load_settings(config, environ={"STREAMSNAP_TLS_SELF_SIGNED": "no", "STREAMSNAP_REST_PORT": "9091"})
-    assert (settings.tls_self_signed, settings.rest_port) == (False, 9091)
+    assert (settings.tls.self_signed, settings.http.rest_port) == (False, 9091)
     settings = load_settings(config, {"tls_self_signed": True, "public_ip": "198.51.100.1"},
                              environ={"STREAMSNAP_TLS_SELF_SIGNED": "0", "STREAMSNAP_PUBLIC_IP": "192.0.2.1"})
-    assert (settings.tls_self_signed, settings.public_ip) == (True, "198.51.100.1")
+    assert (settings.tls.self_signed, settings.webrtc.public_ip) == (True, "198.51.100.1")
 
 
 @pytest.mark.parametrize("raw", ["maybe", "2", ""])
@@ -103,7 +103,7 @@ def test_public_address_replaces_host_candidates_only() -> None:
 
 
 def test_turn_urls_carry_the_configured_credentials() -> None:
-    settings = IngestSettings(ice_servers=("stun:stun.invalid:3478", "turn:turn.invalid:3478"),
+    settings = WebRtcSettings(ice_servers=["stun:stun.invalid:3478", "turn:turn.invalid:3478"],
                               turn_username="snap", turn_password="secret")
     stun, turn = (ice_server(url, settings) for url in settings.ice_servers)
     assert (stun.urls, stun.username, stun.credential) == ("stun:stun.invalid:3478", None, None)

@@ -142,6 +142,10 @@ _RECORD = msgspec.json.Decoder(StreamRecord)
 _NODE = msgspec.json.Decoder(NodeInfo)
 
 
+LostStream = Callable[[StreamRecord], Awaitable[None]]
+"What a node does with a stream whose name another node's earlier claim kept (it ends it)."
+
+
 class RedisStreamRegistry(StreamRegistry):
     """A `StreamRegistry` shared by every node of a cluster, through Redis."""
 
@@ -157,8 +161,6 @@ class RedisStreamRegistry(StreamRegistry):
         self._node_prefix = f"{tag}:node:"
         self._own = LocalStreamRegistry()
         self.status = ClusterStatus()
-        self.on_lost: Callable[[StreamRecord], Awaitable[None]] | None = None
-        "Called with a stream of this node whose name another node's earlier claim kept."
         self._claim = client.register_script(_CLAIM)
         self._refresh_script = client.register_script(_REFRESH)
         self._release = client.register_script(_RELEASE)
@@ -280,8 +282,10 @@ class RedisStreamRegistry(StreamRegistry):
 
     # Keeping the records alive.
 
-    async def refresh(self) -> None:
-        """Announce the node and refresh (or write again) the records of its streams; raises on Redis errors."""
+    async def refresh(self, on_lost: LostStream | None = None) -> None:
+        """Announce the node and refresh (or write again) the records of its streams; raises on Redis errors.
+
+        `on_lost` is called with each stream of this node whose name another node's earlier claim kept."""
         own = await self._own.all()
         await self.client.set(self._node_prefix + self.node.id, _ENCODER.encode(self.node), px=self._ttl_ms)
         lost: list[bytes] = []
@@ -305,15 +309,15 @@ class RedisStreamRegistry(StreamRegistry):
             logger.warning("stream %s: an earlier claim on another node keeps the name; ending it here", name,
                            extra={"stream": name})
             await self._own.release(loser.name, loser.lease)
-            if self.on_lost is not None:
-                await self.on_lost(loser)
+            if on_lost is not None:
+                await on_lost(loser)
 
-    async def run(self) -> None:
+    async def run(self, on_lost: LostStream | None = None) -> None:
         """Refresh every third of the TTL until cancelled; a failed refresh is retried at the next tick."""
         interval = self.ttl / 3
         while True:
             try:
-                await asyncio.wait_for(self.refresh(), timeout=interval)
+                await asyncio.wait_for(self.refresh(on_lost), timeout=interval)
             except (RedisError, OSError, TimeoutError) as exc:
                 self._down(exc)
             await asyncio.sleep(interval)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import cast
 
 import av
@@ -19,49 +18,20 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
-from streamsnap.framing import Fit, framing
+from streamsnap.framing import framing
 from streamsnap.framing import output_size as framed_size
 from streamsnap.media.frames import EncodedFrame
+from streamsnap.picture import DEFAULT_QUALITY, ImageFormat, ImageSpec
 
 # FFmpeg's native decoders: faster than libvpx for VP8, and the only H.264 one PyAV ships.
 _DECODERS = {"VP8": "vp8", "H264": "h264"}
 
-
-class ImageFormat(StrEnum):
-    """Image file formats a snapshot can be encoded to."""
-
-    PNG = "png"
-    JPEG = "jpeg"
-    WEBP = "webp"
-
-    @property
-    def content_type(self) -> str:
-        """The MIME type of files of this format."""
-        return f"image/{self.value}"
-
-
-DEFAULT_QUALITY = {ImageFormat.JPEG: 85, ImageFormat.WEBP: 80}
 
 PNG_FILTER_UP = 32
 """libpng's PNG_FILTER_UP: one fixed row filter instead of trying all five on every row.
 
 Measured side by side (`bench/encoders.py`): on video pictures it compresses as well as
 the adaptive choice (Pillow's, and libpng's default) at less than half the time."""
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """What file a caller wants of a picture."""
-
-    format: ImageFormat = ImageFormat.PNG
-    width: int | None = None
-    "Output width; with only one of width/height given, the other keeps the aspect ratio."
-    height: int | None = None
-    "Output height."
-    quality: int | None = None
-    "JPEG/WebP quality 1-100 (ignored for PNG); None: the format's default."
-    fit: Fit = Fit.FILL
-    "How the picture goes into width x height when both are given (`streamsnap.framing`)."
 
 
 class DecodeError(Exception):

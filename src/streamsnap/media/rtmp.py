@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from streamsnap.config import GopSettings
 from streamsnap.media.frames import GopCache
 from streamsnap.media.source import SourceStats, video_stats
 from streamsnap.reasons import StreamEnd
@@ -96,20 +97,12 @@ def avcc_to_annex_b(data: bytes, length_size: int) -> list[bytes]:
     return units
 
 
-@dataclass(frozen=True)
-class RtmpSettings:
-    """How RTMP sources keep their video."""
-
-    gop_max_frames: int = 300
-    gop_max_bytes: int = 4 * 1024 * 1024
-
-
 @dataclass
 class RtmpSource:
     """One RTMP publisher's stream: a `Source` of kind RTMP, fed by the connection's shell."""
 
     name: str
-    settings: RtmpSettings
+    gop: GopSettings
     on_start: Callable[[], None]
     "Called by `start` (the shell answers the publisher NetStream.Publish.Start)."
     disconnect: Callable[[], None]
@@ -168,8 +161,8 @@ class RtmpSource:
         access_unit = prefix + b"".join(START_CODE + unit for unit in units)
         video = self.video
         if video is None:
-            video = self.video = GopCache("H264", max_frames=self.settings.gop_max_frames,
-                                          max_bytes=self.settings.gop_max_bytes, clock=self.clock)
+            video = self.video = GopCache("H264", max_frames=self.gop.max_frames,
+                                          max_bytes=self.gop.max_bytes, clock=self.clock)
             self.has_video = True
         video.add(access_unit, ((timestamp + composition) * 90) & 0xFFFFFFFF)
         if not self.media_started.done():

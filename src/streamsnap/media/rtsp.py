@@ -26,6 +26,7 @@ from typing import Any
 import av
 import av.error
 
+from streamsnap.config import GopSettings, RtspSettings
 from streamsnap.media.frames import H264_NAL_SPS, GopCache, h264_nal_types
 from streamsnap.media.source import SourceStats, video_stats
 from streamsnap.reasons import PublishError, StreamEnd
@@ -54,22 +55,6 @@ def public_uri(uri: str) -> str:
         port = None
     netloc = f"{host}:{port}" if port is not None else host
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-@dataclass(frozen=True)
-class RtspSettings:
-    """How cameras are pulled."""
-
-    open_timeout: float = 5.0
-    "Seconds for the camera to answer and describe its stream."
-    packet_timeout: float = 5.0
-    "A camera that sends no packet for this many seconds has failed."
-    gop_max_frames: int = 300
-    "Encoded frames kept per camera after the last keyframe."
-    gop_max_bytes: int = 4 * 1024 * 1024
-    "Bytes kept per camera after the last keyframe."
-    max_redirects: int = 3
-    "Redirects followed before the camera is given up (each to a host the allow-list permits)."
 
 
 def _open_failure(exc: BaseException) -> StreamEnd:
@@ -194,6 +179,7 @@ class RtspSource:
     uri: str
     "The camera's url, credentials included (never shown)."
     settings: RtspSettings
+    gop: GopSettings
     transport: str = "tcp"
     "RTSP lower transport: tcp (interleaved) or udp."
     host_allowed: Callable[[str], bool] = lambda host: True
@@ -277,8 +263,8 @@ class RtspSource:
             return
         video = self.video
         if video is None:
-            video = self.video = GopCache(self.codec, max_frames=self.settings.gop_max_frames,
-                                          max_bytes=self.settings.gop_max_bytes, clock=self.clock)
+            video = self.video = GopCache(self.codec, max_frames=self.gop.max_frames,
+                                          max_bytes=self.gop.max_bytes, clock=self.clock)
         video.add(data, timestamp)
         if not self.media_started.done():
             self.media_started.set_result(None)

@@ -9,43 +9,28 @@ checks only count (bytes, lines, m-lines, candidates), in one pass over at most
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from streamsnap.config import WebRtcSettings
 from streamsnap.reasons import PublishError, StreamEnd
 
 
-@dataclass(frozen=True)
-class SdpLimits:
-    """The largest offer accepted."""
-
-    max_bytes: int = 65536
-    "Bytes of the offer (UTF-8)."
-    max_lines: int = 1000
-    "Lines, attributes included."
-    max_media: int = 8
-    "Media sections (m= lines)."
-    max_candidates: int = 32
-    "ICE candidates (a=candidate lines), over every section."
-
-
-def check_offer(sdp: str, limits: SdpLimits) -> None:
+def check_offer(sdp: str, limits: WebRtcSettings) -> None:
     """Raise `PublishError(INVALID_SDP)` naming the first bound `sdp` exceeds."""
     # Characters first: a str of N characters is at least N UTF-8 bytes, so this refuses
     # a huge offer without encoding it.
-    if len(sdp) > limits.max_bytes or len(sdp.encode("utf-8", "surrogatepass")) > limits.max_bytes:
-        raise PublishError(StreamEnd.INVALID_SDP, f"offer larger than {limits.max_bytes} bytes")
+    if len(sdp) > limits.sdp_max_bytes or len(sdp.encode("utf-8", "surrogatepass")) > limits.sdp_max_bytes:
+        raise PublishError(StreamEnd.INVALID_SDP, f"offer larger than {limits.sdp_max_bytes} bytes")
     # splitlines: the line breaks aiortc's parser splits on (\r, \v, \x1c, U+2028, … as well as \n).
     lines = sdp.splitlines()
-    if len(lines) > limits.max_lines:
-        raise PublishError(StreamEnd.INVALID_SDP, f"offer has {len(lines)} lines, more than {limits.max_lines}")
+    if len(lines) > limits.sdp_max_lines:
+        raise PublishError(StreamEnd.INVALID_SDP, f"offer has {len(lines)} lines, more than {limits.sdp_max_lines}")
     media = candidates = 0
     for line in lines:
         if line.startswith("m="):
             media += 1
         elif line.startswith("a=candidate"):
             candidates += 1
-    if media > limits.max_media:
-        raise PublishError(StreamEnd.INVALID_SDP, f"offer has {media} media sections, more than {limits.max_media}")
-    if candidates > limits.max_candidates:
+    if media > limits.sdp_max_media:
+        raise PublishError(StreamEnd.INVALID_SDP, f"offer has {media} media sections, more than {limits.sdp_max_media}")
+    if candidates > limits.sdp_max_candidates:
         raise PublishError(StreamEnd.INVALID_SDP,
-                           f"offer has {candidates} ICE candidates, more than {limits.max_candidates}")
+                           f"offer has {candidates} ICE candidates, more than {limits.sdp_max_candidates}")

@@ -21,18 +21,16 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamsnap.config import SnapshotSettings
 from streamsnap.media.frames import EncodedFrame, GopCache
-from streamsnap.media.imaging import DecodeError, ImageFormat, ImageSpec, Picture, decode_latest, encode, output_size
+from streamsnap.media.imaging import DecodeError, Picture, decode_latest, encode, output_size
 from streamsnap.media.looplag import LoopLagMonitor
 from streamsnap.media.pool import WorkerPool
 from streamsnap.media.source import Source
+from streamsnap.picture import PNG, ImageFormat, ImageSpec
 from streamsnap.reasons import SnapshotError, SnapshotFailure
 
 logger = logging.getLogger(__name__)
-
-PNG = ImageSpec()
-"A PNG at the stream's native size: what the WCS protocol answers with."
-
 
 class KeyframeBudget:
     """A token bucket of keyframe requests for one stream: at most `rate` per second, in bursts of `burst`.
@@ -66,26 +64,8 @@ class KeyframeBudget:
         return False
 
 
-@dataclass(frozen=True)
-class EngineSettings:
-    """Settings of the snapshot engine."""
-
-    max_frame_age_ms: float = 1000.0
-    "A cached picture older than this is not used; a fresh keyframe is asked for instead."
-    keyframe_timeout: float = 3.0
-    "Seconds to wait for a decodable frame before answering with a failure."
-    pli_interval: float = 0.5
-    "Seconds between repeated keyframe requests while waiting."
-    workers: int = 2
-    "Threads that decode and encode."
-    png_compress_level: int = 1
-    "zlib level of PNG output (0-9)."
-    deadline: float = 0.5
-    "Seconds an admitted picture may take in the worker pool; a request the pool cannot serve in time is refused."
-    keyframe_request_cost_frames: float = 10.0
-    "A PLI's extra upstream keyframe, counted as this many frames of decoding when choosing the cheaper way."
-    max_loop_lag: float = 0.25
-    "New pictures are refused while the event loop that receives media runs this many seconds late (mean of 1 s)."
+PLI_INTERVAL = 0.5
+"Seconds between repeated keyframe requests while a picture waits for a keyframe."
 
 
 @dataclass(frozen=True)
@@ -175,7 +155,7 @@ class _Shared:
 class SnapshotEngine:
     """Makes pictures of streams on request."""
 
-    def __init__(self, settings: EngineSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: SnapshotSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.stats = EngineStats()
         self._clock = clock
@@ -224,7 +204,7 @@ class SnapshotEngine:
         """
         self.stats.requests += 1
         started = self._clock()
-        deadline = started + self.settings.deadline
+        deadline = started + self.settings.deadline_ms / 1000
         max_age = (self.settings.max_frame_age_ms if max_age_ms is None else max_age_ms) / 1000
         try:
             under_way = self._pictures.get(id(source))
@@ -256,13 +236,13 @@ class SnapshotEngine:
         """
         lag = self.loop_lag.recent_mean
         reason = ""
-        if lag > self.settings.max_loop_lag:
+        if lag > self.settings.max_event_loop_lag_ms / 1000:
             reason = f"the media loop runs {lag * 1000:.0f} ms late on average"
         elif not joining:
             # An idle pool takes any picture, even one slower than the deadline: refusing it would serve nobody.
             backlog = self.backlog
             wait = backlog + 1 / self.capacity
-            if backlog > 0 and wait > self.settings.deadline:
+            if backlog > 0 and wait > self.settings.deadline_ms / 1000:
                 reason = f"{wait:.2f} s of pictures queued at {self.capacity:.0f} pictures/s"
         if reason:
             self.stats.overloaded += 1
@@ -408,7 +388,7 @@ class SnapshotEngine:
             keyframe_or_end: list[asyncio.Future[Any]] = [waiter, source.ended]
             try:
                 done, _ = await asyncio.wait(
-                    keyframe_or_end, timeout=min(self.settings.pli_interval, remaining),
+                    keyframe_or_end, timeout=min(PLI_INTERVAL, remaining),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:

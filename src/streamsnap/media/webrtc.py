@@ -19,46 +19,17 @@ from typing import Any
 import ifaddr
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from streamsnap.config import GopSettings, WebRtcSettings
 from streamsnap.media.aiortc_private import OperationError, replace_decoder_queue, replace_host_addresses
 from streamsnap.media.candidates import announce_public_address
 from streamsnap.media.frames import GopCache
 from streamsnap.media.receiver import VideoReceivePath
-from streamsnap.media.sdp_limits import SdpLimits, check_offer
+from streamsnap.media.sdp_limits import check_offer
 from streamsnap.media.source import SourceStats, video_stats
 from streamsnap.reasons import PublishError, StreamEnd
 from streamsnap.streams import SourceKind
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class IngestSettings:
-    """Network and memory settings of the ingest layer."""
-
-    ice_addresses: Sequence[str] = ()
-    "Local IPv4 addresses to gather host candidates on; empty: every interface, loopback included."
-    ice_servers: Sequence[str] = ()
-    "STUN/TURN urls (e.g. stun:stun.example.org:3478)."
-    turn_username: str = ""
-    "User name for the turn: and turns: urls among `ice_servers`."
-    turn_password: str = ""
-    "Password (credential) for the turn: and turns: urls."
-    gop_max_frames: int = 300
-    "Encoded frames kept per stream after the last keyframe."
-    gop_max_bytes: int = 4 * 1024 * 1024
-    "Bytes kept per stream after the last keyframe (a keyframe larger than this is kept alone)."
-    connect_timeout: float = 20.0
-    "Seconds for ICE and DTLS to connect and media to start."
-    max_publish_bitrate: int = 2_500_000
-    "Bits per second a publisher is told (REMB) it may send."
-    public_ip: str = ""
-    "Announced in place of the host candidates' addresses in answers (a server behind 1:1 NAT); empty: as bound."
-    sdp_limits: SdpLimits = field(default_factory=SdpLimits)
-    "The largest offer accepted (checked before aiortc parses it)."
-    rtp_max_packets_per_frame: int = 4096
-    "RTP packets one frame being assembled may hold (its bytes count against `gop_max_bytes`)."
-    rtp_max_sources: int = 8
-    "RTP sources (SSRCs) one stream may send."
 
 
 def local_ipv4_addresses() -> list[str]:
@@ -80,7 +51,7 @@ def announce_addresses(addresses: Sequence[str]) -> None:
     replace_host_addresses(host_addresses)
 
 
-def ice_server(url: str, settings: IngestSettings) -> RTCIceServer:
+def ice_server(url: str, settings: WebRtcSettings) -> RTCIceServer:
     """The aiortc description of one STUN/TURN url; TURN ones carry the configured credentials."""
     if url.startswith(("turn:", "turns:")):
         return RTCIceServer(urls=url, username=settings.turn_username or None,
@@ -116,7 +87,8 @@ class WebRtcSource:
     """The server side of one publisher's peer connection: a `Source` of kind WEBRTC."""
 
     name: str
-    settings: IngestSettings
+    settings: WebRtcSettings
+    gop: GopSettings
     offer: str = ""
     "The publisher's SDP offer, answered by `start`."
     clock: Callable[[], float] = time.monotonic
@@ -144,7 +116,7 @@ class WebRtcSource:
 
     async def answer(self, offer_sdp: str) -> str:
         """Negotiate the offer; return the SDP answer with the server's candidates."""
-        check_offer(offer_sdp, self.settings.sdp_limits)
+        check_offer(offer_sdp, self.settings)
         servers = [ice_server(url, self.settings) for url in self.settings.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self._pc = pc
@@ -162,11 +134,11 @@ class WebRtcSource:
                 # Nothing reaches aiortc's decoder queue any more (the lean path hands frames
                 # on itself); the tap still stands there so its thread idles instead of decoding.
                 replace_decoder_queue(receiver, ReceiverTap(None))
-                # Frames being assembled hold at most `gop_max_bytes`, as the frames kept do.
+                # Frames being assembled hold at most `gop.max_bytes`, as the frames kept do.
                 self._video_path = VideoReceivePath(
                     receiver, self._on_video_frame, self._on_video_gap, self.settings.max_publish_bitrate,
                     max_packets_per_frame=self.settings.rtp_max_packets_per_frame,
-                    max_pending_bytes=self.settings.gop_max_bytes, max_sources=self.settings.rtp_max_sources,
+                    max_pending_bytes=self.gop.max_bytes, max_sources=self.settings.rtp_max_sources,
                 )
             else:
                 replace_decoder_queue(receiver, ReceiverTap(None))
@@ -225,8 +197,8 @@ class WebRtcSource:
         if video is None or video.codec != codec:
             video = self.video = GopCache(
                 codec,
-                max_frames=self.settings.gop_max_frames,
-                max_bytes=self.settings.gop_max_bytes,
+                max_frames=self.gop.max_frames,
+                max_bytes=self.gop.max_bytes,
                 clock=self.clock,
             )
         video.add(data, timestamp)

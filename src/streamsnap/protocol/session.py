@@ -9,32 +9,37 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from streamsnap.protocol import messages as msg
 from streamsnap.protocol.codec import ProtocolError
 from streamsnap.protocol.constants import Info, Message, StreamStatus
 
 
-@dataclass(frozen=True)
-class SessionConfig:
-    """Settings of one session."""
+class SessionConfig(Protocol):
+    """What a session needs to know (the server hands it its `[signaling]` settings as they are)."""
 
-    keepalive_interval: float = 5.0
-    "Seconds between the server's `ping`s."
-    keepalive_timeout: float = 30.0
-    "A client heard nothing from for this many seconds is dropped."
-    server_version: str = "0.0.0"
-    "Reported in `getUserData`."
-    max_streams: int = 16
-    "Publish streams one session may hold at once."
-    max_pending_snapshots: int = 64
-    "Snapshot requests one session may have in flight."
-    message_rate: float = 100.0
-    "Messages per second a client may send on average (a token bucket refilled at this rate)."
-    message_burst: int = 200
-    "Messages a client may send at once; a client that empties the bucket is closed."
-    login_timeout: float = 5.0
-    "Seconds from creation to `connection`; a session that has not logged in by then is closed."
+    @property
+    def keepalive_interval(self) -> float:
+        """Seconds between the server's `ping`s."""
+    @property
+    def keepalive_timeout(self) -> float:
+        """A client heard nothing from for this many seconds is dropped."""
+    @property
+    def max_streams_per_session(self) -> int:
+        """Publish streams one session may hold at once."""
+    @property
+    def max_pending_snapshots(self) -> int:
+        """Snapshot requests one session may have in flight."""
+    @property
+    def message_rate(self) -> float:
+        """Messages per second a client may send on average (a token bucket refilled at this rate)."""
+    @property
+    def message_burst(self) -> int:
+        """Messages a client may send at once; a client that empties the bucket is closed."""
+    @property
+    def login_timeout(self) -> float:
+        """Seconds from creation to `connection`; a session that has not logged in by then is closed."""
 
 
 # Actions: what the shell must do.
@@ -114,7 +119,9 @@ class Session:
     auth_token: str
     now: float
     "Time of creation, in the shell's clock (seconds)."
-    config: SessionConfig = field(default_factory=SessionConfig)
+    config: SessionConfig
+    server_version: str = "0.0.0"
+    "Reported in `getUserData`."
     state: State = State.CONNECTED
     _streams: dict[str, _PublishStream] = field(default_factory=dict)
     _pending_snapshots: dict[str, int] = field(default_factory=dict)
@@ -275,7 +282,7 @@ class Session:
         self.state = State.ESTABLISHED
         return [
             Send(msg.get_user_data(connect, session_id=self.session_id, auth_token=self.auth_token,
-                                   server_version=self.config.server_version))
+                                   server_version=self.server_version))
         ]
 
     def _publish(self, publish: msg.Publish) -> list[Action]:
@@ -283,7 +290,7 @@ class Session:
         if stream_id in self._streams:
             return [Send(msg.fail("StreamStatusEvent", Info.MEDIA_SESSION_ID_IN_USE, id=stream_id,
                                   status=StreamStatus.FAILED))]
-        if len(self._streams) >= self.config.max_streams:
+        if len(self._streams) >= self.config.max_streams_per_session:
             return [Send(msg.stream_status(stream_id, publish.name, StreamStatus.FAILED,
                                            f"{Info.FAILED_BY_ERROR}: too many streams in this session"))]
         self._streams[stream_id] = _PublishStream(

@@ -17,7 +17,6 @@ the server connect anywhere it names.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import ipaddress
 import logging
@@ -32,12 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamsnap.access import Grant, Right
+from streamsnap.config import RtspSettings
 from streamsnap.media.rtsp import public_uri
 from streamsnap.media.source import Source
 from streamsnap.reasons import PublishError, SnapshotError, SnapshotFailure, StreamEnd
-from streamsnap.service.publishing import PublishingService, PublishRequest
+from streamsnap.service.publishing import STOP_WAIT, PublishingService, PublishRequest
 from streamsnap.service.snapshots import Requester
 from streamsnap.streams import SourceKind
+from streamsnap.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -122,24 +123,8 @@ class PullStatus(enum.StrEnum):
     ENDED = "ENDED"
 
 
-@dataclass(frozen=True)
-class PullSettings:
-    """How pulls are started and kept."""
-
-    transport: str = "tcp"
-    "RTSP transport of pulls that name none."
-    on_demand: bool = True
-    "Whether a picture of an rtsp:// name starts a pull."
-    idle_timeout: float = 60.0
-    "An on-demand pull without pictures this long stops."
-    allowed_hosts: Sequence[str] = ()
-    "Host names, addresses and networks that may be pulled; empty: any."
-    start_timeout: float = 30.0
-    "Seconds a caller waits for a pull to publish."
-    reconnect_min: float = 0.5
-    "First wait before a configured camera is tried again."
-    reconnect_max: float = 30.0
-    "Longest wait between two attempts."
+RECONNECT_MIN = 0.5
+"First wait before a configured camera is tried again (doubling up to `rtsp.reconnect_max`)."
 
 
 @dataclass(frozen=True)
@@ -279,13 +264,15 @@ class HostPolicy:
 class CameraPulls:
     """The node's camera pulls, each running as a stream of the publishing service."""
 
-    def __init__(self, settings: PullSettings, publishing: PublishingService, make_source: SourceFactory,
+    def __init__(self, settings: RtspSettings, publishing: PublishingService, make_source: SourceFactory,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.publishing = publishing
         self.make_source = make_source
         self.clock = clock
         self.hosts = HostPolicy(settings.allowed_hosts)
+        self.start_timeout = settings.open_timeout + publishing.limits.connect_timeout + 1
+        "Seconds a caller waits for a pull to publish: the camera's answer, then its media."
         self._pulls: dict[str, _Pull] = {}
         self._closing = False
 
@@ -306,7 +293,7 @@ class CameraPulls:
         pull = self._pulls.get(stream)
         if pull is not None and pull.origin is PullOrigin.ON_DEMAND and pull.task is not None and (
                 pull.stopping or pull.status is PullStatus.ENDED):
-            await asyncio.wait([pull.task], timeout=5)  # it is on its way out (idle): start afresh
+            await asyncio.wait([pull.task], timeout=STOP_WAIT)  # it is on its way out (idle): start afresh
             pull = self._pulls.get(stream)
         try:
             if pull is None:
@@ -398,7 +385,7 @@ class CameraPulls:
     async def _wait(self, pull: _Pull) -> StreamEnd | None:
         """None once `pull` publishes, or why its attempt ended first."""
         try:
-            return await asyncio.wait_for(asyncio.shield(pull.ready), self.settings.start_timeout)
+            return await asyncio.wait_for(asyncio.shield(pull.ready), self.start_timeout)
         except TimeoutError:
             return StreamEnd.SOURCE_TIMEOUT
 
@@ -410,7 +397,7 @@ class CameraPulls:
 
     async def _run(self, pull: _Pull) -> None:
         """Run `pull`'s stream; a configured camera again and again, with back-off, until stopped."""
-        delay = self.settings.reconnect_min
+        delay = RECONNECT_MIN
         shown = public_uri(pull.uri)
         try:
             while True:
@@ -430,7 +417,7 @@ class CameraPulls:
                         or reason in (StreamEnd.TERMINATED, StreamEnd.SHUTTING_DOWN)):
                     return
                 if published:
-                    delay = self.settings.reconnect_min
+                    delay = RECONNECT_MIN
                 pull.status = PullStatus.RECONNECTING
                 wait = random.uniform(delay / 2, delay)  # jitter: cameras of one dead switch do not return in step
                 logger.info("camera %s (%s) ended: %s; again in %.1f s", pull.name, shown, reason, wait,
@@ -447,18 +434,8 @@ class CameraPulls:
     async def _stop(self, pull: _Pull, reason: StreamEnd) -> None:
         pull.stopping = True
         task = pull.task
-        if pull.source is None:  # between two attempts, or not started yet: nothing to tell
+        if pull.source is not None:  # publishing (else between two attempts, or not started: nothing to tell)
+            await pull.source.close(reason)
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            return
-        await pull.source.close(reason)
-        if task is None or task.done():
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), 5.0)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await asyncio.wait([task], timeout=STOP_WAIT)
+        await cancel_and_wait(task)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 
 from streamsnap.access import OPEN_GRANT
-from streamsnap.media.imaging import ImageSpec
+from streamsnap.config import MjpegSettings
+from streamsnap.picture import ImageSpec
 from streamsnap.reasons import SnapshotError, SnapshotFailure
 from streamsnap.service.snapshots import Picture, PictureStatus, Requester, SnapshotService
 
@@ -28,18 +28,6 @@ GIVE_UP_SECONDS = 10.0
 FINAL = frozenset({SnapshotFailure.STREAM_NOT_FOUND, SnapshotFailure.NO_VIDEO, SnapshotFailure.RESTRICTED,
                    SnapshotFailure.TOO_LARGE, SnapshotFailure.SHUTTING_DOWN})
 "Failures after which no later picture can come: the feed ends at once."
-
-
-@dataclass(frozen=True)
-class MjpegLimits:
-    """The bounds MJPEG keeps."""
-
-    max_fps: float = 10.0
-    "Highest frame rate a watcher may ask."
-    max_watchers_per_stream: int = 20
-    "Watchers of one stream at once."
-    max_watchers: int = 200
-    "Watchers on the server at once."
 
 
 class TooManyWatchers(Exception):
@@ -111,7 +99,7 @@ class Feed:
 class MjpegFeeds:
     """Every MJPEG feed of this server."""
 
-    def __init__(self, limits: MjpegLimits, snapshots: SnapshotService) -> None:
+    def __init__(self, limits: MjpegSettings, snapshots: SnapshotService) -> None:
         self.limits = limits
         self.snapshots = snapshots
         self._feeds: dict[tuple[str, ImageSpec], Feed] = {}

@@ -20,11 +20,13 @@ from typing import Any, Protocol
 import msgspec
 
 from streamsnap.access import AccessControl, AccessDenied, Grant, Right
+from streamsnap.config import PublishingSettings
 from streamsnap.media.source import LocalSources, Source
 from streamsnap.reasons import PublishError, StreamEnd
 from streamsnap.service.node import NodeState
 from streamsnap.service.routing import Router
 from streamsnap.streams import ClaimRefused, SourceKind, StreamRecord, StreamRegistry, StreamState
+from streamsnap.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -32,20 +34,8 @@ WATCH_INTERVAL = 1.0
 "Seconds between looks at a stream's last packet (the RTP watchdog), at most."
 TERMINATE_WAIT = 5.0
 "Seconds `terminate` waits for a stream's publisher to have been told."
-
-
-@dataclass(frozen=True)
-class PublishLimits:
-    """The bounds and timing of publishing."""
-
-    max_streams: int = 200
-    "Streams on the whole server (checked in the same step as the claim)."
-    connect_timeout: float = 20.0
-    "Seconds for media to start after the source started."
-    rtp_timeout: float = 10.0
-    "A video stream silent this long has failed."
-    max_per_subject: int = 0
-    "Streams, pending or live, the tokens of one subject (`sub`) may hold on this node; 0: no quota."
+STOP_WAIT = 5.0
+"Seconds a stopped publish (a handle's `stop`, the shutdown's `drain`) has to end before it is cancelled."
 
 
 @dataclass(frozen=True)
@@ -82,20 +72,66 @@ class PublishListener(Protocol):
         ...
 
 
+def _owner(request: PublishRequest) -> str:
+    return request.owner_session or request.kind.value
+
+
 @dataclass
 class _Publication:
     record: StreamRecord
     source: Source
-    stop: asyncio.Future[StreamEnd] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-    "Resolved by `terminate`: the stream ends with that reason, its publisher told before its media closes."
+    stop: asyncio.Future[StreamEnd]
+    """Resolved by `terminate` or a handle's `stop`: the stream ends with that reason, its publisher told
+    before its media closes."""
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class PublishHandle:
+    """A publish the service runs (from `PublishingService.start`): stop it, or wait for its end."""
+
+    def __init__(self, request: PublishRequest) -> None:
+        self.request = request
+        self.task: asyncio.Task[StreamEnd] | None = None
+        self.stop_reason: asyncio.Future[StreamEnd] = asyncio.get_running_loop().create_future()
+        "Resolved by `stop`; the publish watches it once its source has started."
+        self.watching = False
+        "Whether the publish has got as far as watching `stop_reason` (else stopping it cancels it)."
+
+    @property
+    def done(self) -> bool:
+        """Whether the publish has ended."""
+        return self.task is not None and self.task.done()
+
+    def stop_soon(self, reason: StreamEnd = StreamEnd.STOPPED_BY_PUBLISHER) -> None:
+        """End the stream with `reason`, without waiting: once its source has started its publisher is
+        told `reason` before its media closes; before that (the access check, the claim, the answer)
+        the publish is abandoned."""
+        task = self.task
+        if task is None or task.done():
+            return
+        if not self.stop_reason.done():
+            self.stop_reason.set_result(reason)
+        if not self.watching:
+            task.cancel()
+
+    async def stop(self, reason: StreamEnd = StreamEnd.STOPPED_BY_PUBLISHER, *, wait: float = STOP_WAIT) -> None:
+        """`stop_soon`, then wait (at most `wait` seconds, else it is cancelled) until the stream is released."""
+        task = self.task
+        if task is None or task.done():
+            return
+        self.stop_soon(reason)
+        await asyncio.wait([task], timeout=wait)
+        if not task.done():
+            logger.warning("stream %s: not released within %.0f s of its stop", self.request.name, wait)
+        await cancel_and_wait(task)
 
 
 class PublishingService:
     """Runs published streams on this node."""
 
-    def __init__(self, limits: PublishLimits, registry: StreamRegistry, sources: LocalSources,
-                 access: AccessControl, node: NodeState, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limits: PublishingSettings, registry: StreamRegistry, sources: LocalSources,
+                 access: AccessControl, node: NodeState, *, router: Router | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
         self.registry = registry
         self.sources = sources
@@ -103,32 +139,69 @@ class PublishingService:
         self.node = node
         self.clock = clock
         self._publications: dict[str, _Publication] = {}
+        self._handles: dict[tuple[str, str], PublishHandle] = {}
+        "Publishes started by `start`, by (owner, media session id)."
         self._per_subject: dict[str, int] = {}
         "Publishes running (from the access check to the release) by the subject of their token."
-        self.router: Router | None = None
-        "How streams of other nodes are reached (set when the node is in a cluster)."
+        self.router = router
+        "How streams of other nodes are reached (when the node is in a cluster)."
 
-    async def publish(self, request: PublishRequest, listener: PublishListener) -> StreamEnd:
-        """Run the stream of `request` until it ends; return why it ended (after telling `listener`)."""
+    def start(self, request: PublishRequest, listener: PublishListener) -> PublishHandle:
+        """Run the stream of `request` in a task of the service's; the handle stops it or waits for it.
+
+        While it runs it is found by `handle(owner, media_session_id)`, owner being the request's
+        session (or its kind, for publishers without a session), and `drain` stops it at shutdown.
+        """
+        handle = PublishHandle(request)
+        key = (_owner(request), request.media_session_id)
+        self._handles[key] = handle
+        handle.task = asyncio.ensure_future(self.publish(request, listener, handle))
+        handle.task.add_done_callback(lambda _: self._forget(key, handle))
+        return handle
+
+    def handle(self, owner: str, media_session_id: str) -> PublishHandle | None:
+        """The running publish of that owner (a session id, or a source kind) and media session id, or None."""
+        return self._handles.get((owner, media_session_id))
+
+    def _forget(self, key: tuple[str, str], handle: PublishHandle) -> None:
+        if self._handles.get(key) is handle:
+            del self._handles[key]
+
+    async def drain(self, reason: StreamEnd = StreamEnd.SHUTTING_DOWN) -> None:
+        """Stop every publish started by `start` with `reason` (shutdown), each given `STOP_WAIT` seconds."""
+        handles = list(self._handles.values())
+        if handles:
+            logger.info("shutdown: ending %d streams", len(handles))
+            await asyncio.gather(*(handle.stop(reason) for handle in handles), return_exceptions=True)
+
+    async def publish(self, request: PublishRequest, listener: PublishListener,
+                      handle: PublishHandle | None = None) -> StreamEnd:
+        """Run the stream of `request` until it ends; return why it ended (after telling `listener`).
+
+        With a `handle`, its `stop` ends the stream.
+        """
         log = logging.LoggerAdapter(logger, {"stream": request.name, "session": request.owner_session})
         publication: _Publication | None = None
         reason = StreamEnd.ERROR
         subject: str | None = None
+        stop = handle.stop_reason if handle is not None else asyncio.get_running_loop().create_future()
         try:
             try:
                 subject = self._count_subject(request.grant.subject)
                 record = await self._claim(request)
                 source = request.make_source(request.name)
-                publication = self._publications[record.lease] = _Publication(record, source)
+                publication = self._publications[record.lease] = _Publication(record, source, stop)
                 self.sources.add(record.lease, source)
                 answer = await source.start()
                 if answer is not None:
                     await listener.answered(answer)
-                await self._media_started(source, publication.stop)
+                if handle is not None:
+                    handle.watching = True
+                await self._media_started(source, stop)
                 publication.record = await self._publishing(publication.record, source)
                 log.info("stream %s publishing", request.name)
                 await listener.publishing()
-                reason = await self._watch(source, publication.stop)
+                reason = await self._watch(source, stop)
             except PublishError as exc:
                 reason = exc.reason
                 log.info("publish %s refused or failed: %s", request.name, exc)
@@ -154,6 +227,7 @@ class PublishingService:
                     del self._per_subject[subject]
             if publication is not None:
                 publication.finished.set()
+
 
     def _count_subject(self, subject: str | None) -> str | None:
         """Count one more publish for `subject` (None: not counted); raises `PublishError` over its quota.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from streamsnap.media.imaging import ImageSpec
 from streamsnap.media.snapshot import Snapshot
+from streamsnap.picture import ImageSpec
 from streamsnap.reasons import StreamEnd
 from streamsnap.streams import StreamRecord
 

@@ -20,35 +20,17 @@ from typing import Any
 
 from streamsnap.access import AccessControl, AccessDenied, Grant, Right
 from streamsnap.addresses import client_key
-from streamsnap.media.imaging import ImageSpec, output_size
-from streamsnap.media.snapshot import PNG, KeyframeBudget, Snapshot, SnapshotEngine
+from streamsnap.config import SnapshotSettings
+from streamsnap.media.imaging import output_size
+from streamsnap.media.snapshot import KeyframeBudget, Snapshot, SnapshotEngine
 from streamsnap.media.source import LocalSources
+from streamsnap.picture import PNG, ImageSpec
 from streamsnap.reasons import SnapshotError, SnapshotFailure
 from streamsnap.service.node import NodeState
 from streamsnap.service.routing import Router
 from streamsnap.streams import RegistryUnavailable, StreamRecord, StreamRegistry
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SnapshotLimits:
-    """The bounds the service keeps."""
-
-    max_in_flight: int = 256
-    "Requests being served on the whole server."
-    max_per_client: int = 64
-    "Requests being served for one client address (an IPv6 client: its /64)."
-    max_per_subject: int = 0
-    "Requests being served for the tokens of one subject (`sub`); 0: no quota."
-    max_width: int = 3840
-    "Widest picture made."
-    max_height: int = 2160
-    "Tallest picture made."
-    keyframe_requests_per_second: float = 2.0
-    "Keyframe requests sent to one publisher per second at most."
-    picture_cache_bytes: int = 32 * 1024 * 1024
-    "Encoded pictures kept for reuse by callers whose max age allows it."
 
 
 @dataclass(frozen=True)
@@ -63,6 +45,11 @@ class Requester:
     "What the backend hook is told about the request (session, origin, …)."
     checked: bool = False
     "Access was checked already (by the node that routed the request here)."
+
+
+OnDemand = Callable[[str, Requester], Awaitable[str | None]]
+"""For a name pulled on demand (an rtsp:// url): start the pull if needed, wait for it to publish and
+return the stream's name (raising `SnapshotError` when it cannot); None for other names."""
 
 
 class PictureCache:
@@ -139,8 +126,9 @@ class PictureStatus:
 class SnapshotService:
     """Pictures of streams for every transport."""
 
-    def __init__(self, limits: SnapshotLimits, registry: StreamRegistry, sources: LocalSources,
-                 engine: SnapshotEngine, access: AccessControl, node: NodeState,
+    def __init__(self, limits: SnapshotSettings, registry: StreamRegistry, sources: LocalSources,
+                 engine: SnapshotEngine, access: AccessControl, node: NodeState, *,
+                 on_demand: OnDemand | None = None, router: Router | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
         self.registry = registry
@@ -156,12 +144,10 @@ class SnapshotService:
         self.pictures = PictureCache(limits.picture_cache_bytes)
         self.wall_clock: Callable[[], float] = time.time
         "Wall-clock time, to date frames whose arrival `clock` measured."
-        self.on_demand: Callable[[str, Requester], Awaitable[str | None]] | None = None
-        """Asked about every name once access is granted: for a name it pulls on demand (an rtsp:// url) it
-        starts the pull if needed, waits for it to publish and returns the stream's name (raising
-        `SnapshotError` when it cannot); None for other names."""
-        self.router: Router | None = None
-        "How pictures of other nodes' streams are fetched (set when the node is in a cluster)."
+        self.on_demand = on_demand
+        "Asked about every name once access is granted (the camera pulls'), see `OnDemand`."
+        self.router = router
+        "How pictures of other nodes' streams are fetched (when the node is in a cluster)."
         self.remote_requests: dict[str, int] = {}
         "Pictures asked of other nodes, by outcome ('ok' or the reason)."
         self._hops: dict[tuple[str, str, ImageSpec, float | None], asyncio.Future[Snapshot]] = {}
@@ -319,7 +305,7 @@ class SnapshotService:
             if len(self._budgets) > 2 * len(self.sources) + 16:  # forget the budgets of ended streams
                 live = {lease for lease in self._budgets if self.sources.holds_lease(lease)}
                 self._budgets = {lease: b for lease, b in self._budgets.items() if lease in live}
-            rate = self.limits.keyframe_requests_per_second
+            rate = self.limits.max_keyframe_requests_per_second
             budget = self._budgets[lease] = KeyframeBudget(rate, burst=max(1.0, rate), clock=self.clock)
         return budget
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime
 
 import msgspec
@@ -53,11 +52,6 @@ class WcsStream(msgspec.Struct, frozen=True, rename="camel"):
     media_type: str
     media_provider: str
     node_id: str
-
-
-def node_name(configured: str) -> str:
-    """The configured node name, or the host name."""
-    return configured or socket.gethostname()
 
 
 MEDIA_PROVIDERS = {SourceKind.WEBRTC: "WebRTC", SourceKind.RTSP: "RTSP", SourceKind.RTMP: "RTMP",

@@ -1,28 +1,36 @@
 """The cluster listener: what other nodes of a cluster ask this one (pictures of its streams, ending them).
 
-It listens apart from the public port (`cluster_host:cluster_port`), so that with several
+It listens apart from the public port (`cluster.host:cluster.port`), so that with several
 workers sharing the public port each worker is still reachable by itself. Every request must
-be signed with the cluster secret (`cluster/routing.py`); access was checked by the node that
-routed the request, so the snapshot service skips it here (`Requester.checked`).
+be signed with the cluster secret; paths, queries and headers are `cluster/wire.py`'s. Access
+was checked by the node that routed the request, so the snapshot service skips it here
+(`Requester.checked`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated
 
-import msgspec
 from aiohttp import web
 
 from streamsnap.access import OPEN_GRANT
-from streamsnap.cluster.routing import FORMATS, SIGNATURE_HEADER, signature_valid
-from streamsnap.framing import Fit
-from streamsnap.media.imaging import ImageFormat, ImageSpec
-from streamsnap.reasons import SnapshotError, SnapshotFailure, StreamEnd
+from streamsnap.cluster.wire import (
+    PICTURE_PATH,
+    SIGNATURE_HEADER,
+    TERMINATE_PATH,
+    BadHop,
+    picture_headers,
+    read_picture_query,
+    read_terminate_query,
+    signature_valid,
+)
+from streamsnap.reasons import SnapshotError, SnapshotFailure
+from streamsnap.service.node import Node
 from streamsnap.service.snapshots import Requester
-from streamsnap.web.errors import json_error, snapshot_error
-from streamsnap.web.services import SERVICES, Services
+from streamsnap.web.errors import error_answers, json_error
+from streamsnap.web.images import query_limits
+from streamsnap.web.node import NODE
 
 logger = logging.getLogger(__name__)
 
@@ -30,78 +38,49 @@ ROUTED = Requester(OPEN_GRANT, None, {"source": "cluster"}, checked=True)
 "A request routed here by another node, which checked access and counted the client."
 
 
-class PictureQuery(msgspec.Struct, frozen=True):
-    """What the routing node asks for."""
-
-    lease: str
-    format: str = "png"
-    width: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    height: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    quality: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
-    max_age_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    fit: Fit = Fit.FILL
-
-
-class TerminateQuery(msgspec.Struct, frozen=True):
-    lease: str
-    reason: str = StreamEnd.TERMINATED.value
-
-
 @web.middleware
 async def signed_only(request: web.Request,
                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Refuse any request not signed with the cluster secret."""
-    secret = request.app[SERVICES].settings.cluster_secret
+    secret = request.app[NODE].settings.cluster.secret
     if not signature_valid(secret, request.method, request.raw_path, request.headers.get(SIGNATURE_HEADER)):
         logger.warning("cluster request from %s refused: bad signature", request.remote)
         return json_error(401, "not a signed request of this cluster")
-    return await handler(request)
+    try:
+        return await handler(request)
+    except BadHop as exc:
+        return json_error(400, f"bad hop: {exc}")
 
 
 async def picture(request: web.Request) -> web.Response:
-    """GET /cluster/streams/{name}/picture?lease=&format=&width=&height=&quality=&max_age_ms=."""
-    services = request.app[SERVICES]
+    """GET /cluster/streams/{name}/picture?lease=&format=&width=&height=&quality=&fit=&max_age_ms=."""
+    node = request.app[NODE]
     name = request.match_info["name"]
-    try:
-        query = msgspec.convert(dict(request.query), type=PictureQuery, strict=False)
-        image_format = FORMATS[query.format]
-    except (msgspec.ValidationError, KeyError) as exc:
-        return json_error(400, f"bad picture query: {exc}")
-    record = await services.registry.lookup(name)
-    if record is None or record.lease != query.lease:
-        return snapshot_error(SnapshotError(SnapshotFailure.STREAM_NOT_FOUND))
-    spec = ImageSpec(format=image_format, width=query.width, height=query.height,
-                     quality=None if image_format is ImageFormat.PNG else query.quality, fit=query.fit)
-    try:
-        taken = await services.snapshots.take(name, ROUTED, spec, max_age_ms=query.max_age_ms)
-    except SnapshotError as exc:
-        return snapshot_error(exc)
+    asked = read_picture_query(request.query, query_limits(node))
+    record = await node.registry.lookup(name)
+    if record is None or record.lease != asked.lease:
+        raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
+    taken = await node.snapshots.take(name, ROUTED, asked.spec, max_age_ms=asked.max_age_ms)
     snapshot = taken.snapshot
-    return web.Response(body=snapshot.data, content_type=image_format.content_type, headers={
-        "X-Image-Width": str(snapshot.width), "X-Image-Height": str(snapshot.height),
-        "X-Frame-Age-Ms": f"{taken.age_ms:.3f}"})
+    return web.Response(body=snapshot.data, content_type=snapshot.format.content_type,
+                        headers=picture_headers(snapshot.width, snapshot.height, taken.age_ms))
 
 
 async def terminate(request: web.Request) -> web.Response:
     """POST /cluster/streams/{name}/terminate?lease=&reason=: end a stream of this node."""
-    services = request.app[SERVICES]
-    name = request.match_info["name"]
-    try:
-        query = msgspec.convert(dict(request.query), type=TerminateQuery, strict=False)
-        reason = StreamEnd(query.reason)
-    except (msgspec.ValidationError, ValueError) as exc:
-        return json_error(400, f"bad terminate query: {exc}")
-    record = await services.registry.lookup(name)
-    if record is None or record.lease != query.lease or record.node != services.node.name:
+    node = request.app[NODE]
+    lease, reason = read_terminate_query(request.query)
+    record = await node.registry.lookup(request.match_info["name"])
+    if record is None or record.lease != lease or record.node != node.name:
         return json_error(404, "not a stream of this node")
-    ended = await services.publishing.terminate(record, reason)
+    ended = await node.publishing.terminate(record, reason)
     return web.json_response({"terminated": ended}, status=200 if ended else 404)
 
 
-def create_cluster_app(services: Services) -> web.Application:
-    """The cluster listener's application, sharing the node's services."""
-    app = web.Application(middlewares=[signed_only])
-    app[SERVICES] = services
-    app.router.add_get("/cluster/streams/{name}/picture", picture)
-    app.router.add_post("/cluster/streams/{name}/terminate", terminate)
+def create_cluster_app(node: Node) -> web.Application:
+    """The cluster listener's application, serving `node`."""
+    app = web.Application(middlewares=[signed_only, error_answers])
+    app[NODE] = node
+    app.router.add_get(PICTURE_PATH, picture)
+    app.router.add_post(TERMINATE_PATH, terminate)
     return app

@@ -1,15 +1,30 @@
-"""HTTP errors as JSON bodies: what a client can cause gets a 4xx it can read, never a traceback."""
+"""HTTP errors as JSON bodies: what a client can cause gets a 4xx it can read, never a traceback.
+
+Handlers raise; `error_answers`, the middleware every application of a node has, answers:
+`AccessDenied` with 401 or 403, `SnapshotError` and `PublishError` with the status of their
+reason (`STATUS`, the one reason→status table) and the WCS words, `BadRequest` (a bad body) and
+`BadQuery` (a bad query parameter) with their status and the field they name.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
-from streamsnap.reasons import SnapshotError, SnapshotFailure
-from streamsnap.web.wcs import SNAPSHOT_INFO
+from streamsnap.access import AccessDenied, NotAuthenticated
+from streamsnap.picture import BadQuery
+from streamsnap.protocol.constants import Info
+from streamsnap.reasons import PublishError, SnapshotError, SnapshotFailure, StreamEnd
+from streamsnap.web.wcs import SNAPSHOT_INFO, STREAM_END_INFO
+
+logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 1
 
-SNAPSHOT_STATUS: dict[SnapshotFailure, int] = {
+STATUS: dict[SnapshotFailure | StreamEnd, int] = {
+    # No picture was made (image url, MJPEG, REST, the cluster hop).
     SnapshotFailure.STREAM_NOT_FOUND: 404,
     SnapshotFailure.NO_VIDEO: 404,
     SnapshotFailure.NOT_READY: 503,
@@ -30,16 +45,32 @@ SNAPSHOT_STATUS: dict[SnapshotFailure, int] = {
     SnapshotFailure.SOURCE_NOT_FOUND: 404,
     SnapshotFailure.SOURCE_TIMEOUT: 504,
     SnapshotFailure.UNSUPPORTED_SOURCE: 502,
+    # A stream was refused (WHIP, REST camera startup); any reason not here is a 500.
+    StreamEnd.NAME_IN_USE: 409,
+    StreamEnd.TOO_MANY_STREAMS: 503,
+    StreamEnd.RESTRICTED: 403,
+    StreamEnd.SHUTTING_DOWN: 503,
+    StreamEnd.INVALID_SDP: 400,
+    StreamEnd.NO_COMMON_CODECS: 400,
+    StreamEnd.SUBJECT_BUSY: 429,
 }
-"The HTTP status of each reason no picture was made (image url and REST alike)."
+"The HTTP status of each reason a picture was not made or a stream refused."
 
 RETRY_LATER = frozenset({SnapshotFailure.NOT_READY, SnapshotFailure.SERVER_BUSY, SnapshotFailure.CLIENT_BUSY,
-                         SnapshotFailure.SUBJECT_BUSY,
-                         SnapshotFailure.SHUTTING_DOWN, SnapshotFailure.OVERLOADED})
+                         SnapshotFailure.SUBJECT_BUSY, SnapshotFailure.SHUTTING_DOWN, SnapshotFailure.OVERLOADED})
 "Reasons answered with a Retry-After header."
 
 DETAILED = frozenset({SnapshotFailure.TOO_LARGE, SnapshotFailure.UNREACHABLE})
 "Reasons whose detail (sizes, node) helps the caller and tells nothing it should not know."
+
+
+class BadRequest(Exception):
+    """A request body or query parameter that is not what the handler takes; `field` names the culprit."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
 
 
 def json_error(status: int, message: str, *, field: str | None = None, reason: str | None = None,
@@ -59,4 +90,35 @@ def snapshot_error(exc: SnapshotError) -> web.Response:
     if exc.detail and exc.reason in DETAILED:
         message = f"{message} ({exc.detail})"
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.reason in RETRY_LATER else None
-    return json_error(SNAPSHOT_STATUS[exc.reason], message, reason=exc.reason.value, headers=headers)
+    return json_error(STATUS[exc.reason], message, reason=exc.reason.value, headers=headers)
+
+
+def publish_refusal(reason: StreamEnd) -> web.Response:
+    """The HTTP answer to a stream that was refused: status from the table, the WCS words, the reason."""
+    return json_error(STATUS.get(reason, 500), STREAM_END_INFO.get(reason, reason.value), reason=reason.value)
+
+
+def access_refusal(request: web.Request, exc: AccessDenied) -> web.Response:
+    """The answer to a refused request: 401 without a valid token, else 403 ("Restricted access" both)."""
+    logger.info("%s %s from %s refused: %s", request.method, request.path, request.remote, exc.detail)
+    if isinstance(exc, NotAuthenticated):
+        return json_error(401, Info.RESTRICTED_ACCESS, headers={"WWW-Authenticate": 'Bearer realm="streamsnap"'})
+    return json_error(403, Info.RESTRICTED_ACCESS)
+
+
+@web.middleware
+async def error_answers(request: web.Request,
+                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Answer what a handler raises that the client caused or is owed an answer for."""
+    try:
+        return await handler(request)
+    except AccessDenied as exc:
+        return access_refusal(request, exc)
+    except SnapshotError as exc:
+        return snapshot_error(exc)
+    except PublishError as exc:
+        return publish_refusal(exc.reason)
+    except BadRequest as exc:
+        return json_error(exc.status, str(exc), field=exc.field)
+    except BadQuery as exc:
+        return json_error(400, str(exc), field=exc.field)

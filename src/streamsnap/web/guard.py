@@ -5,22 +5,19 @@ request shows its token as `Authorization: Bearer <token>` or, where a header ca
 (an `<img src>`), as the `access_token` query parameter (RFC 6750). No valid token: 401 with
 `WWW-Authenticate: Bearer`; a token without the right, or a backend that refuses: 403. Both
 bodies say "Restricted access", the WCS info string. Handlers just raise `AccessDenied` (from
-`request_grant` or `authorize`); the `access_refusals` middleware turns it into that answer.
+`request_grant` or `authorize`); the `error_answers` middleware (web/errors.py) turns it into that answer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from streamsnap.access import AccessDenied, Grant, NotAuthenticated, Right
-from streamsnap.protocol.constants import Info
+from streamsnap.access import Grant, Right
 from streamsnap.service.snapshots import Requester
-from streamsnap.web.errors import json_error
-from streamsnap.web.services import SERVICES
+from streamsnap.web.node import NODE
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +27,7 @@ TOKEN_PARAMETER = "access_token"
 
 def request_grant(request: web.Request) -> Grant:
     """The rights the request's token gives; raises `NotAuthenticated`."""
-    tokens = request.app[SERVICES].access.tokens
+    tokens = request.app[NODE].access.tokens
     header = request.headers.get("Authorization")
     if header is None and TOKEN_PARAMETER in request.query:
         header = f"Bearer {request.query[TOKEN_PARAMETER]}"
@@ -44,27 +41,9 @@ def _hook_fields(request: web.Request) -> dict[str, Any]:
 
 async def authorize(request: web.Request, grant: Grant, right: Right, stream: str) -> None:
     """Check `right` on `stream` for this request (token, then the backend); raises `AccessDenied`."""
-    await request.app[SERVICES].access.allow(grant, right, stream, {**_hook_fields(request), "name": stream})
+    await request.app[NODE].access.allow(grant, right, stream, {**_hook_fields(request), "name": stream})
 
 
 def http_requester(request: web.Request, grant: Grant) -> Requester:
     """Who asks, for the snapshot service: the token's grant and the client's address."""
     return Requester(grant, request.remote or "unknown", _hook_fields(request))
-
-
-def refused(request: web.Request, exc: AccessDenied) -> web.Response:
-    """The answer to a refused request: 401 without a valid token, else 403."""
-    logger.info("%s %s from %s refused: %s", request.method, request.path, request.remote, exc.detail)
-    if isinstance(exc, NotAuthenticated):
-        return json_error(401, Info.RESTRICTED_ACCESS, headers={"WWW-Authenticate": 'Bearer realm="streamsnap"'})
-    return json_error(403, Info.RESTRICTED_ACCESS)
-
-
-@web.middleware
-async def access_refusals(request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Answer an `AccessDenied` raised by any handler with 401 or 403."""
-    try:
-        return await handler(request)
-    except AccessDenied as exc:
-        return refused(request, exc)

@@ -20,25 +20,27 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from streamsnap import __version__
 from streamsnap.access import AccessDenied, Right
+from streamsnap.service.node import Node
 from streamsnap.streams import SourceKind, StreamRecord
-from streamsnap.web.guard import access_refusals, request_grant
-from streamsnap.web.services import SERVICES, Services
+from streamsnap.web.errors import error_answers
+from streamsnap.web.guard import request_grant
+from streamsnap.web.node import NODE
 
 
 class ServerCollector(Collector):
     """The server's state at one scrape."""
 
-    def __init__(self, services: Services, streams: Sequence[StreamRecord]) -> None:
-        self.services = services
+    def __init__(self, node: Node, streams: Sequence[StreamRecord]) -> None:
+        self.node = node
         self.streams = streams
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.services.engine.stats
+        stats = self.node.engine.stats
         info = GaugeMetricFamily("streamsnap_info", "Version and node name of this server.",
                                  labels=["version", "node"])
-        info.add_metric([__version__, self.services.node.name], 1)
+        info.add_metric([__version__, self.node.name], 1)
         yield info
-        yield GaugeMetricFamily("streamsnap_sessions", "Open WebSocket sessions.", value=len(self.services.sessions))
+        yield GaugeMetricFamily("streamsnap_sessions", "Open WebSocket sessions.", value=len(self.node.sessions))
         yield GaugeMetricFamily("streamsnap_streams", "Live streams held by this node.", value=len(self.streams))
         by_kind = GaugeMetricFamily("streamsnap_streams_by_kind", "Live streams by kind of source "
                                     "(webrtc, rtsp, rtmp, whip).", labels=["kind"])
@@ -78,7 +80,7 @@ class ServerCollector(Collector):
                                   "budget (max_keyframe_requests_per_second) was spent.",
                                   value=stats.keyframe_requests_withheld)
         yield from self._load()
-        snapshots_service = self.services.snapshots
+        snapshots_service = self.node.snapshots
         yield GaugeMetricFamily("streamsnap_snapshots_in_flight", "Snapshot requests being served.",
                                 value=snapshots_service.in_flight)
         refused = CounterMetricFamily("streamsnap_snapshots_refused", "Snapshot requests refused before any "
@@ -95,8 +97,8 @@ class ServerCollector(Collector):
                                      "Encoded video frames received, per live stream.", labels=["stream"])
         fps = GaugeMetricFamily("streamsnap_stream_fps", "Average frames per second, per live stream.",
                                 labels=["stream"])
-        for record in self.streams[:self.services.settings.metrics_max_streams]:
-            source_stats = self.services.sources.stats(record.name, record.lease)
+        for record in self.streams[:self.node.settings.metrics.max_streams]:
+            source_stats = self.node.sources.stats(record.name, record.lease)
             if source_stats is None:  # held by another node
                 continue
             frames.add_metric([record.name], source_stats.frames_received)
@@ -108,7 +110,7 @@ class ServerCollector(Collector):
 
     def _load(self) -> Iterator[Metric]:
         """Load shedding and the media loop (the engine's measures)."""
-        engine = self.services.engine
+        engine = self.node.engine
         stats = engine.stats
         yield GaugeMetricFamily("streamsnap_event_loop_lag_seconds", "How late the event loop that receives "
                                 "media ran, at most, over the last second.", value=engine.loop_lag.recent)
@@ -134,7 +136,7 @@ class ServerCollector(Collector):
                                   "decoding.", value=stats.decode_cpu_seconds)
 
     def _cluster(self) -> Iterator[Metric]:
-        cluster = self.services.cluster
+        cluster = self.node.cluster
         if cluster is None:
             return
         yield GaugeMetricFamily("streamsnap_cluster_redis_up", "1 while the cluster's Redis answers.",
@@ -142,12 +144,12 @@ class ServerCollector(Collector):
         if cluster.last_refresh is not None:
             yield GaugeMetricFamily("streamsnap_cluster_heartbeat_age_seconds",
                                     "Seconds since this node last refreshed its records in Redis.",
-                                    value=self.services.clock() - cluster.last_refresh)
+                                    value=self.node.clock() - cluster.last_refresh)
         yield CounterMetricFamily("streamsnap_cluster_conflicts", "Streams this node lost to an earlier claim "
                                   "of the same name on another node (after Redis came back).", value=cluster.conflicts)
         remote = CounterMetricFamily("streamsnap_cluster_remote_pictures", "Pictures asked of other nodes, by "
                                      "result ('ok' or the reason).", labels=["result"])
-        for result, count in sorted(self.services.snapshots.remote_requests.items()):
+        for result, count in sorted(self.node.snapshots.remote_requests.items()):
             remote.add_metric([result], count)
         yield remote
 
@@ -158,15 +160,15 @@ OPEN_METRICS = web.AppKey("open_metrics", bool)
 
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics: the Prometheus text exposition."""
-    services = request.app[SERVICES]
-    streams = await services.registry.local()  # per node: Prometheus sums the nodes of a cluster
+    node = request.app[NODE]
+    streams = await node.registry.local()  # per node: Prometheus sums the nodes of a cluster
     if not request.app.get(OPEN_METRICS, False):
         grant = request_grant(request)  # 401 without a valid token when tokens are on
         if Right.METRICS not in grant.rights:
             raise AccessDenied("no metrics right")
         streams = [record for record in streams if grant.sees(record.name)]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServerCollector(services, streams))
+    registry.register(ServerCollector(node, streams))
     return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -175,10 +177,10 @@ def add_metrics_route(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
 
 
-def create_metrics_app(services: Services) -> web.Application:
+def create_metrics_app(node: Node) -> web.Application:
     """`/metrics` alone, without a token, for the `metrics_port` listener."""
-    app = web.Application(middlewares=[access_refusals])
-    app[SERVICES] = services
+    app = web.Application(middlewares=[error_answers])
+    app[NODE] = node
     app[OPEN_METRICS] = True
     add_metrics_route(app)
     return app

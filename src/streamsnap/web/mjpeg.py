@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
 
-import msgspec
 from aiohttp import web
 
-from streamsnap.framing import Fit
-from streamsnap.media.imaging import ImageFormat, ImageSpec
-from streamsnap.reasons import SnapshotError
-from streamsnap.service.mjpeg import DEFAULT_FPS, MjpegFeeds, MjpegLimits, TooManyWatchers
+from streamsnap.picture import ImageFormat, ImageSpec, PictureQuery
+from streamsnap.service.mjpeg import DEFAULT_FPS, TooManyWatchers
 from streamsnap.service.snapshots import Requester
 from streamsnap.web.cors import EXPOSED_HEADERS, allowed_origin
-from streamsnap.web.errors import RETRY_AFTER_SECONDS, json_error, snapshot_error
+from streamsnap.web.errors import RETRY_AFTER_SECONDS, json_error
 from streamsnap.web.guard import http_requester, request_grant
-from streamsnap.web.images import BadParameter, iso_time, parse_query
-from streamsnap.web.services import SERVICES
+from streamsnap.web.images import iso_time, picture_query
+from streamsnap.web.node import NODE
 
 logger = logging.getLogger(__name__)
 
@@ -38,21 +34,6 @@ WRITE_TIMEOUT_SECONDS = 30.0
 CHECK_GONE_SECONDS = 1.0
 "While no picture comes (a stalled stream), how often a watcher's connection is checked."
 
-MJPEG = web.AppKey("mjpeg", MjpegFeeds)
-"Where an application keeps its MJPEG feeds."
-
-
-class MjpegQuery(msgspec.Struct, frozen=True):
-    """Query parameters of the MJPEG url (all optional; unknown ones are ignored)."""
-
-    fps: Annotated[float, msgspec.Meta(ge=0.1)] | None = None
-    "Pictures per second, at most `mjpeg_max_fps`; default 5 (or `mjpeg_max_fps` when lower)."
-    width: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    height: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    quality: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
-    fit: Fit = Fit.FILL
-
-
 def part_header(data: bytes, frame_time: float) -> bytes:
     """The headers of one part (the JPEG follows, then CRLF and the next boundary)."""
     return (f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n"
@@ -63,39 +44,28 @@ def _gone(request: web.Request) -> bool:
     return request.transport is None or request.transport.is_closing()
 
 
-def _mjpeg_request(request: web.Request) -> tuple[str, Requester, MjpegQuery, ImageSpec] | web.Response:
-    """What a GET or HEAD of the MJPEG url asks (name, who, query, the parts' spec), or the 400 for a bad query.
+def _mjpeg_request(request: web.Request) -> tuple[str, Requester, PictureQuery, ImageSpec]:
+    """What a GET or HEAD of the MJPEG url asks: name, who, query, the parts' spec.
 
-    Raises `NotAuthenticated` (answered 401 by the middleware) before the query is read.
+    Raises `NotAuthenticated` before the query is read (both answered by the middleware).
     """
     grant = request_grant(request)
-    try:
-        query = parse_query(dict(request.query), request.app[SERVICES].settings, MjpegQuery)
-    except BadParameter as exc:
-        return json_error(400, str(exc), field=exc.field)
-    both = query.width is not None and query.height is not None
-    spec = ImageSpec(ImageFormat.JPEG, query.width, query.height, query.quality, query.fit if both else Fit.FILL)
-    return request.match_info["name"], http_requester(request, grant), query, spec
+    query = picture_query(request)
+    return request.match_info["name"], http_requester(request, grant), query, query.spec(ImageFormat.JPEG)
 
 
 async def stream_mjpeg(request: web.Request) -> web.StreamResponse:
     """GET /streams/{name}/stream.mjpeg?fps=&width=&height=&fit=&quality=: the stream as MJPEG until it ends."""
-    services = request.app[SERVICES]
-    feeds = request.app[MJPEG]
-    asked = _mjpeg_request(request)
-    if isinstance(asked, web.Response):
-        return asked
-    name, requester, query, spec = asked
-    fps = query.fps if query.fps is not None else min(DEFAULT_FPS, services.settings.mjpeg_max_fps)
+    node = request.app[NODE]
+    name, requester, query, spec = _mjpeg_request(request)
+    fps = query.fps if query.fps is not None else min(DEFAULT_FPS, node.settings.mjpeg.max_fps)
     try:
-        watcher = await feeds.watch(name, requester, spec, fps)
+        watcher = await node.mjpeg.watch(name, requester, spec, fps)
     except TooManyWatchers as exc:
         return json_error(429 if exc.per_stream else 503, str(exc), reason="too_many_watchers",
                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-    except SnapshotError as exc:
-        return snapshot_error(exc)
     headers = {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    origin = allowed_origin(request.headers.get("Origin"), services.settings.cors_origins)
+    origin = allowed_origin(request.headers.get("Origin"), node.settings.http.cors_origins)
     if origin is not None:  # the CORS middleware cannot add headers to an answer already under way
         headers |= {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": EXPOSED_HEADERS,
                     "Vary": "Origin"}
@@ -123,34 +93,18 @@ async def stream_mjpeg(request: web.Request) -> web.StreamResponse:
     except (ConnectionError, TimeoutError) as exc:
         logger.debug("MJPEG watcher of %s left: %s", name, exc or type(exc).__name__, extra={"stream": name})
     finally:
-        feeds.leave(watcher)
+        node.mjpeg.leave(watcher)
     return response
 
 
 async def stream_mjpeg_head(request: web.Request) -> web.Response:
     """HEAD of the MJPEG url: whether a GET would play, from the stream's record (no watcher, no picture)."""
-    asked = _mjpeg_request(request)
-    if isinstance(asked, web.Response):
-        return asked
-    name, requester, _, spec = asked
-    try:
-        await request.app[SERVICES].snapshots.status(name, requester, spec)
-    except SnapshotError as exc:
-        return snapshot_error(exc)
+    name, requester, _, spec = _mjpeg_request(request)
+    await request.app[NODE].snapshots.status(name, requester, spec)
     return web.Response(headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 
 
-async def _close_feeds(app: web.Application) -> None:
-    await app[MJPEG].close()
-
-
 def add_mjpeg_routes(app: web.Application) -> None:
-    """Route the MJPEG url of `app` (whose `SERVICES` are set) and end its feeds on shutdown."""
-    services = app[SERVICES]
-    settings = services.settings
-    app[MJPEG] = services.mjpeg = MjpegFeeds(MjpegLimits(
-        max_fps=settings.mjpeg_max_fps, max_watchers_per_stream=settings.mjpeg_max_watchers_per_stream,
-        max_watchers=settings.mjpeg_max_watchers), services.snapshots)
-    app.on_shutdown.append(_close_feeds)
+    """Route the MJPEG url of `app` (the node's feeds end when the node closes)."""
     app.router.add_get("/streams/{name}/stream.mjpeg", stream_mjpeg, allow_head=False)
     app.router.add_route("HEAD", "/streams/{name}/stream.mjpeg", stream_mjpeg_head)

@@ -10,13 +10,14 @@ from aiohttp import web
 from streamsnap import __version__
 from streamsnap.config import Settings
 from streamsnap.framing import Fit
+from streamsnap.picture import EXTENSIONS, MAX_AGE_LIMIT_MS
+from streamsnap.reasons import SnapshotFailure
 from streamsnap.web.catalog import StreamInfo, WcsStream
-from streamsnap.web.errors import RETRY_AFTER_SECONDS, RETRY_LATER, SNAPSHOT_STATUS
+from streamsnap.web.errors import RETRY_AFTER_SECONDS, RETRY_LATER, STATUS
 from streamsnap.web.guard import TOKEN_PARAMETER
-from streamsnap.web.images import EXTENSIONS, MAX_AGE_LIMIT_MS
+from streamsnap.web.node import NODE
 from streamsnap.web.rest import SnapshotAnswer, SnapshotBody, StreamFilter
 from streamsnap.web.rtsp_rest import PullAnswer, StartupBody, TargetBody
-from streamsnap.web.services import SERVICES
 from streamsnap.web.wcs import SNAPSHOT_INFO
 
 
@@ -56,12 +57,13 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
 
 def _snapshot_failures() -> dict[str, Any]:
     """The answers of a picture that was not made, from the one table every HTTP picture answers with."""
+    table = {reason: status for reason, status in STATUS.items() if isinstance(reason, SnapshotFailure)}
     by_status: dict[int, list[str]] = {}
-    for reason, status in SNAPSHOT_STATUS.items():
+    for reason, status in table.items():
         by_status.setdefault(status, []).append(f"`{reason.value}` ({SNAPSHOT_INFO[reason]})")
     answers: dict[str, Any] = {}
     for status, reasons in sorted(by_status.items()):
-        retry = any(reason in RETRY_LATER for reason in SNAPSHOT_STATUS if SNAPSHOT_STATUS[reason] == status)
+        retry = any(reason in RETRY_LATER for reason in table if table[reason] == status)
         headers = {"Retry-After": {"schema": {"type": "string"},
                                    "description": f"Seconds to wait ({RETRY_AFTER_SECONDS})."}} if retry else None
         answers[str(status)] = _error("No picture: " + "; ".join(reasons) + ".", headers)
@@ -105,9 +107,9 @@ _FRAME_HEADERS = {
 def _size_parameters(settings: Settings) -> list[dict[str, Any]]:
     return [
         {"name": "width", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                   "maximum": settings.image_max_width}},
+                                                   "maximum": settings.snapshots.max_width}},
         {"name": "height", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                    "maximum": settings.image_max_height}},
+                                                    "maximum": settings.snapshots.max_height}},
         {"name": "quality", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
         _FIT_PARAMETER,
     ]
@@ -280,7 +282,7 @@ def _dashboard_paths(settings: Settings) -> dict[str, Any]:
         "parameters": [
             _NAME_PARAMETER,
             {"name": "fps", "in": "query", "description": "Pictures per second (default 5, or the cap if lower).",
-             "schema": {"type": "number", "minimum": 0.1, "maximum": settings.mjpeg_max_fps}},
+             "schema": {"type": "number", "minimum": 0.1, "maximum": settings.mjpeg.max_fps}},
             *_size_parameters(settings),
             _TOKEN_PARAMETER,
         ],
@@ -290,9 +292,9 @@ def _dashboard_paths(settings: Settings) -> dict[str, Any]:
             **_snapshot_failures(),
             "400": _error("A query parameter is malformed or out of range (`field` names it), or the "
                           "picture would be larger than the size cap (`reason` too_large)."),
-            "429": _error(f"Too many watchers of this stream (at most {settings.mjpeg_max_watchers_per_stream}), "
+            "429": _error(f"Too many watchers of this stream (at most {settings.mjpeg.max_watchers_per_stream}), "
                           "or too many requests from this client.", retry),
-            "503": _error(f"Too many watchers on this server (at most {settings.mjpeg_max_watchers}), or the "
+            "503": _error(f"Too many watchers on this server (at most {settings.mjpeg.max_watchers}), or the "
                           "stream is not ready, or the server is shutting down.", retry),
         },
     }, refusal=snapshot_refusal)
@@ -382,7 +384,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "schemas": _schema_components(),
             "securitySchemes": {"bearer": {
                 "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                "description": "An HS256 access token signed with `auth_secret` (only when access control is on).",
+                "description": "An HS256 access token signed with `access.secret` (only when access control is on).",
             }},
         },
     }
@@ -390,7 +392,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
 
 async def openapi(request: web.Request) -> web.Response:
     """GET /rest-api/openapi.json."""
-    return web.json_response(openapi_document(request.app[SERVICES].settings))
+    return web.json_response(openapi_document(request.app[NODE].settings))
 
 
 def add_openapi_route(app: web.Application) -> None:

@@ -4,7 +4,7 @@ Bodies are validated with msgspec at the edge; a bad one gets 400 naming the fie
 unknown field included (a typo in a filter must not widen it). A body must be sent as
 `application/json` (415 otherwise): a page of another site can POST `text/plain` without
 asking anyone (no CORS preflight), but not JSON. Access refusals are raised and answered by
-`guard.access_refusals`, which the apps install.
+`web/errors.py`'s middleware, which the apps install.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from aiohttp import web
 
 from streamsnap.access import Grant, Right
 from streamsnap.protocol.constants import Info
-from streamsnap.reasons import SnapshotError
+from streamsnap.service.node import Node
 from streamsnap.streams import StreamRecord
 from streamsnap.web.catalog import describe_wcs
-from streamsnap.web.errors import json_error, snapshot_error
+from streamsnap.web.errors import BadRequest, json_error
 from streamsnap.web.guard import authorize, http_requester, request_grant
-from streamsnap.web.services import SERVICES, Services
+from streamsnap.web.node import NODE
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +76,6 @@ class SnapshotAnswer(msgspec.Struct, frozen=True):
     "The PNG, base64."
 
 
-class BadBody(Exception):
-    """The request body is not what the method takes; `field` names the culprit when there is one."""
-
-    def __init__(self, message: str, field: str | None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
-
-
 JSON_TYPE = "application/json"
 
 
@@ -94,49 +85,44 @@ Body = TypeVar("Body")
 
 
 async def read_body(request: web.Request, kind: type[Body], *, empty_ok: bool) -> Body:
-    """The JSON body as `kind`; raises `BadBody`."""
+    """The JSON body as `kind`; raises `BadRequest` (400 naming the field, 415 for a body not sent as JSON)."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise BadBody(f"body larger than {MAX_BODY_BYTES} bytes", None)
+        raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
     raw = await request.read()  # bounded by the application's client_max_size (413 above it)
     if len(raw) > MAX_BODY_BYTES:
-        raise BadBody(f"body larger than {MAX_BODY_BYTES} bytes", None)
+        raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
     if (raw or "Content-Type" in request.headers) and request.content_type != JSON_TYPE:
-        raise BadBody(f"the body must be sent as {JSON_TYPE}", None, status=415)
+        raise BadRequest(f"the body must be sent as {JSON_TYPE}", status=415)
     if not raw.strip():
         if not empty_ok:
-            raise BadBody("a JSON object body is required", None)
+            raise BadRequest("a JSON object body is required")
         raw = b"{}"
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
         match = _FIELD_IN_ERROR.search(str(exc))
         field = (match.group(1) or match.group(2)) if match else None
-        raise BadBody(str(exc), field) from None
+        raise BadRequest(str(exc), field) from None
     except msgspec.DecodeError as exc:
-        raise BadBody(f"body is not JSON: {exc}", None) from None
-
-
-def bad_body(exc: BadBody) -> web.Response:
-    """The answer to a body `read_body` refused: 400 with the field, or 415 for a body not sent as JSON."""
-    return json_error(exc.status, str(exc), field=exc.field)
+        raise BadRequest(f"body is not JSON: {exc}") from None
 
 
 def _json(value: object, status: int = 200) -> web.Response:
     return web.Response(body=msgspec.json.encode(value), status=status, content_type="application/json")
 
 
-async def _matching(services: Services, grant: Grant, wanted: StreamFilter) -> list[StreamRecord]:
+async def _matching(node: Node, grant: Grant, wanted: StreamFilter) -> list[StreamRecord]:
     """The live streams the grant may see that match `wanted` (streams it may not see do not exist for it)."""
-    return [record for record in await services.registry.all() if grant.sees(record.name) and wanted.matches(record)]
+    return [record for record in await node.registry.all() if grant.sees(record.name) and wanted.matches(record)]
 
 
 async def _found(request: web.Request, grant: Grant, wanted: StreamFilter) -> web.Response:
     """The streams the grant sees that match `wanted`, described as WCS does; 404 when there is none."""
-    services = request.app[SERVICES]
-    streams = await _matching(services, grant, wanted)
+    node = request.app[NODE]
+    streams = await _matching(node, grant, wanted)
     if not streams:
         return json_error(404, Info.STREAM_NOT_FOUND)
-    return _json([describe_wcs(record, services.sources.stats(record.name, record.lease)) for record in streams])
+    return _json([describe_wcs(record, node.sources.stats(record.name, record.lease)) for record in streams])
 
 
 async def find_all(request: web.Request) -> web.Response:
@@ -147,10 +133,7 @@ async def find_all(request: web.Request) -> web.Response:
 async def find(request: web.Request) -> web.Response:
     """POST /rest-api/stream/find: the live streams matching the body's fields; 404 when none does."""
     grant = request_grant(request)
-    try:
-        wanted = await read_body(request, StreamFilter, empty_ok=True)
-    except BadBody as exc:
-        return bad_body(exc)
+    wanted = await read_body(request, StreamFilter, empty_ok=True)
     return await _found(request, grant, wanted)
 
 
@@ -161,23 +144,20 @@ async def terminate(request: web.Request) -> web.Response:
     With access control on, the token needs the "manage" right on every matching stream it can see
     (403 and nothing ended otherwise).
     """
-    services = request.app[SERVICES]
+    node = request.app[NODE]
     grant = request_grant(request)
-    try:
-        wanted = await read_body(request, StreamFilter, empty_ok=True)
-    except BadBody as exc:
-        return bad_body(exc)
+    wanted = await read_body(request, StreamFilter, empty_ok=True)
     if wanted.empty:  # WCS ends every stream here; one careless or forged call must not
         return json_error(400, "a filter is required (name, mediaSessionId, mediaSessionIds, sessionId, "
                                "published or status)")
-    records = await _matching(services, grant, wanted)
+    records = await _matching(node, grant, wanted)
     if not records:
         return json_error(404, Info.STREAM_NOT_FOUND)
     for record in records:  # every check before any stream is ended
         await authorize(request, grant, Right.MANAGE, record.name)
     for record in records:
         logger.info("stream %s terminated by REST", record.name, extra={"stream": record.name})
-    ended = await asyncio.gather(*(services.publishing.terminate(record) for record in records))
+    ended = await asyncio.gather(*(node.publishing.terminate(record) for record in records))
     if not any(ended):
         return json_error(404, Info.STREAM_NOT_FOUND)
     return web.Response(status=200)
@@ -185,21 +165,15 @@ async def terminate(request: web.Request) -> web.Response:
 
 async def snapshot(request: web.Request) -> web.Response:
     """POST /rest-api/stream/snapshot {streamName}: 200 {data: base64 PNG}; else the status of the failure's reason."""
-    services = request.app[SERVICES]
+    node = request.app[NODE]
     grant = request_grant(request)
-    try:
-        body = await read_body(request, SnapshotBody, empty_ok=False)
-    except BadBody as exc:
-        return bad_body(exc)
-    try:
-        picture = await services.snapshots.take(body.stream_name, http_requester(request, grant))
-    except SnapshotError as exc:
-        return snapshot_error(exc)
+    body = await read_body(request, SnapshotBody, empty_ok=False)
+    picture = await node.snapshots.take(body.stream_name, http_requester(request, grant))
     return _json(SnapshotAnswer(base64.b64encode(picture.snapshot.data).decode()))
 
 
 def add_rest_routes(app: web.Application) -> None:
-    """Route the WCS REST methods of `app` (whose `SERVICES` must be set)."""
+    """Route the WCS REST methods of `app`."""
     app.router.add_post("/rest-api/stream/find_all", find_all)
     app.router.add_get("/rest-api/stream/find_all", find_all)
     app.router.add_post("/rest-api/stream/find", find)

@@ -1,10 +1,10 @@
-"""WCS REST for RTSP cameras: `/rest-api/rtsp/startup`, `/find_all` and `/terminate`, and the pulls' lifecycle.
+"""WCS REST for RTSP cameras: `/rest-api/rtsp/startup`, `/find_all` and `/terminate`.
 
 Bodies as WCS names them: startup `{"uri": "rtsp://…", "toStream": "name"}` (`toStream`
 optional: the url without credentials is the stream name then; `transport` "tcp"/"udp" is
 streamsnap's own), terminate `{"uri"}` or `{"toStream"}`. startup answers once the camera
 publishes: 200 with the pull, 409 when that stream is pulled already, else the status and
-words of the reason (`web/errors.py`). Listings show urls without credentials.
+words of the reason (answered by `web/errors.py`). Listings show urls without credentials.
 
 Rights (with access control on): startup and terminate need `pull` on the stream name;
 find_all lists the pulls the token may see.
@@ -12,24 +12,20 @@ find_all lists the pulls the token may see.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
 
-from streamsnap.access import OPEN_GRANT, Right
+from streamsnap.access import Right
 from streamsnap.protocol.constants import Info
 from streamsnap.reasons import PublishError, SnapshotError, StreamEnd
 from streamsnap.service.cameras import CameraPulls, PullInfo, picture_failure
-from streamsnap.web.errors import json_error, snapshot_error
+from streamsnap.web.errors import json_error
 from streamsnap.web.guard import authorize, request_grant
-from streamsnap.web.rest import BadBody, bad_body, read_body
-from streamsnap.web.services import SERVICES
-from streamsnap.web.wcs import STREAM_END_INFO
+from streamsnap.web.node import NODE
+from streamsnap.web.rest import read_body
 
 logger = logging.getLogger(__name__)
 
@@ -75,29 +71,20 @@ def _json(value: object, status: int = 200) -> web.Response:
 
 
 def _cameras(request: web.Request) -> CameraPulls:
-    cameras = request.app[SERVICES].cameras
-    assert cameras is not None
-    return cameras
-
-
-def _refusal(reason: StreamEnd) -> web.Response:
-    if reason is StreamEnd.NAME_IN_USE:
-        return json_error(409, STREAM_END_INFO[reason], reason=reason.value)
-    return snapshot_error(SnapshotError(picture_failure(reason)))
+    return request.app[NODE].cameras
 
 
 async def startup(request: web.Request) -> web.Response:
     """POST /rest-api/rtsp/startup {uri, toStream?, transport?}: pull the camera; 200 once it publishes."""
     grant = request_grant(request)
-    try:
-        body = await read_body(request, StartupBody, empty_ok=False)
-    except BadBody as exc:
-        return bad_body(exc)
+    body = await read_body(request, StartupBody, empty_ok=False)
     hook_fields = {"clientAddress": request.remote, "origin": request.headers.get("Origin"), "source": "http"}
     try:
         pull = await _cameras(request).start(body.uri, body.to_stream, grant, hook_fields, body.transport)
     except PublishError as exc:
-        return _refusal(exc.reason)
+        if exc.reason is StreamEnd.NAME_IN_USE:
+            raise
+        raise SnapshotError(picture_failure(exc.reason)) from None  # the camera's failure, as a picture's
     return _json(describe(pull))
 
 
@@ -113,10 +100,7 @@ async def find_all(request: web.Request) -> web.Response:
 async def terminate(request: web.Request) -> web.Response:
     """POST /rest-api/rtsp/terminate {uri} or {toStream}: stop that pull; 200, or 404 when there is none."""
     grant = request_grant(request)
-    try:
-        body = await read_body(request, TargetBody, empty_ok=False)
-    except BadBody as exc:
-        return bad_body(exc)
+    body = await read_body(request, TargetBody, empty_ok=False)
     target = body.to_stream or body.uri
     if not target:
         return json_error(400, "uri or toStream is required", field="uri")
@@ -132,25 +116,8 @@ async def terminate(request: web.Request) -> web.Response:
 
 
 def add_rtsp_routes(app: web.Application) -> None:
-    """Route the WCS RTSP REST methods of `app` (whose `SERVICES` must be set)."""
+    """Route the WCS RTSP REST methods of `app`."""
     app.router.add_post("/rest-api/rtsp/startup", startup)
     app.router.add_post("/rest-api/rtsp/find_all", find_all)
     app.router.add_get("/rest-api/rtsp/find_all", find_all)
     app.router.add_post("/rest-api/rtsp/terminate", terminate)
-
-
-async def run_cameras(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: pull the configured cameras and stop idle pulls while the app runs; stop every pull after."""
-    services = app[SERVICES]
-    cameras = services.cameras
-    if cameras is None:
-        yield
-        return
-    for camera in services.settings.cameras:
-        cameras.start_camera(camera.name, camera.uri, camera.transport, OPEN_GRANT)
-    idle = asyncio.ensure_future(cameras.watch_idle())
-    yield
-    idle.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await idle
-    await cameras.close()

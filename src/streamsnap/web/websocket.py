@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from streamsnap import __version__
 from streamsnap.access import OPEN_GRANT, AccessDenied, Grant
 from streamsnap.logs import ContextAdapter
 from streamsnap.media.webrtc import WebRtcSource
@@ -30,9 +31,10 @@ from streamsnap.protocol.session import (
     TakeSnapshot,
 )
 from streamsnap.reasons import SnapshotError, StreamEnd
+from streamsnap.service.node import Node
 from streamsnap.service.publishing import PublishRequest
 from streamsnap.service.snapshots import Requester
-from streamsnap.web.services import Services
+from streamsnap.tasks import cancel_and_wait
 from streamsnap.web.wcs import SNAPSHOT_INFO, STREAM_END_INFO, UNPUBLISHED_ENDS
 
 logger = logging.getLogger(__name__)
@@ -43,9 +45,9 @@ TICK_SECONDS = 1.0
 class SessionRunner:
     """Carries one WebSocket's session: decodes frames, runs the actions, owns its tasks."""
 
-    def __init__(self, ws: web.WebSocketResponse, services: Services, remote: str, origin: str | None = None) -> None:
+    def __init__(self, ws: web.WebSocketResponse, node: Node, remote: str, origin: str | None = None) -> None:
         self.ws = ws
-        self.services = services
+        self.node = node
         self.remote = remote
         self.origin = origin
         self.grant: Grant = OPEN_GRANT
@@ -55,12 +57,11 @@ class SessionRunner:
         self.session = Session(
             session_id=secrets.token_hex(8),
             auth_token=secrets.token_urlsafe(16),
-            now=services.clock(),
-            config=services.session_config,
+            now=node.clock(),
+            config=node.settings.signaling,
+            server_version=__version__,
         )
         self.log = ContextAdapter(logger, {"session": self.session.session_id})
-        self._publishes: dict[str, asyncio.Task[None]] = {}
-        "Publish tasks by stream id (each runs one stream in the publishing service)."
         self._tasks: set[asyncio.Task[None]] = set()
         self.snapshot_tasks: set[asyncio.Task[None]] = set()
         "Snapshot requests being served (a stopping server lets them finish)."
@@ -73,7 +74,7 @@ class SessionRunner:
         self._spawn(self._keepalive())
         try:
             async for frame in self.ws:
-                now = self.services.clock()
+                now = self.node.clock()
                 if frame.type is WSMsgType.TEXT:
                     actions = await self._receive_text(frame.data, now)
                 elif frame.type is WSMsgType.BINARY:
@@ -112,22 +113,29 @@ class SessionRunner:
 
     async def _authorize_connect(self, connect: msg.Connect) -> None:
         self.custom = dict(connect.custom or {})
-        self.grant = await self.services.access.connect(connect.auth_token, self._hook_fields())
+        self.grant = await self.node.access.connect(connect.auth_token, self._hook_fields())
 
     def _hook_fields(self, **extra: Any) -> dict[str, Any]:
         return {"sessionId": self.session.session_id, "clientAddress": self.remote, "origin": self.origin,
                 "custom": self.custom, **extra}
 
-    async def shutdown(self, info: str) -> None:
+    async def shutdown(self, reason: StreamEnd) -> None:
         """The server stops: tell the client about each of its streams, then close."""
-        await self.execute(self.session.shutting_down(info))
+        await self.execute(self.session.shutting_down(STREAM_END_INFO[reason]))
+
+    @property
+    def pictures_in_flight(self) -> int:
+        """Snapshot requests being served."""
+        return len(self.snapshot_tasks)
+
+    async def finish(self) -> None:
+        """Until the snapshot requests being served are answered."""
+        while self.snapshot_tasks:
+            await asyncio.wait(list(self.snapshot_tasks))
 
     async def shutdown_tasks(self) -> None:
         """Cancel and await everything this session started."""
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
 
     async def execute(self, actions: list[Action]) -> None:
         """Carry out the session's actions in order."""
@@ -135,7 +143,7 @@ class SessionRunner:
             if isinstance(action, Send):
                 await self._send(action)
             elif isinstance(action, StartPublish):
-                self._publishes[action.stream_id] = self._spawn(self._publish(action))
+                self._publish(action)
             elif isinstance(action, StopPublish):
                 await self._stop_publish(action)
             elif isinstance(action, TakeSnapshot):
@@ -167,30 +175,29 @@ class SessionRunner:
         while not self.ws.closed:
             await asyncio.sleep(TICK_SECONDS)
             if not self._logging_in:
-                await self.execute(self.session.tick(self.services.clock()))
+                await self.execute(self.session.tick(self.node.clock()))
 
-    async def _publish(self, action: StartPublish) -> None:
-        ingest, offer = self.services.ingest, action.sdp
+    def _publish(self, action: StartPublish) -> None:
+        settings, offer = self.node.settings, action.sdp
         request = PublishRequest(
             name=action.name, media_session_id=action.stream_id, grant=self.grant,
-            make_source=lambda name: WebRtcSource(name, ingest, offer),
+            make_source=lambda name: WebRtcSource(name, settings.webrtc, settings.gop, offer),
             owner_session=self.session.session_id, has_audio=action.has_audio, hook_fields=self._hook_fields(),
         )
-        await self.services.publishing.publish(request, _SessionPublisher(self, action.stream_id))
+        self.node.publishing.start(request, _SessionPublisher(self, action.stream_id))
 
     async def _stop_publish(self, action: StopPublish) -> None:
-        """The session is done with the stream: stop its publish task (which releases it) unless it is ending."""
-        task = self._publishes.pop(action.stream_id, None)
-        if task is None or task is asyncio.current_task() or task.done():
+        """The session is done with the stream: stop its publish (which releases it) unless it is ending."""
+        publication = self.node.publishing.handle(self.session.session_id, action.stream_id)
+        if publication is None or publication.done or publication.task is asyncio.current_task():
             return
         self.log.info("stream %s stopped: %s", action.name, action.info, extra={"stream": action.name})
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await publication.stop()
 
     async def _snapshot(self, action: TakeSnapshot) -> None:
         requester = Requester(self.grant, self.remote, self._hook_fields(mediaSessionId=action.request_id))
         try:
-            picture = await self.services.snapshots.take(action.name, requester)
+            picture = await self.node.snapshots.take(action.name, requester)
         except SnapshotError as exc:
             actions = self.session.snapshot_failed(action.request_id, action.name, SNAPSHOT_INFO[exc.reason])
         else:

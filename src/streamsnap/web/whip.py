@@ -15,57 +15,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from streamsnap.access import AccessDenied, Right
 from streamsnap.media.webrtc import WebRtcSource
-from streamsnap.reasons import StreamEnd
+from streamsnap.reasons import PublishError, StreamEnd
 from streamsnap.service.publishing import PublishRequest
 from streamsnap.streams import RegistryUnavailable, SourceKind
 from streamsnap.web.errors import json_error
 from streamsnap.web.guard import http_requester, request_grant
-from streamsnap.web.services import SERVICES
-from streamsnap.web.wcs import STREAM_END_INFO
+from streamsnap.web.node import NODE
 
 logger = logging.getLogger(__name__)
 
 SDP = "application/sdp"
-DELETE_WAIT = 5.0
-"Seconds a DELETE waits for the stream's release."
 ENDPOINT_METHODS = "POST, OPTIONS"
 SESSION_METHODS = "DELETE, OPTIONS"
-
-PUBLISH_STATUS: dict[StreamEnd, int] = {
-    StreamEnd.NAME_IN_USE: 409,
-    StreamEnd.TOO_MANY_STREAMS: 503,
-    StreamEnd.RESTRICTED: 403,
-    StreamEnd.SHUTTING_DOWN: 503,
-    StreamEnd.INVALID_SDP: 400,
-    StreamEnd.NO_COMMON_CODECS: 400,
-    StreamEnd.SUBJECT_BUSY: 429,
-}
-"The HTTP status of a refused WHIP offer (any other reason: 500)."
-
-
-@dataclass
-class WhipSession:
-    """One WHIP publish: its stream name and the task running it."""
-
-    name: str
-    task: asyncio.Task[StreamEnd]
-
-
-@dataclass
-class WhipSessions:
-    """The WHIP sessions of one application, by session id."""
-
-    sessions: dict[str, WhipSession] = field(default_factory=dict)
-
-
-WHIP_SESSIONS = web.AppKey("whip_sessions", WhipSessions)
-
 
 class _WhipPublisher:
     """Hears the first outcome of the offer: the SDP answer, or why the publish was refused."""
@@ -85,11 +51,6 @@ class _WhipPublisher:
             self.outcome.set_result(reason)
 
 
-def _refusal(reason: StreamEnd) -> web.Response:
-    return json_error(PUBLISH_STATUS.get(reason, 500), STREAM_END_INFO.get(reason, reason.value),
-                      reason=reason.value)
-
-
 async def publish(request: web.Request) -> web.Response:
     """POST /whip/{name}: publish the offer's media as stream `name`; 201 with the SDP answer."""
     name = request.match_info["name"]
@@ -98,27 +59,24 @@ async def publish(request: web.Request) -> web.Response:
     grant = request_grant(request)
     offer = (await request.read()).decode("utf-8", "replace")
     if not offer.strip():
-        return _refusal(StreamEnd.INVALID_SDP)
-    services = request.app[SERVICES]
-    sessions = request.app[WHIP_SESSIONS].sessions
+        raise PublishError(StreamEnd.INVALID_SDP)
+    node = request.app[NODE]
     session_id = secrets.token_urlsafe(16)
-    ingest = services.ingest
     listener = _WhipPublisher()
+    settings = node.settings
     publish_request = PublishRequest(
         name=name, media_session_id=session_id, grant=grant, kind=SourceKind.WHIP,
-        make_source=lambda stream: WebRtcSource(stream, ingest, offer, kind=SourceKind.WHIP),
+        make_source=lambda stream: WebRtcSource(stream, settings.webrtc, settings.gop, offer, kind=SourceKind.WHIP),
         hook_fields={**http_requester(request, grant).hook_fields, "source": "whip"},
     )
-    task = asyncio.ensure_future(services.publishing.publish(publish_request, listener))
-    sessions[session_id] = WhipSession(name, task)
-    task.add_done_callback(lambda _: sessions.pop(session_id, None))
+    publication = node.publishing.start(publish_request, listener)
     try:
         outcome = await asyncio.shield(listener.outcome)
     except asyncio.CancelledError:  # the client went away before its answer
-        task.cancel()
+        await publication.stop()
         raise
     if isinstance(outcome, StreamEnd):
-        return _refusal(outcome)
+        raise PublishError(outcome)
     location = request.url.with_path(f"/whip/{name}/{session_id}", encoded=False).with_query(None)
     logger.info("WHIP publish of %s from %s: session %s", name, request.remote, session_id,
                 extra={"stream": name})
@@ -127,30 +85,22 @@ async def publish(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    """DELETE /whip/{name}/{session}: end the stream of that session; 200."""
+    """DELETE /whip/{name}/{session}: end the stream of that session, on whichever node runs it; 200.
+
+    The stream's record says which node (or worker: `serve --workers` shares the port) runs it.
+    """
     name, session_id = request.match_info["name"], request.match_info["session"]
     grant = request_grant(request)
     if not grant.allows(Right.PUBLISH, name):
         raise AccessDenied(f"no publish right on {name}")
-    session = request.app[WHIP_SESSIONS].sessions.get(session_id)
-    if session is None or session.name != name:
-        # Another node or worker (`serve --workers` shares the port) may run it: its record says.
-        return await _delete_elsewhere(request, name, session_id)
-    logger.info("WHIP session %s of %s deleted", session_id, name, extra={"stream": name})
-    session.task.cancel()
-    await asyncio.wait([session.task], timeout=DELETE_WAIT)
-    return web.Response(status=200)
-
-
-async def _delete_elsewhere(request: web.Request, name: str, session_id: str) -> web.Response:
-    services = request.app[SERVICES]
+    node = request.app[NODE]
     try:
-        record = await services.registry.lookup(name)
+        record = await node.registry.lookup(name)
     except RegistryUnavailable:
         return json_error(503, "the stream directory cannot be reached", headers={"Retry-After": "1"})
     if record is None or record.kind is not SourceKind.WHIP or record.media_session_id != session_id:
         return json_error(404, "no such WHIP session")
-    if not await services.publishing.terminate(record, StreamEnd.STOPPED_BY_PUBLISHER):
+    if not await node.publishing.terminate(record, StreamEnd.STOPPED_BY_PUBLISHER):
         return json_error(404, "no such WHIP session")
     logger.info("WHIP session %s of %s deleted (on node %s)", session_id, name, record.node, extra={"stream": name})
     return web.Response(status=200)
@@ -181,19 +131,8 @@ async def options_session(request: web.Request) -> web.Response:
     return web.Response(status=204, headers={"Allow": SESSION_METHODS})
 
 
-async def _end_sessions(app: web.Application) -> None:
-    """On shutdown: end every WHIP stream."""
-    tasks = [session.task for session in app[WHIP_SESSIONS].sessions.values()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=DELETE_WAIT)
-
-
 def add_whip_routes(app: web.Application) -> None:
     """The WHIP endpoint and session resources."""
-    app[WHIP_SESSIONS] = WhipSessions()
-    app.on_shutdown.append(_end_sessions)
     app.router.add_post("/whip/{name}", publish)
     app.router.add_patch("/whip/{name}", patch_endpoint)
     app.router.add_route("OPTIONS", "/whip/{name}", options_endpoint)

@@ -27,7 +27,8 @@ from urllib.parse import quote
 import aiohttp
 
 from streamsnap.access import OPEN_GRANT, signed_json_request
-from streamsnap.media.imaging import ImageFormat, ImageSpec
+from streamsnap.config import ThumbnailSettings
+from streamsnap.picture import ImageFormat, ImageSpec
 from streamsnap.reasons import SnapshotError
 from streamsnap.service.snapshots import Requester, SnapshotService
 from streamsnap.streams import StreamRecord
@@ -37,26 +38,6 @@ logger = logging.getLogger(__name__)
 WEBHOOK_TIMEOUT_SECONDS = 5.0
 THUMBNAILER = Requester(OPEN_GRANT, None, {"source": "thumbnails"})
 "The server's own requests: every right, no per-client limit."
-
-
-@dataclass(frozen=True)
-class ThumbnailSettings:
-    """What the thumbnailer does."""
-
-    interval: float
-    "Seconds between rounds."
-    directory: Path
-    width: int | None = None
-    "Thumbnail width, height keeping the aspect; None: the stream's size."
-    quality: int = 80
-    history: int = 0
-    "Older pictures kept per stream; 0: only the current one."
-    webhook: str = ""
-    "URL to POST `{name, path, taken_at}` to after each picture; empty: none."
-    remove_ended: bool = False
-    "Remove a stream's files (and its history folder) at the first round after it ended."
-    webhook_secret: str = ""
-    "HMAC-SHA256 key the webhook bodies are signed with (X-Streamsnap-Signature), like the backend hooks."
 
 
 @dataclass(frozen=True)
@@ -121,9 +102,12 @@ def remove(directory: Path, name: str) -> None:
 class Thumbnailer:
     """Runs the rounds until cancelled."""
 
-    def __init__(self, settings: ThumbnailSettings, snapshots: SnapshotService,
+    def __init__(self, settings: ThumbnailSettings, webhook_secret: str, snapshots: SnapshotService,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.settings = settings
+        self.directory = Path(settings.dir)
+        self.webhook_secret = webhook_secret
+        "HMAC-SHA256 key the webhook bodies are signed with (X-Streamsnap-Signature), as the backend hooks are."
         self.snapshots = snapshots
         self.wall_clock = wall_clock
         self.written = 0
@@ -156,12 +140,12 @@ class Thumbnailer:
         for name in ended:  # ended, or published again: the old picture is not this stream's
             del self._latest[name]
             if self.settings.remove_ended and name not in live:
-                await asyncio.to_thread(remove, self.settings.directory, name)
+                await asyncio.to_thread(remove, self.directory, name)
                 logger.info("thumbnail of %s removed: the stream ended", name, extra={"stream": name})
         await asyncio.gather(*(self._one(record) for record in streams))
 
     async def _one(self, stream: StreamRecord) -> None:
-        spec = ImageSpec(format=ImageFormat.JPEG, width=self.settings.width, quality=self.settings.quality)
+        spec = ImageSpec(format=ImageFormat.JPEG, width=self.settings.width or None, quality=self.settings.quality)
         try:
             # A picture up to one interval old is as good as a new one for a thumbnail.
             taken = await self.snapshots.take(stream.name, THUMBNAILER, spec,
@@ -175,7 +159,7 @@ class Thumbnailer:
                                               stream.lease)
         taken_at = self.wall_clock()
         try:
-            path = await asyncio.to_thread(store, self.settings.directory, stream.name, picture.data, taken_at,
+            path = await asyncio.to_thread(store, self.directory, stream.name, picture.data, taken_at,
                                            self.settings.history)
         except OSError as exc:
             logger.warning("thumbnail of %s not written: %s", stream.name, exc, extra={"stream": stream.name})
@@ -189,7 +173,7 @@ class Thumbnailer:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_SECONDS))
         body = {"name": name, "path": str(path),
                 "taken_at": taken_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
-        data, headers = signed_json_request(self.settings.webhook_secret, body)
+        data, headers = signed_json_request(self.webhook_secret, body)
         try:
             async with self._http.post(self.settings.webhook, data=data, headers=headers,
                                        allow_redirects=False) as response:

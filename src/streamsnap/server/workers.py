@@ -10,7 +10,6 @@ environment, forwards SIGINT/SIGTERM, and starts again a worker that died.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import secrets
@@ -18,10 +17,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
-from streamsnap.config import ENV_PREFIX, Settings
-from streamsnap.web.catalog import node_name
+from streamsnap.config import ENV_PREFIX, Settings, flat_values
+from streamsnap.server.node import node_name
 
 logger = logging.getLogger(__name__)
 
@@ -40,26 +40,35 @@ def _environment_value(value: object) -> str:
 
 def worker_environment(settings: Settings, number: int, secret: str) -> dict[str, str]:
     """The environment of worker `number`: every setting, with what must differ between workers."""
-    env = dict(os.environ)
-    for field in dataclasses.fields(Settings):
-        env[ENV_PREFIX + field.name.upper()] = _environment_value(getattr(settings, field.name))
-    base = node_name(settings.node_name)
+    # The settings as resolved here replace whatever names the supervisor's environment gave them by.
+    env = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
+    for declaration, value in flat_values(settings):
+        if declaration.path != "cameras":  # tables: the workers read them from the config file
+            env[declaration.env] = _environment_value(value)
+    cluster = settings.cluster
     env.update({
         WORKER_ENV: str(number),
-        ENV_PREFIX + "WORKERS": "1",
-        ENV_PREFIX + "NODE_NAME": f"{base}-{number}",
+        ENV_PREFIX + "NODE_WORKERS": "1",
+        ENV_PREFIX + "NODE_NAME": f"{node_name(settings.node.name)}-{number}",
         ENV_PREFIX + "CLUSTER_SECRET": secret,
         # Each worker needs a cluster listener of its own.
-        ENV_PREFIX + "CLUSTER_PORT": str(settings.cluster_port + number - 1) if settings.cluster_port else "0",
-        ENV_PREFIX + "ADVERTISE_URL": "",
+        ENV_PREFIX + "CLUSTER_PORT": str(cluster.port + number - 1) if cluster.port else "0",
+        ENV_PREFIX + "CLUSTER_ADVERTISE_URL": "",
     })
     return env
 
 
-def supervise(settings: Settings) -> int:
-    """Run `settings.workers` workers until SIGINT/SIGTERM; return the exit status."""
-    secret = settings.cluster_secret or secrets.token_hex(24)
+def supervise(settings: Settings, config_file: Path | None = None) -> int:
+    """Run `node.workers` workers until SIGINT/SIGTERM; return the exit status.
+
+    Each worker reads `config_file` for the `[[cameras]]` it holds (every worker pulls each camera;
+    the cluster lets one hold its name, the others try again until it ends); every other setting
+    comes through the environment, as resolved here.
+    """
+    secret = settings.cluster.secret or secrets.token_hex(24)
     command = [sys.executable, "-m", "streamsnap", "serve"]
+    if config_file is not None:
+        command += ["--config", str(config_file)]
     workers: dict[int, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -75,8 +84,9 @@ def supervise(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print(f"streamsnap: {settings.workers} workers on port {settings.port}, coordinated through Redis", flush=True)
-    for number in range(1, settings.workers + 1):
+    print(f"streamsnap: {settings.node.workers} workers on port {settings.http.port}, coordinated through Redis",
+          flush=True)
+    for number in range(1, settings.node.workers + 1):
         start(number)
     while True:
         for number, process in list(workers.items()):

@@ -15,14 +15,10 @@ import logging
 import os
 import secrets
 import urllib.parse
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import cast
 
-from aiohttp import web
-
 from streamsnap.access import AccessDenied
-from streamsnap.media.rtmp import RtmpSettings, RtmpSource
+from streamsnap.media.rtmp import RtmpSource
 from streamsnap.protocol.rtmp import (
     HANDSHAKE_SIZE,
     AudioData,
@@ -36,9 +32,9 @@ from streamsnap.protocol.rtmp import (
     VideoData,
 )
 from streamsnap.reasons import StreamEnd
-from streamsnap.service.publishing import PublishRequest
+from streamsnap.service.node import Node
+from streamsnap.service.publishing import PublishHandle, PublishRequest
 from streamsnap.streams import SourceKind
-from streamsnap.web.services import SERVICES, Services
 from streamsnap.web.wcs import STREAM_END_INFO
 
 logger = logging.getLogger(__name__)
@@ -46,26 +42,12 @@ logger = logging.getLogger(__name__)
 TOKEN_PARAMETERS = ("token", "access_token")
 "Query parameters of the stream key (or of the app) that may carry the access token."
 MAX_NAME_LENGTH = 256
-SHUTDOWN_WAIT = 5.0
 
 REFUSAL_CODES: dict[StreamEnd, str] = {
     StreamEnd.NAME_IN_USE: "NetStream.Publish.BadName",
     StreamEnd.RESTRICTED: "NetStream.Publish.Denied",
 }
 "The `onStatus` code of a refused publish (others: NetStream.Publish.Failed); the description is the WCS info."
-
-
-@dataclass(frozen=True)
-class RtmpListenerSettings:
-    """The limits of the RTMP listener."""
-
-    max_connections: int = 100
-    handshake_timeout: float = 10.0
-    "Seconds from accept to a publish."
-    idle_timeout: float = 30.0
-    "Seconds a connection may send nothing."
-    limits: RtmpLimits = field(default_factory=RtmpLimits)
-    source: RtmpSettings = field(default_factory=RtmpSettings)
 
 
 def stream_key(app: str, key: str) -> tuple[str, str | None]:
@@ -77,11 +59,13 @@ def stream_key(app: str, key: str) -> tuple[str, str | None]:
 
 
 class RtmpServer:
-    """The RTMP listener of one server: its socket and live connections."""
+    """The RTMP listener of one node: its socket and live connections."""
 
-    def __init__(self, services: Services, settings: RtmpListenerSettings) -> None:
-        self.services = services
-        self.settings = settings
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.settings = node.settings.rtmp
+        self.limits = RtmpLimits(max_chunk_size=self.settings.max_chunk_size,
+                                 max_message_size=self.settings.max_message_bytes)
         self.connections: set[RtmpPublisher] = set()
         self.refused_connections = 0
         self._server: asyncio.Server | None = None
@@ -100,16 +84,16 @@ class RtmpServer:
                                                 reuse_port=reuse_port or None)
         logger.info("RTMP listening on %s:%d", host, self.port)
 
-    async def stop(self) -> None:
-        """Stop listening; end every stream (shutting down) and close every connection."""
+    def stop_listening(self) -> None:
+        """Take no new connection (the node's drain ends the streams of those held)."""
         if self._server is not None:
             self._server.close()
-        connections = list(self.connections)
-        for connection in connections:
-            await connection.shutdown()
-        tasks = [c.publish_task for c in connections if c.publish_task is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT)
+
+    async def close(self) -> None:
+        """Close every connection still held (their streams ended with the node)."""
+        self.stop_listening()
+        for connection in list(self.connections):
+            connection.close()
 
 
 class RtmpPublisher(asyncio.Protocol):
@@ -117,11 +101,11 @@ class RtmpPublisher(asyncio.Protocol):
 
     def __init__(self, server: RtmpServer) -> None:
         self.server = server
-        self.connection = RtmpConnection(server.settings.limits, random=os.urandom(HANDSHAKE_SIZE - 8))
+        self.connection = RtmpConnection(server.limits, random=os.urandom(HANDSHAKE_SIZE - 8))
         self.transport: asyncio.Transport | None = None
         self.address = "unknown"
         self.source: RtmpSource | None = None
-        self.publish_task: asyncio.Task[StreamEnd] | None = None
+        self.publication: PublishHandle | None = None
         self._started = False
         self._app = ""
         self._stream_id = 0
@@ -162,8 +146,8 @@ class RtmpPublisher(asyncio.Protocol):
             self._timer.cancel()
         if self.source is not None:
             self.source.publisher_left(StreamEnd.DISCONNECTED)
-        elif self.publish_task is not None and not self.publish_task.done():
-            self.publish_task.cancel()
+        elif self.publication is not None:
+            self.publication.stop_soon(StreamEnd.DISCONNECTED)
 
     # -- events --
 
@@ -177,27 +161,28 @@ class RtmpPublisher(asyncio.Protocol):
             self._app = event.app
         elif isinstance(event, PublishRequested):
             self._stream_id = event.stream_id
-            self.publish_task = asyncio.ensure_future(self._publish(event.stream_key))
+            self.publication = self._publish(event.stream_key)
         elif isinstance(event, PublishStopped):
             if self.source is not None:
                 self.source.publisher_left(StreamEnd.STOPPED_BY_PUBLISHER)
-            elif self.publish_task is not None:
-                self.publish_task.cancel()
+            elif self.publication is not None:
+                self.publication.stop_soon()
 
-    async def _publish(self, key: str) -> StreamEnd:
+    def _publish(self, key: str) -> PublishHandle | None:
+        """Start publishing as the stream key says; None when the key or its token is refused (told why)."""
         name, token = stream_key(self._app, key)
         log = logging.LoggerAdapter(logger, {"stream": name})
-        services = self.server.services
+        node = self.server.node
         if not name or len(name) > MAX_NAME_LENGTH:
             log.info("RTMP publish from %s refused: bad stream name %r", self.address, name[:80])
             self._refuse("NetStream.Publish.BadName", "bad stream name")
-            return StreamEnd.ERROR
+            return None
         try:
-            grant = services.access.tokens.grant(token)
+            grant = node.access.tokens.grant(token)
         except AccessDenied as exc:
             log.info("RTMP publish of %s from %s refused: %s", name, self.address, exc.detail)
             self._refuse(REFUSAL_CODES[StreamEnd.RESTRICTED], STREAM_END_INFO[StreamEnd.RESTRICTED])
-            return StreamEnd.RESTRICTED
+            return None
         log.info("RTMP publish of %s from %s (app %s)", name, self.address, self._app.partition("?")[0])
         request = PublishRequest(
             name=name, media_session_id=secrets.token_hex(8), grant=grant, make_source=self._make_source,
@@ -205,10 +190,10 @@ class RtmpPublisher(asyncio.Protocol):
             hook_fields={"sessionId": None, "clientAddress": self.address, "origin": None, "custom": {},
                          "source": "rtmp"},
         )
-        return await services.publishing.publish(request, self)
+        return node.publishing.start(request, self)
 
     def _make_source(self, name: str) -> RtmpSource:
-        self.source = RtmpSource(name, self.server.settings.source, on_start=self._accept,
+        self.source = RtmpSource(name, self.server.node.settings.gop, on_start=self._accept,
                                  disconnect=self._close)
         return self.source
 
@@ -261,7 +246,7 @@ class RtmpPublisher(asyncio.Protocol):
     def _check(self) -> None:
         """The clock's limits: a publish within `handshake_timeout`, never silent for `idle_timeout`."""
         now, settings = self._loop.time(), self.server.settings
-        if self.publish_task is None and now - self._accepted_at > settings.handshake_timeout:
+        if self.publication is None and now - self._accepted_at > settings.handshake_timeout:
             logger.info("RTMP connection from %s closed: no publish within %.0f s", self.address,
                         settings.handshake_timeout)
             self._close(abort=True)
@@ -271,55 +256,6 @@ class RtmpPublisher(asyncio.Protocol):
         else:
             self._schedule_check()
 
-    async def shutdown(self) -> None:
-        """The server stops: end the stream (its publisher is disconnected) or just close."""
-        if self.source is not None:
-            await self.source.close(StreamEnd.SHUTTING_DOWN)
-        elif self.publish_task is not None:
-            self.publish_task.cancel()
+    def close(self) -> None:
+        """The node stopped: close the connection."""
         self._close()
-
-
-@dataclass
-class RtmpListener:
-    """Where an application keeps its RTMP listener (set while it runs, when `rtmp_port` is set)."""
-
-    server: RtmpServer | None = None
-
-
-RTMP_LISTENER = web.AppKey("rtmp_listener", RtmpListener)
-
-
-def listener_settings(services: Services) -> RtmpListenerSettings:
-    """The RTMP listener's limits from the server's settings."""
-    settings = services.settings
-    return RtmpListenerSettings(
-        max_connections=settings.rtmp_max_connections,
-        handshake_timeout=settings.rtmp_handshake_timeout,
-        idle_timeout=settings.rtmp_idle_timeout,
-        limits=RtmpLimits(max_chunk_size=settings.rtmp_max_chunk_size,
-                          max_message_size=settings.rtmp_max_message_bytes),
-        source=RtmpSettings(gop_max_frames=settings.gop_max_frames, gop_max_bytes=settings.gop_max_bytes),
-    )
-
-
-def add_rtmp_listener(app: web.Application) -> None:
-    """Run the RTMP listener with `app` when `rtmp_port` is set."""
-    app[RTMP_LISTENER] = RtmpListener()
-    app.cleanup_ctx.append(_rtmp_listener)
-
-
-async def _rtmp_listener(app: web.Application) -> AsyncIterator[None]:
-    services = app[SERVICES]
-    settings = services.settings
-    if not settings.rtmp_port:
-        yield
-        return
-    server = RtmpServer(services, listener_settings(services))
-    await server.start(settings.rtmp_host or settings.host, settings.rtmp_port, reuse_port=settings.workers > 1)
-    app[RTMP_LISTENER].server = server
-    try:
-        yield
-    finally:
-        app[RTMP_LISTENER].server = None
-        await server.stop()

@@ -1,0 +1,1 @@
+"""The node: built from settings in one place, its listeners bound, its processes supervised."""

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamsnap.media.frames import h264_nal_types
-from streamsnap.media.rtmp import FlvError, RtmpSettings, RtmpSource, avcc_to_annex_b, parse_avc_config
+from streamsnap.media.h264 import H264Error, avcc_to_annex_b, nal_types, parse_avc_config
+from streamsnap.media.rtmp import RtmpSettings, RtmpSource
 from streamsnap.protocol.rtmp import (
     COMMAND_AMF0,
     HANDSHAKE_SIZE,
@@ -241,9 +241,9 @@ def test_avc_sequence_header_and_annex_b() -> None:
     assert (config.length_size, config.sps, config.pps) == (4, (SPS,), (PPS,))
     frame = struct.pack(">I", 3) + b"\x65\x88\x80" + struct.pack(">I", 2) + b"\x06\x05"
     assert avcc_to_annex_b(frame, 4) == [b"\x65\x88\x80", b"\x06\x05"]
-    with pytest.raises(FlvError):
+    with pytest.raises(H264Error):
         avcc_to_annex_b(struct.pack(">I", 99) + b"\x65", 4)
-    with pytest.raises(FlvError):
+    with pytest.raises(H264Error):
         parse_avc_config(b"\x01\x42\xc0\x1e\xff\xe1\x00\x50")
 
 
@@ -260,12 +260,28 @@ async def test_an_rtmp_source_turns_flv_tags_into_decodable_access_units() -> No
     group = source.video.group()
     assert [f.keyframe for f in group] == [True, False]
     assert group[0].data.startswith(b"\x00\x00\x00\x01" + SPS)
-    assert h264_nal_types(group[0].data) == {7, 8, 5}
+    assert nal_types(group[0].data) == {7, 8, 5}
     assert group[1].timestamp == 66 * 90
     assert source.stats().codec == "H264"
     assert not await source.request_keyframe()
     await source.close(StreamEnd.TERMINATED)
     assert closed == [True] and source.ended.result() is StreamEnd.TERMINATED
+
+
+async def test_an_rtmp_source_ends_on_a_sequence_header_that_is_not_one() -> None:
+    closed: list[bool] = []
+    source = RtmpSource("cam", RtmpSettings(), on_start=lambda: None, disconnect=lambda: closed.append(True))
+    source.feed_video(0, b"\x17\x00\x00\x00\x00" + avc_config()[:-2])  # the PPS cut short
+    assert await asyncio.wait_for(source.ended, 1) is StreamEnd.ERROR
+    assert source.video is None
+
+
+async def test_an_rtmp_source_ends_on_a_frame_whose_nal_length_overruns() -> None:
+    source = RtmpSource("cam", RtmpSettings(), on_start=lambda: None, disconnect=lambda: None)
+    source.feed_video(0, b"\x17\x00\x00\x00\x00" + avc_config())
+    source.feed_video(0, b"\x17\x01\x00\x00\x00" + struct.pack(">I", 99) + b"\x65\x88")
+    assert await asyncio.wait_for(source.ended, 1) is StreamEnd.ERROR
+    assert source.video is None
 
 
 async def test_an_rtmp_source_refuses_codecs_other_than_h264() -> None:

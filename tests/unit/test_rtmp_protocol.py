@@ -23,7 +23,6 @@ from streamsnap.protocol.rtmp import (
     RtmpError,
     RtmpLimits,
     State,
-    Undefined,
     VideoData,
     decode_amf0,
     encode_amf0,
@@ -85,12 +84,6 @@ def replies(data: bytes) -> list[list[object]]:
             found.append(decode_amf0(payload))
         pos += 12 + size
     return found
-
-
-def test_amf0_round_trip() -> None:
-    values = ["connect", 1.0, {"app": "live", "n": 2.5, "ok": True, "nested": {"x": None}}, None,
-              Undefined.UNDEFINED, [1.0, "a"]]
-    assert decode_amf0(b"".join(encode_amf0(v) for v in values)) == values
 
 
 def test_a_publish_as_ffmpeg_does_it() -> None:
@@ -214,17 +207,17 @@ def test_hostile_messages_after_connect(payloads: list[bytes], which: int) -> No
             return
 
 
-@given(st.binary(max_size=300))
-def test_amf0_decoding_of_junk_raises_rtmp_error_only(data: bytes) -> None:
-    try:
-        decode_amf0(data)
-    except RtmpError:
-        pass
-
-
-def test_amf0_depth_is_bounded() -> None:
-    with pytest.raises(RtmpError, match="deep"):
-        decode_amf0(b"\x0a\x00\x00\x00\x01" * 100)
+@pytest.mark.parametrize("body, words", [
+    (b"\x0a\x00\x00\x00\x01" * 100, "AMF0 nested too deep"),
+    (b"\x02\x00\x07conn", "AMF0 value runs past the message"),
+    (b"\x11", "AMF0 marker 0x11 not supported"),
+])
+def test_a_command_that_is_not_amf0_closes_the_connection_in_its_words(body: bytes, words: str) -> None:
+    conn = RtmpConnection()
+    handshake(conn)
+    with pytest.raises(RtmpError, match=words):
+        conn.receive_data(chunked(3, COMMAND_AMF0, 0, body))
+    assert conn.state is State.CLOSED
 
 
 SPS = b"\x67\x42\xc0\x1e\xda\x02\x80\xbf\xe5\x84\x00\x00\x03\x00\x04"

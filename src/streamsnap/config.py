@@ -416,6 +416,9 @@ class RtmpSettings(Section):
     max_message_bytes: Annotated[int, Meta(ge=65536, le=64 * 1024 * 1024)] = _setting(
         4 * 1024 * 1024, "Largest RTMP message (one encoded video frame) accepted."
     )
+    max_chunk_streams: Annotated[int, Meta(ge=2, le=65599)] = _setting(
+        32, "Chunk streams one RTMP connection may use (an encoder uses a handful); more close the connection."
+    )
     handshake_timeout: Seconds = _setting(10.0, "Seconds an RTMP connection has from accept to `publish`.")
     idle_timeout: Seconds = _setting(30.0, "An RTMP connection that sends nothing this many seconds is closed.")
 

@@ -13,19 +13,14 @@ import pytest
 from av.video.frame import PictureType
 
 from streamsnap.media.frames import (
-    H264_NAL_IDR,
-    H264_NAL_SPS,
     EncodedFrame,
     GopCache,
-    h264_nal_types,
     is_keyframe,
     vp8_keyframe_size,
 )
+from streamsnap.media.h264 import NalType, nal_types
 
 pytestmark = pytest.mark.unit
-
-H264_NAL_NON_IDR_SLICE = 1
-H264_NAL_PPS = 8
 
 
 @dataclass(frozen=True)
@@ -121,13 +116,13 @@ def test_vp8_header_parsing_by_hand() -> None:
 
 
 def test_h264_keyframes_carry_idr_and_sps(h264_packets: list[Packet]) -> None:
-    types = [h264_nal_types(p.data) for p in h264_packets]
+    types = [nal_types(p.data) for p in h264_packets]
     for index in (0, 3):
-        assert {H264_NAL_IDR, H264_NAL_SPS, H264_NAL_PPS} <= types[index]
+        assert {NalType.IDR, NalType.SPS, NalType.PPS} <= types[index]
     for index in (1, 2, 4, 5):
-        assert H264_NAL_NON_IDR_SLICE in types[index]
-        assert H264_NAL_IDR not in types[index]
-        assert H264_NAL_SPS not in types[index]
+        assert NalType.NON_IDR_SLICE in types[index]
+        assert NalType.IDR not in types[index]
+        assert NalType.SPS not in types[index]
     detected = [is_keyframe("H264", p.data) for p in h264_packets]
     assert detected == [True, False, False, True, False, False]
     assert detected == [p.keyframe for p in h264_packets]
@@ -136,13 +131,13 @@ def test_h264_keyframes_carry_idr_and_sps(h264_packets: list[Packet]) -> None:
 def test_h264_nal_types_by_hand() -> None:
     sps, pps, idr = b"\x67\x42\x00\x1e", b"\x68\xce\x38\x80", b"\x65\x88\x84\x00"
     annex_b = b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps + b"\x00\x00\x01" + idr
-    assert h264_nal_types(annex_b) == {7, 8, 5}
+    assert nal_types(annex_b) == {7, 8, 5}
     assert is_keyframe("H264", annex_b)
     assert not is_keyframe("H264", b"\x00\x00\x01" + idr)  # IDR without SPS: decoder cannot start
     assert not is_keyframe("H264", b"\x00\x00\x01" + sps)  # SPS alone
-    assert h264_nal_types(b"\x00\x00\x01\x41\x9a") == {1}
-    assert h264_nal_types(b"\x00\x00\x01") == set()  # start code with nothing after it
-    assert h264_nal_types(b"no start code") == set()
+    assert nal_types(b"\x00\x00\x01\x41\x9a") == {1}
+    assert nal_types(b"\x00\x00\x01") == set()  # start code with nothing after it
+    assert nal_types(b"no start code") == set()
 
 
 def test_unknown_codec_has_no_keyframes(vp8_packets: list[Packet]) -> None:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamsnap.config import GopSettings
-from streamsnap.media.frames import h264_nal_types
-from streamsnap.media.rtmp import FlvError, RtmpSource, avcc_to_annex_b, parse_avc_config
+from streamsnap.config import GopSettings, RtmpSettings
+from streamsnap.media.h264 import H264Error, avcc_to_annex_b, nal_types, parse_avc_config
+from streamsnap.media.rtmp import RtmpSource
 from streamsnap.protocol.rtmp import (
     COMMAND_AMF0,
     HANDSHAKE_SIZE,
@@ -22,9 +22,7 @@ from streamsnap.protocol.rtmp import (
     PublishStopped,
     RtmpConnection,
     RtmpError,
-    RtmpLimits,
     State,
-    Undefined,
     VideoData,
     decode_amf0,
     encode_amf0,
@@ -88,14 +86,8 @@ def replies(data: bytes) -> list[list[object]]:
     return found
 
 
-def test_amf0_round_trip() -> None:
-    values = ["connect", 1.0, {"app": "live", "n": 2.5, "ok": True, "nested": {"x": None}}, None,
-              Undefined.UNDEFINED, [1.0, "a"]]
-    assert decode_amf0(b"".join(encode_amf0(v) for v in values)) == values
-
-
 def test_a_publish_as_ffmpeg_does_it() -> None:
-    conn = RtmpConnection()
+    conn = RtmpConnection(RtmpSettings())
     events = publishing(conn)
     assert events == [Connected("live", "rtmp://h/live"), PublishRequested("cam?token=abc", 1)]
     answers = replies(conn.data_to_send())
@@ -113,13 +105,13 @@ def test_a_publish_as_ffmpeg_does_it() -> None:
 
 
 def test_video_before_the_publish_is_accepted_is_dropped() -> None:
-    conn = RtmpConnection()
+    conn = RtmpConnection(RtmpSettings())
     publishing(conn)
     assert conn.receive_data(chunked(6, VIDEO, 1, b"\x17\x01\x00\x00\x00")) == []
 
 
 def test_a_refused_publish_says_why_and_the_connection_is_done() -> None:
-    conn = RtmpConnection()
+    conn = RtmpConnection(RtmpSettings())
     publishing(conn)
     conn.data_to_send()
     conn.refuse_publish(1, "NetStream.Publish.BadName", "Stream name is already in use")
@@ -130,7 +122,7 @@ def test_a_refused_publish_says_why_and_the_connection_is_done() -> None:
 
 
 def test_chunk_size_changes_and_byte_at_a_time_delivery() -> None:
-    conn = RtmpConnection()
+    conn = RtmpConnection(RtmpSettings())
     handshake(conn)
     data = chunked(2, SET_CHUNK_SIZE, 0, (4096).to_bytes(4, "big"))
     data += command("connect", 1.0, {"app": "live"}, chunk_size=4096)
@@ -141,7 +133,7 @@ def test_chunk_size_changes_and_byte_at_a_time_delivery() -> None:
 
 
 def test_extended_timestamps_and_type_3_continuations() -> None:
-    conn = RtmpConnection()
+    conn = RtmpConnection(RtmpSettings())
     publishing(conn)
     conn.accept_publish(1, "")
     video = b"\x27\x01\x00\x00\x00" + bytes(300)
@@ -155,31 +147,31 @@ def test_extended_timestamps_and_type_3_continuations() -> None:
 ])
 def test_garbage_instead_of_a_handshake(data: bytes, words: str) -> None:
     with pytest.raises(RtmpError, match=words):
-        RtmpConnection().receive_data(data)
+        RtmpConnection(RtmpSettings()).receive_data(data)
 
 
 def test_limits() -> None:
-    conn = RtmpConnection(RtmpLimits(max_chunk_size=65536, max_message_size=100_000))
+    conn = RtmpConnection(RtmpSettings(max_chunk_size=65536, max_message_bytes=100_000))
     handshake(conn)
     with pytest.raises(RtmpError, match="chunk size"):
         conn.receive_data(chunked(2, SET_CHUNK_SIZE, 0, (0x7FFFFFFF).to_bytes(4, "big")))
-    conn = RtmpConnection(RtmpLimits(max_message_size=100_000))
+    conn = RtmpConnection(RtmpSettings(max_message_bytes=100_000))
     handshake(conn)
     with pytest.raises(RtmpError, match="over the limit"):
         conn.receive_data(b"\x06" + bytes(3) + (200_000).to_bytes(3, "big") + b"\x09" + bytes(4))
-    conn = RtmpConnection(RtmpLimits(max_chunk_streams=4))
+    conn = RtmpConnection(RtmpSettings(max_chunk_streams=4))
     handshake(conn)
     with pytest.raises(RtmpError, match="too many chunk streams"):
         for csid in range(10, 20):
             conn.receive_data(bytes([csid]) + bytes(3) + (50).to_bytes(3, "big") + b"\x09" + bytes(4) + bytes(50))
-    conn = RtmpConnection()
+    conn = RtmpConnection(RtmpSettings())
     handshake(conn)
     with pytest.raises(RtmpError, match="before connect"):
         conn.receive_data(command("publish", 5.0, None, "cam"))
 
 
 def test_an_ack_follows_the_peer_window() -> None:
-    conn = RtmpConnection()
+    conn = RtmpConnection(RtmpSettings())
     publishing(conn)
     conn.data_to_send()
     conn.receive_data(chunked(2, 5, 0, (1000).to_bytes(4, "big")))
@@ -192,7 +184,7 @@ def test_an_ack_follows_the_peer_window() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=4000))
 def test_hostile_bytes_after_the_handshake_raise_rtmp_error_or_pass(data: bytes) -> None:
-    conn = RtmpConnection(RtmpLimits(max_message_size=65536))
+    conn = RtmpConnection(RtmpSettings(max_message_bytes=65536))
     handshake(conn)
     try:
         conn.receive_data(data)
@@ -204,7 +196,7 @@ def test_hostile_bytes_after_the_handshake_raise_rtmp_error_or_pass(data: bytes)
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=200), max_size=20), st.integers(min_value=0, max_value=2))
 def test_hostile_messages_after_connect(payloads: list[bytes], which: int) -> None:
-    conn = RtmpConnection()
+    conn = RtmpConnection(RtmpSettings())
     publishing(conn)
     conn.accept_publish(1, "")
     type_id = (COMMAND_AMF0, VIDEO, 18)[which]
@@ -215,17 +207,17 @@ def test_hostile_messages_after_connect(payloads: list[bytes], which: int) -> No
             return
 
 
-@given(st.binary(max_size=300))
-def test_amf0_decoding_of_junk_raises_rtmp_error_only(data: bytes) -> None:
-    try:
-        decode_amf0(data)
-    except RtmpError:
-        pass
-
-
-def test_amf0_depth_is_bounded() -> None:
-    with pytest.raises(RtmpError, match="deep"):
-        decode_amf0(b"\x0a\x00\x00\x00\x01" * 100)
+@pytest.mark.parametrize("body, words", [
+    (b"\x0a\x00\x00\x00\x01" * 100, "AMF0 nested too deep"),
+    (b"\x02\x00\x07conn", "AMF0 value runs past the message"),
+    (b"\x11", "AMF0 marker 0x11 not supported"),
+])
+def test_a_command_that_is_not_amf0_closes_the_connection_in_its_words(body: bytes, words: str) -> None:
+    conn = RtmpConnection(RtmpSettings())
+    handshake(conn)
+    with pytest.raises(RtmpError, match=words):
+        conn.receive_data(chunked(3, COMMAND_AMF0, 0, body))
+    assert conn.state is State.CLOSED
 
 
 SPS = b"\x67\x42\xc0\x1e\xda\x02\x80\xbf\xe5\x84\x00\x00\x03\x00\x04"
@@ -242,9 +234,9 @@ def test_avc_sequence_header_and_annex_b() -> None:
     assert (config.length_size, config.sps, config.pps) == (4, (SPS,), (PPS,))
     frame = struct.pack(">I", 3) + b"\x65\x88\x80" + struct.pack(">I", 2) + b"\x06\x05"
     assert avcc_to_annex_b(frame, 4) == [b"\x65\x88\x80", b"\x06\x05"]
-    with pytest.raises(FlvError):
+    with pytest.raises(H264Error):
         avcc_to_annex_b(struct.pack(">I", 99) + b"\x65", 4)
-    with pytest.raises(FlvError):
+    with pytest.raises(H264Error):
         parse_avc_config(b"\x01\x42\xc0\x1e\xff\xe1\x00\x50")
 
 
@@ -261,12 +253,28 @@ async def test_an_rtmp_source_turns_flv_tags_into_decodable_access_units() -> No
     group = source.video.group()
     assert [f.keyframe for f in group] == [True, False]
     assert group[0].data.startswith(b"\x00\x00\x00\x01" + SPS)
-    assert h264_nal_types(group[0].data) == {7, 8, 5}
+    assert nal_types(group[0].data) == {7, 8, 5}
     assert group[1].timestamp == 66 * 90
     assert source.stats().codec == "H264"
     assert not await source.request_keyframe()
     await source.close(StreamEnd.TERMINATED)
     assert closed == [True] and source.ended.result() is StreamEnd.TERMINATED
+
+
+async def test_an_rtmp_source_ends_on_a_sequence_header_that_is_not_one() -> None:
+    closed: list[bool] = []
+    source = RtmpSource("cam", GopSettings(), on_start=lambda: None, disconnect=lambda: closed.append(True))
+    source.feed_video(0, b"\x17\x00\x00\x00\x00" + avc_config()[:-2])  # the PPS cut short
+    assert await asyncio.wait_for(source.ended, 1) is StreamEnd.ERROR
+    assert source.video is None
+
+
+async def test_an_rtmp_source_ends_on_a_frame_whose_nal_length_overruns() -> None:
+    source = RtmpSource("cam", GopSettings(), on_start=lambda: None, disconnect=lambda: None)
+    source.feed_video(0, b"\x17\x00\x00\x00\x00" + avc_config())
+    source.feed_video(0, b"\x17\x01\x00\x00\x00" + struct.pack(">I", 99) + b"\x65\x88")
+    assert await asyncio.wait_for(source.ended, 1) is StreamEnd.ERROR
+    assert source.video is None
 
 
 async def test_an_rtmp_source_refuses_codecs_other_than_h264() -> None:

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from streamsnap.media.rtsp import annexb_parameter_sets, public_uri
+from streamsnap.media.h264 import annexb_parameter_sets
+from streamsnap.media.rtsp import public_uri
 from streamsnap.reasons import PublishError, SnapshotFailure, StreamEnd
 from streamsnap.service.cameras import HostPolicy, check_uri, picture_failure, redact_credentials
 from streamsnap.web.errors import STATUS

@@ -10,8 +10,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-H264_NAL_IDR = 5
-H264_NAL_SPS = 7
+from streamsnap.media import h264
+
 KEYFRAME_CADENCE_SAMPLES = 3
 "Intervals between a publisher's own keyframes seen before its cadence is trusted (starts bring extra ones)."
 
@@ -25,23 +25,12 @@ def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
-def h264_nal_types(data: bytes) -> set[int]:
-    """NAL unit types in an Annex-B access unit (as aiortc's depayloader emits it)."""
-    types: set[int] = set()
-    pos = data.find(b"\x00\x00\x01")
-    while pos != -1 and pos + 3 < len(data):
-        types.add(data[pos + 3] & 0x1F)
-        pos = data.find(b"\x00\x00\x01", pos + 3)
-    return types
-
-
 def is_keyframe(codec: str, data: bytes) -> bool:
     """Whether a decoder can start from this access unit alone."""
     if codec == "VP8":
         return vp8_keyframe_size(data) is not None
     if codec == "H264":
-        types = h264_nal_types(data)
-        return H264_NAL_IDR in types and H264_NAL_SPS in types
+        return h264.starts_decoding(data)
     return False
 
 

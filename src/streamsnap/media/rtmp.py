@@ -20,6 +20,16 @@ from dataclasses import dataclass, field
 
 from streamsnap.config import GopSettings
 from streamsnap.media.frames import GopCache
+from streamsnap.media.h264 import (
+    AvcConfig,
+    H264Error,
+    NalType,
+    annex_b,
+    avcc_to_annex_b,
+    nal_type,
+    parse_avc_config,
+    with_parameter_sets,
+)
 from streamsnap.media.source import SourceStats, video_stats
 from streamsnap.reasons import StreamEnd
 from streamsnap.streams import SourceKind
@@ -29,72 +39,6 @@ logger = logging.getLogger(__name__)
 FLV_CODEC_AVC = 7
 AVC_SEQUENCE_HEADER = 0
 AVC_NALU = 1
-START_CODE = b"\x00\x00\x00\x01"
-NAL_IDR = 5
-NAL_SPS = 7
-
-
-class FlvError(ValueError):
-    """A video tag that cannot be H.264 as FLV carries it."""
-
-
-@dataclass(frozen=True)
-class AvcConfig:
-    """What an AVCDecoderConfigurationRecord says: NAL length size, SPS and PPS."""
-
-    length_size: int
-    sps: tuple[bytes, ...]
-    pps: tuple[bytes, ...]
-
-    def annex_b(self) -> bytes:
-        """SPS and PPS as Annex-B NAL units (what goes before an IDR)."""
-        return b"".join(START_CODE + nal for nal in (*self.sps, *self.pps))
-
-
-def parse_avc_config(record: bytes) -> AvcConfig:
-    """The AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.2.4.1) in `record`; raises `FlvError`."""
-    if len(record) < 7 or record[0] != 1:
-        raise FlvError("not an AVCDecoderConfigurationRecord")
-    length_size = (record[4] & 0x03) + 1
-    if length_size == 3:
-        raise FlvError("NAL length size 3 is not allowed")
-    pos = 5
-    sets: list[tuple[bytes, ...]] = []
-    for count_mask in (0x1F, 0xFF):
-        if pos >= len(record):
-            raise FlvError("record ends before its parameter sets")
-        count = record[pos] & count_mask
-        pos += 1
-        units = []
-        for _ in range(count):
-            if pos + 2 > len(record):
-                raise FlvError("parameter set length runs past the record")
-            size = int.from_bytes(record[pos:pos + 2], "big")
-            pos += 2
-            if size == 0 or pos + size > len(record):
-                raise FlvError("parameter set runs past the record")
-            units.append(bytes(record[pos:pos + size]))
-            pos += size
-        sets.append(tuple(units))
-    if not sets[0]:
-        raise FlvError("no SPS in the sequence header")
-    return AvcConfig(length_size, sets[0], sets[1])
-
-
-def avcc_to_annex_b(data: bytes, length_size: int) -> list[bytes]:
-    """The NAL units of a length-prefixed access unit; raises `FlvError` when a length overruns."""
-    units: list[bytes] = []
-    pos = 0
-    while pos < len(data):
-        if pos + length_size > len(data):
-            raise FlvError("NAL length runs past the frame")
-        size = int.from_bytes(data[pos:pos + length_size], "big")
-        pos += length_size
-        if size == 0 or pos + size > len(data):
-            raise FlvError("NAL unit runs past the frame")
-        units.append(data[pos:pos + size])
-        pos += size
-    return units
 
 
 @dataclass
@@ -148,7 +92,7 @@ class RtmpSource:
                 self._config = parse_avc_config(tag[5:])
             elif packet_type == AVC_NALU and len(tag) > 5:
                 self._frame(timestamp, int.from_bytes(tag[2:5], "big", signed=True), tag[5:])
-        except FlvError as exc:
+        except H264Error as exc:
             self._fail(StreamEnd.ERROR, f"bad H.264 from the encoder: {exc}")
 
     def _frame(self, timestamp: int, composition: int, data: bytes) -> None:
@@ -156,9 +100,9 @@ class RtmpSource:
         if config is None:
             return  # no sequence header yet: nothing could decode it
         units = avcc_to_annex_b(data, config.length_size)
-        types = {unit[0] & 0x1F for unit in units}
-        prefix = config.annex_b() if NAL_IDR in types and NAL_SPS not in types else b""
-        access_unit = prefix + b"".join(START_CODE + unit for unit in units)
+        access_unit = annex_b(units)
+        if any(nal_type(unit) == NalType.IDR for unit in units):
+            access_unit = with_parameter_sets(access_unit, config.annex_b())
         video = self.video
         if video is None:
             video = self.video = GopCache("H264", max_frames=self.gop.max_frames,

@@ -27,7 +27,8 @@ import av
 import av.error
 
 from streamsnap.config import GopSettings, RtspSettings
-from streamsnap.media.frames import H264_NAL_SPS, GopCache, h264_nal_types
+from streamsnap.media.frames import GopCache
+from streamsnap.media.h264 import annexb_parameter_sets, with_parameter_sets
 from streamsnap.media.source import SourceStats, video_stats
 from streamsnap.reasons import PublishError, StreamEnd
 from streamsnap.streams import SourceKind
@@ -148,27 +149,6 @@ def _words(exc: BaseException) -> str:
     """What may be said of an FFmpeg error: its kind and text, never its file name (the url)."""
     text = getattr(exc, "strerror", None) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"
-
-
-def annexb_parameter_sets(extradata: bytes | None) -> bytes:
-    """The SPS and PPS of H.264 codec extradata as Annex-B (FFmpeg's RTSP demuxer gives Annex-B or avcC)."""
-    if not extradata:
-        return b""
-    if extradata[0] != 1:  # already Annex-B (start codes)
-        return extradata
-    out = bytearray()
-    pos = 5
-    try:  # avcC: version, profile, compat, level, length size; then SPS and PPS counts and units
-        for mask in (0x1F, 0xFF):
-            count = extradata[pos] & mask
-            pos += 1
-            for _ in range(count):
-                length = int.from_bytes(extradata[pos:pos + 2], "big")
-                out += b"\x00\x00\x00\x01" + extradata[pos + 2:pos + 2 + length]
-                pos += 2 + length
-    except IndexError:
-        return bytes(out)
-    return bytes(out)
 
 
 @dataclass
@@ -351,9 +331,8 @@ class RtspSource:
                 if packet.size == 0:
                     continue
                 data = bytes(packet)
-                if packet.is_keyframe and parameter_sets and H264_NAL_SPS not in h264_nal_types(data):
-                    # A decoder starts only where the SPS is: cameras often send it once, in the SDP.
-                    data = parameter_sets + data
+                if packet.is_keyframe:  # cameras often send the SPS once, in the SDP
+                    data = with_parameter_sets(data, parameter_sets)
                 self._post(self._on_packet, data, packet.pts or 0)
         except Exception as exc:  # a read error ends the stream whatever FFmpeg calls it
             reason = _open_failure(exc)

@@ -28,7 +28,6 @@ from streamsnap.protocol.rtmp import (
     PublishStopped,
     RtmpConnection,
     RtmpError,
-    RtmpLimits,
     VideoData,
 )
 from streamsnap.reasons import StreamEnd
@@ -64,8 +63,6 @@ class RtmpServer:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.settings = node.settings.rtmp
-        self.limits = RtmpLimits(max_chunk_size=self.settings.max_chunk_size,
-                                 max_message_size=self.settings.max_message_bytes)
         self.connections: set[RtmpPublisher] = set()
         self.refused_connections = 0
         self._server: asyncio.Server | None = None
@@ -101,7 +98,7 @@ class RtmpPublisher(asyncio.Protocol):
 
     def __init__(self, server: RtmpServer) -> None:
         self.server = server
-        self.connection = RtmpConnection(server.limits, random=os.urandom(HANDSHAKE_SIZE - 8))
+        self.connection = RtmpConnection(server.settings, random=os.urandom(HANDSHAKE_SIZE - 8))
         self.transport: asyncio.Transport | None = None
         self.address = "unknown"
         self.source: RtmpSource | None = None

@@ -1,10 +1,10 @@
-"""RTMP publishing, sans I/O: the handshake, chunk streams, AMF0 commands and media messages.
+"""RTMP publishing, sans I/O: the handshake, chunk streams, commands and media messages.
 
 `RtmpConnection.receive_data(bytes)` returns events (`PublishRequested`, `VideoData`, …) and
 queues the server's answers for `data_to_send()`; the shell decides whether a publish goes
 ahead (`accept_publish` / `refuse_publish`). No sockets, no clock. Only what encoders that
 push (ffmpeg, OBS) send is understood; anything outside the limits or the grammar raises
-`RtmpError`, and the shell closes the connection.
+`RtmpError`, and the shell closes the connection. Command bodies are AMF0 (`amf0.py`).
 
 The plain handshake is enough for publishers: ffmpeg checks the server's digest only when
 it plays, and OBS's librtmp only warns when the echo differs.
@@ -13,8 +13,10 @@ it plays, and OBS's librtmp only warns when the echo differs.
 from __future__ import annotations
 
 import enum
-import struct
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from streamsnap.protocol.rtmp.amf0 import AmfError, AmfValue, Undefined, decode_amf0, encode_amf0
 
 HANDSHAKE_SIZE = 1536
 RTMP_VERSION = 3
@@ -29,16 +31,18 @@ class RtmpError(Exception):
     """The peer broke the protocol or a limit: close the connection."""
 
 
-@dataclass(frozen=True)
-class RtmpLimits:
-    """Bounds a peer cannot exceed."""
+class RtmpLimits(Protocol):
+    """Bounds a peer cannot exceed (the server hands the connection its `[rtmp]` settings as they are)."""
 
-    max_chunk_size: int = 65536
-    "Largest chunk size the peer may set (the spec allows 2^31-1)."
-    max_message_size: int = 4 * 1024 * 1024
-    "Largest message (a keyframe of a 1080p stream is well under 1 MB)."
-    max_chunk_streams: int = 32
-    "Chunk stream ids one connection may use."
+    @property
+    def max_chunk_size(self) -> int:
+        """Largest chunk size the peer may set (the spec allows 2^31-1)."""
+    @property
+    def max_message_bytes(self) -> int:
+        """Largest message (a keyframe of a 1080p stream is well under 1 MB)."""
+    @property
+    def max_chunk_streams(self) -> int:
+        """Chunk stream ids one connection may use."""
 
 
 # Message types (RTMP spec 5.4, 7.1).
@@ -55,125 +59,6 @@ COMMAND_AMF3 = 17
 DATA_AMF0 = 18
 COMMAND_AMF0 = 20
 AGGREGATE = 22
-
-
-# --- AMF0 --------------------------------------------------------------------------------
-
-class Undefined(enum.Enum):
-    """AMF0 `undefined` (distinct from `null`, which is None)."""
-
-    UNDEFINED = "undefined"
-
-
-AmfValue = float | bool | str | None | Undefined | dict[str, "AmfValue"] | list["AmfValue"]
-MAX_AMF_DEPTH = 16
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, count: int) -> bytes:
-        if count < 0 or self.pos + count > len(self.data):
-            raise RtmpError("AMF0 value runs past the message")
-        chunk = self.data[self.pos:self.pos + count]
-        self.pos += count
-        return chunk
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
-
-    def u32(self) -> int:
-        return int.from_bytes(self.take(4), "big")
-
-    @property
-    def left(self) -> int:
-        return len(self.data) - self.pos
-
-
-def _amf_string(reader: _Reader, size: int) -> str:
-    return reader.take(size).decode("utf-8", "replace")
-
-
-def _amf_pairs(reader: _Reader, depth: int) -> dict[str, AmfValue]:
-    result: dict[str, AmfValue] = {}
-    while True:
-        key = _amf_string(reader, reader.u16())
-        if not key and reader.left >= 1 and reader.data[reader.pos] == 0x09:
-            reader.pos += 1
-            return result
-        result[key] = _amf_value(reader, depth + 1)
-
-
-def _amf_value(reader: _Reader, depth: int = 0) -> AmfValue:
-    if depth > MAX_AMF_DEPTH:
-        raise RtmpError("AMF0 nested too deep")
-    marker = reader.u8()
-    if marker == 0x00:
-        value: float = struct.unpack(">d", reader.take(8))[0]
-        return value
-    if marker == 0x01:
-        return reader.u8() != 0
-    if marker == 0x02:
-        return _amf_string(reader, reader.u16())
-    if marker == 0x03:
-        return _amf_pairs(reader, depth)
-    if marker in (0x05, 0x0D):  # null, unsupported
-        return None
-    if marker == 0x06:
-        return Undefined.UNDEFINED
-    if marker == 0x07:  # reference: an index into objects seen; not kept, so just skipped
-        reader.u16()
-        return None
-    if marker == 0x08:  # ECMA array: a count (advisory), then pairs like an object
-        reader.u32()
-        return _amf_pairs(reader, depth)
-    if marker == 0x0A:
-        count = reader.u32()
-        if count > reader.left:  # each value takes at least one byte
-            raise RtmpError("AMF0 array longer than the message")
-        return [_amf_value(reader, depth + 1) for _ in range(count)]
-    if marker == 0x0B:  # date: milliseconds and a time zone
-        date: float = struct.unpack(">d", reader.take(8))[0]
-        reader.take(2)
-        return date
-    if marker in (0x0C, 0x0F):  # long string, XML document
-        return _amf_string(reader, reader.u32())
-    raise RtmpError(f"AMF0 marker {marker:#x} not supported")
-
-
-def decode_amf0(data: bytes) -> list[AmfValue]:
-    """Every AMF0 value in `data`; raises `RtmpError` on anything malformed."""
-    reader = _Reader(data)
-    values: list[AmfValue] = []
-    while reader.left:
-        values.append(_amf_value(reader))
-    return values
-
-
-def encode_amf0(value: AmfValue) -> bytes:
-    """One AMF0 value."""
-    if value is None:
-        return b"\x05"
-    if isinstance(value, Undefined):
-        return b"\x06"
-    if isinstance(value, bool):
-        return b"\x01" + (b"\x01" if value else b"\x00")
-    if isinstance(value, int | float):
-        return b"\x00" + struct.pack(">d", float(value))
-    if isinstance(value, str):
-        raw = value.encode()
-        if len(raw) > 0xFFFF:
-            return b"\x0c" + len(raw).to_bytes(4, "big") + raw
-        return b"\x02" + len(raw).to_bytes(2, "big") + raw
-    if isinstance(value, dict):
-        body = b"".join(len(k.encode()).to_bytes(2, "big") + k.encode() + encode_amf0(v) for k, v in value.items())
-        return b"\x03" + body + b"\x00\x00\x09"
-    return b"\x0a" + len(value).to_bytes(4, "big") + b"".join(encode_amf0(v) for v in value)
 
 
 # --- events ------------------------------------------------------------------------------
@@ -256,7 +141,7 @@ class _ChunkStream:
 class RtmpConnection:
     """The server side of one RTMP connection."""
 
-    limits: RtmpLimits = field(default_factory=RtmpLimits)
+    limits: RtmpLimits
     server_time: int = 0
     "The time field of S1 (any value will do)."
     random: bytes = b"\x00" * (HANDSHAKE_SIZE - 8)
@@ -379,7 +264,7 @@ class RtmpConnection:
             pos += 4
         if fmt < 2:
             length = int.from_bytes(header[3:6], "big")
-            if length > self.limits.max_message_size:
+            if length > self.limits.max_message_bytes:
                 raise RtmpError(f"message of {length} bytes is over the limit")
         else:
             length = stream.length
@@ -406,7 +291,7 @@ class RtmpConnection:
         stream.payload += buf[pos:pos + piece]
         self._partial_bytes += piece
         del buf[:pos + piece]
-        if self._partial_bytes > self.limits.max_message_size + self.limits.max_chunk_size:
+        if self._partial_bytes > self.limits.max_message_bytes + self.limits.max_chunk_size:
             raise RtmpError("too many bytes in unfinished messages")
         if len(stream.payload) >= stream.length:
             payload = bytes(stream.payload)
@@ -438,7 +323,11 @@ class RtmpConnection:
             if self.state is State.WAIT_C0C1 or self.state is State.WAIT_C2:
                 raise RtmpError("command before the handshake")
             body = payload[1:] if type_id == COMMAND_AMF3 and payload[:1] == b"\x00" else payload
-            self._command(decode_amf0(body), stream_id, events)
+            try:
+                values = decode_amf0(body)
+            except AmfError as exc:
+                raise RtmpError(str(exc)) from exc
+            self._command(values, stream_id, events)
         elif type_id == VIDEO:
             if self.state is State.PUBLISHING and payload:
                 events.append(VideoData(timestamp, payload))

@@ -391,8 +391,16 @@ class ClusterSettings(Section):
         "", "URL other nodes reach this node's cluster listener at; empty: http://<cluster.host>:<bound port>.",
         flat="advertise_url",
     )
-    host: Text = _setting("", "Address of the cluster listener (node-to-node requests); empty: `http.host`.")
+    host: Text = _setting(
+        "", "Address the cluster listener (node-to-node requests) binds; empty: `http.host` when that is one "
+        "address, else this machine's first non-loopback IPv4 address (its private address), else 127.0.0.1 "
+        "(never every interface unless given `0.0.0.0`)."
+    )
     port: Port = _setting(0, "Port of the cluster listener; 0: any free port (announced in Redis).")
+    max_connections_per_ip: Count = _setting(
+        256, "Open connections one address may hold on the cluster listener (a node keeps up to 64 to each "
+        "other node); more are closed at once."
+    )
     ttl: Annotated[float, Meta(ge=1, le=600)] = _setting(
         5.0, "Seconds a node's stream records live without a heartbeat (a dead node's streams vanish after it)."
     )
@@ -645,9 +653,13 @@ def _check_together(settings: Settings) -> None:
     if needs_secret and len(cluster.secret) < MIN_CLUSTER_SECRET:
         raise SettingsError(f"cluster.secret: at least {MIN_CLUSTER_SECRET} characters are needed with "
                             "`cluster.redis_url` (the nodes sign their requests to each other with it)")
+    if needs_secret and len(set(cluster.secret)) < MIN_CLUSTER_SECRET_SYMBOLS:
+        raise SettingsError(f"cluster.secret: at least {MIN_CLUSTER_SECRET_SYMBOLS} different characters are "
+                            "needed (a repeated pattern is guessed first), e.g. from `openssl rand -hex 24`")
 
 
 MIN_CLUSTER_SECRET = 16
+MIN_CLUSTER_SECRET_SYMBOLS = 8
 MIN_AUTH_SECRET_BYTES = 32
 "HS256 keys shorter than the hash (RFC 7518, section 3.2) are refused."
 

@@ -306,6 +306,7 @@ BAD_VALUES: dict[str, tuple[Any, str | None]] = {
     "cluster_port": (65536, "-1"),
     "cluster_ttl": (0.5, "601"),
     "cluster_prefix": ("a b", "{tag}"),
+    "cluster_max_connections_per_ip": (0, "0"),
     "workers": (0, "65"),
     # RTMP and WHIP
     "rtmp_port": (65536, "rtmp"),
@@ -385,7 +386,7 @@ def test_every_setting_declares_the_values_it_allows() -> None:
             assert any(m.ge is not None or m.gt is not None for m in metas), f"{path}: no lower bound"
     assert list(setting_ranges()) == list(declarations())
     assert all(setting_ranges().values())
-    assert len(NAMES) == len(set(NAMES)) == 105
+    assert len(NAMES) == len(set(NAMES)) == 106
 
 
 def test_every_setting_has_a_bad_value_below() -> None:
@@ -631,3 +632,14 @@ def test_short_auth_secrets_and_bad_proxy_networks_are_refused() -> None:
     with pytest.raises(SettingsError, match="trusted_proxies"):
         Settings().replace(trusted_proxies=["10.0.0.0/33"])
     assert Settings().replace(trusted_proxies=["10.0.0.0/8", "::1/128", "192.0.2.7"]).http.trusted_proxies
+
+
+@pytest.mark.parametrize("secret, words", [
+    ("x" * 15, "at least 16 characters"),
+    ("a" * 16, "at least 8 different characters"),
+    ("abcabcabcabcabcabcabc", "at least 8 different characters"),
+])
+def test_a_weak_cluster_secret_is_refused(secret: str, words: str) -> None:
+    with pytest.raises(SettingsError, match=words):
+        Settings().replace(redis_url="redis://127.0.0.1:6379/0", cluster_secret=secret)
+    assert Settings().replace(redis_url="redis://127.0.0.1:6379/0", cluster_secret="0123456789abcdef").cluster.secret

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 import aiohttp
+from yarl import URL
 
 from streamsnap.cluster.registry import RedisStreamRegistry
 from streamsnap.cluster.wire import (
@@ -75,7 +76,9 @@ class HttpRouter:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HOP_TIMEOUT),
                                                connector=aiohttp.TCPConnector(limit=0, limit_per_host=64))
         try:
-            async with self._http.request(method, node.url.rstrip("/") + path,
+            # encoded=True: the path goes out exactly as signed (yarl would otherwise normalise `%3B` to `;`).
+            url = URL(node.url.rstrip("/") + path, encoded=True)
+            async with self._http.request(method, url,
                                           headers={SIGNATURE_HEADER: sign(self.secret, method, path)}) as response:
                 return response.status, dict(response.headers), await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -3,16 +3,19 @@ answers): the paths, the query, the answer's headers, the error body and the sig
 
 A picture of a stream held by another node is fetched from that node's cluster listener as the
 encoded file itself, with its size and the frame's age in headers: no base64, nothing through
-Redis. Each request is signed: `X-Streamsnap-Cluster: <unix time>:<hex HMAC-SHA256 of
-"METHOD path?query time">` with the cluster secret, accepted within `SIGNATURE_WINDOW` seconds.
+Redis. Each request is signed: `X-Streamsnap-Cluster: <unix time>:<nonce>:<hex HMAC-SHA256 of
+"METHOD path?query time nonce">` with the cluster secret, accepted within `SIGNATURE_WINDOW` seconds
+and once (`SignatureCheck`). The path is signed as it is sent, percent-encoded, and the asking side
+sends it exactly so (no client normalises it on the way).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -26,7 +29,9 @@ from streamsnap.streams import StreamRecord
 
 SIGNATURE_HEADER = "X-Streamsnap-Cluster"
 SIGNATURE_WINDOW = 30.0
-"Seconds a signed request stays valid (clocks of the nodes may differ by less than this)."
+"Seconds a signed request stays valid after it was made."
+CLOCK_ALLOWANCE = 5.0
+"Seconds a signature's time may be ahead of this node's clock (the nodes' clocks may differ by this much)."
 PICTURE_PATH = "/cluster/streams/{name}/picture"
 TERMINATE_PATH = "/cluster/streams/{name}/terminate"
 WIDTH_HEADER, HEIGHT_HEADER, AGE_HEADER = "X-Image-Width", "X-Image-Height", "X-Frame-Age-Ms"
@@ -39,24 +44,60 @@ class BadHop(Exception):
     """A hop request whose query is not one a node sends."""
 
 
-def sign(secret: str, method: str, path_qs: str, when: float | None = None) -> str:
-    """The signature header value for a request."""
+def sign(secret: str, method: str, path_qs: str, when: float | None = None, nonce: str | None = None) -> str:
+    """The signature header value for a request: `<unix time>:<nonce>:<hex HMAC-SHA256>`."""
     stamp = str(int(time.time() if when is None else when))
-    digest = hmac.new(secret.encode(), f"{method} {path_qs} {stamp}".encode(), hashlib.sha256).hexdigest()
-    return f"{stamp}:{digest}"
+    nonce = secrets.token_hex(12) if nonce is None else nonce
+    return f"{stamp}:{nonce}:{_digest(secret, method, path_qs, stamp, nonce)}"
 
 
-def signature_valid(secret: str, method: str, path_qs: str, header: str | None, now: float | None = None) -> bool:
-    """Whether `header` signs this request with `secret`, recently enough."""
-    if not header or ":" not in header:
-        return False
-    stamp, _, digest = header.partition(":")
-    try:
-        age = abs((time.time() if now is None else now) - int(stamp))
-    except ValueError:
-        return False
-    expected = sign(secret, method, path_qs, int(stamp)).partition(":")[2]
-    return age <= SIGNATURE_WINDOW and hmac.compare_digest(expected, digest)
+def _digest(secret: str, method: str, path_qs: str, stamp: str, nonce: str) -> str:
+    message = f"{method} {path_qs} {stamp} {nonce}".encode("utf-8", "surrogateescape")
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+class SignatureCheck:
+    """Checks signed requests: the secret's, recent (a small allowance for clocks ahead), and each once.
+
+    The nonces of the signatures accepted in the last `SIGNATURE_WINDOW` seconds are remembered, so a
+    request copied off the wire cannot be played again; at most `max_remembered` of them (a flood of
+    valid signatures can only come from a node that holds the secret).
+    """
+
+    def __init__(self, secret: str, *, max_remembered: int = 100_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.secret = secret
+        self.max_remembered = max_remembered
+        self.clock = clock
+        self._seen: dict[str, float] = {}
+        "Nonce -> when it stops mattering (its stamp plus the window), oldest first."
+
+    def valid(self, method: str, path_qs: str, header: str | None) -> bool:
+        """Whether `header` signs this request, recently enough, and was not seen before."""
+        parts = header.split(":") if header else []
+        if len(parts) != 3 or not (0 < len(parts[1]) <= 64):
+            return False
+        stamp, nonce, digest = parts
+        try:
+            when = int(stamp)
+        except ValueError:
+            return False
+        now = self.clock()
+        if not (now - SIGNATURE_WINDOW <= when <= now + CLOCK_ALLOWANCE):
+            return False
+        if not hmac.compare_digest(_digest(self.secret, method, path_qs, stamp, nonce), digest):
+            return False
+        self._forget(now)
+        if nonce in self._seen or len(self._seen) >= self.max_remembered:
+            return False
+        self._seen[nonce] = when + SIGNATURE_WINDOW + CLOCK_ALLOWANCE
+        return True
+
+    def _forget(self, now: float) -> None:
+        for nonce, expires in list(self._seen.items()):
+            if expires > now:
+                break  # stamps arrive in about the order they were made: stop at the first still valid
+            del self._seen[nonce]
 
 
 def picture_path(record: StreamRecord, spec: ImageSpec, max_age_ms: float | None) -> str:

@@ -8,6 +8,7 @@ first (its port is announced in Redis), builds the node (`server/node.py`), then
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
@@ -69,7 +70,9 @@ class Server:
     "The RTMP listener, when `rtmp.port` is set (after `start`)."
     _built: Built | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
-    _servers: list[Any] = field(default_factory=list)
+    _servers: list[asyncio.Server] = field(default_factory=list)
+    cluster_guard: ConnectionGuard | None = None
+    "The cluster listener's guard (after `start`, in a cluster)."
 
     @property
     def node(self) -> Node:
@@ -111,8 +114,9 @@ class Server:
         cluster_sock: socket.socket | None = None
         cluster_url = ""
         if settings.cluster.redis_url:
-            cluster_sock = _listen(settings.cluster.host or http.host, settings.cluster.port)
-            cluster_url = self._advertised(cluster_sock.getsockname()[1])
+            cluster_host = cluster_bind_host(settings)
+            cluster_sock = _listen(cluster_host, settings.cluster.port)
+            cluster_url = self._advertised(cluster_host, cluster_sock.getsockname()[1])
         self._built = await build(settings, cluster_url=cluster_url)
         node = self._built.node
         start(self._built)
@@ -134,12 +138,12 @@ class Server:
             sites.append((metrics_runner, _listen(settings.metrics.host or http.host, settings.metrics.port),
                           None, "metrics", "http"))
         if cluster_sock is not None:
+            # The public port's guard, with a cap per address that leaves room for every other node's pool.
+            self.cluster_guard = ConnectionGuard(http.header_timeout, settings.cluster.max_connections_per_ip)
             cluster_runner = self._runner(create_cluster_app(node), access_log, cancel_on_hang_up=False)
             await cluster_runner.setup()
             self._runners.append(cluster_runner)
-            site = web.SockSite(cluster_runner, cluster_sock)
-            await site.start()
-            self._servers.append(site)
+            self._servers.append(await serve_guarded(cluster_runner, cluster_sock, self.cluster_guard))
             self.listeners.append(Listener("cluster", "http", cluster_sock.getsockname()[1]))
         for site_runner in dict.fromkeys(site[0] for site in sites):
             await site_runner.setup()
@@ -159,10 +163,7 @@ class Server:
     async def stop(self) -> None:
         """Stop listening, drain the node, close every connection, then close the node."""
         for server in self._servers:
-            if isinstance(server, web.BaseSite):
-                await server.stop()
-            else:
-                server.close()
+            server.close()
         self._servers.clear()
         if self.rtmp is not None:
             self.rtmp.stop_listening()
@@ -178,13 +179,28 @@ class Server:
             await self.rtmp.close()
             self.rtmp = None
 
-    def _advertised(self, port: int) -> str:
+    def _advertised(self, bound_host: str, port: int) -> str:
         """The URL other nodes reach the cluster listener at."""
-        cluster = self.settings.cluster
-        if cluster.advertise_url:
-            return cluster.advertise_url
-        host = cluster.host or self.settings.http.host
-        if host in ("0.0.0.0", "::", ""):
-            outward = [ip for ip in local_ipv4_addresses() if not ip.startswith("127.")]
-            host = outward[0] if outward else "127.0.0.1"
+        if self.settings.cluster.advertise_url:
+            return self.settings.cluster.advertise_url
+        host = bound_host if bound_host not in ANY_ADDRESS else _private_address()
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+ANY_ADDRESS = ("0.0.0.0", "::", "")
+
+
+def _private_address() -> str:
+    """This machine's first non-loopback IPv4 address, else loopback."""
+    outward = [ip for ip in local_ipv4_addresses() if not ip.startswith("127.")]
+    return outward[0] if outward else "127.0.0.1"
+
+
+def cluster_bind_host(settings: Settings) -> str:
+    """The address the cluster listener binds: `cluster.host`, else `http.host` when that is one address,
+    else the private address (never every interface unless the operator says so)."""
+    if settings.cluster.host:
+        return settings.cluster.host
+    if settings.http.host not in ANY_ADDRESS:
+        return settings.http.host
+    return _private_address()

@@ -21,6 +21,7 @@ from typing import Any
 from streamsnap.access import OPEN_GRANT, AccessControl, BackendHooks, TokenPolicy
 from streamsnap.cluster.registry import NodeInfo, RedisStreamRegistry
 from streamsnap.cluster.routing import HttpRouter
+from streamsnap.cluster.wire import SignatureCheck
 from streamsnap.config import Settings
 from streamsnap.media.rtsp import RtspSource
 from streamsnap.media.snapshot import SnapshotEngine
@@ -88,7 +89,8 @@ async def build(settings: Settings, *, cluster_url: str = "", registry: StreamRe
     thumbnails = Thumbnailer(settings.thumbnails, settings.backend.secret, snapshots) \
         if settings.thumbnails.interval > 0 else None
     node = Node(settings, state, registry, access, sources, engine, publishing, cameras, snapshots, mjpeg,
-                thumbnails, redis.status if redis is not None else None, clock=clock)
+                thumbnails, redis.status if redis is not None else None,
+                hop_signatures=SignatureCheck(settings.cluster.secret) if redis is not None else None, clock=clock)
     return Built(node, redis, router)
 
 

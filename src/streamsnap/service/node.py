@@ -17,6 +17,7 @@ from streamsnap.reasons import StreamEnd
 if TYPE_CHECKING:
     from streamsnap.access import AccessControl
     from streamsnap.cluster.registry import ClusterStatus
+    from streamsnap.cluster.wire import SignatureCheck
     from streamsnap.config import Settings
     from streamsnap.media.snapshot import SnapshotEngine
     from streamsnap.media.source import LocalSources
@@ -104,6 +105,8 @@ class Node:
     "The periodic thumbnailer, while thumbnails are on (`/streams/{name}/thumbnail.jpg` serves its pictures)."
     cluster: ClusterStatus | None
     "The node's link to its cluster's Redis, when it is in one."
+    hop_signatures: SignatureCheck | None = None
+    "Checks the signatures of requests from other nodes (when the node is in a cluster)."
     sessions: Sessions = field(default_factory=Sessions)
     clock: Callable[[], float] = time.monotonic
 

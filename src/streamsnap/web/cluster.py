@@ -23,7 +23,6 @@ from streamsnap.cluster.wire import (
     picture_headers,
     read_picture_query,
     read_terminate_query,
-    signature_valid,
 )
 from streamsnap.reasons import SnapshotError, SnapshotFailure
 from streamsnap.service.node import Node
@@ -42,8 +41,8 @@ ROUTED = Requester(OPEN_GRANT, None, {"source": "cluster"}, checked=True)
 async def signed_only(request: web.Request,
                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Refuse any request not signed with the cluster secret."""
-    secret = request.app[NODE].settings.cluster.secret
-    if not signature_valid(secret, request.method, request.raw_path, request.headers.get(SIGNATURE_HEADER)):
+    check = request.app[NODE].hop_signatures
+    if check is None or not check.valid(request.method, request.raw_path, request.headers.get(SIGNATURE_HEADER)):
         logger.warning("cluster request from %s refused: bad signature", request.remote)
         return json_error(401, "not a signed request of this cluster")
     try:

@@ -3,10 +3,10 @@
 A snapshot's PNG was 80% of a picture's CPU when libpng made it (zlib level 1 is slow for
 what it saves). The format itself is small: a signature, a header chunk, the filtered rows
 deflated in one zlib stream, an end chunk, each chunk with a CRC-32. Measured side by side
-in `bench/encoders.py` on decoded video pictures, ISA-L's level 1 deflate makes the file
-about 4x faster than zlib's at a size within a few percent of it; libdeflate and zlib-ng
-are slower at the fast end (libdeflate compresses better at its higher levels, which is
-why the higher `level`s use it).
+in `bench/encoders.py` on decoded video pictures, ISA-L's deflate at its level 2 makes the
+file about 4x faster than zlib's level 1 at the same size; its level 1 is no faster and
+makes larger files, zlib-ng and libdeflate are slower at the fast end (libdeflate
+compresses better at its higher levels, which is why the higher `level`s use it).
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ def encode_png(rgb: np.ndarray, level: int = 1) -> bytes:
     per row (libpng's default) at a fraction of the time. `level` is streamsnap's
     `png_compress_level`, 0-9, mapped to a deflate by measurement (`bench/encoders.py`):
 
-    - 0: stored, not compressed (zlib level 0, for a caller that prefers bytes to CPU);
-    - 1, 2: ISA-L levels 1, 2 (the fast end: as small as zlib level 1, about 4x faster);
-    - 3-9: libdeflate at the same level (smaller files for more CPU, as zlib's 3-9 were,
-      but faster and smaller than zlib at each level). ISA-L's own level 3 makes larger
-      files than its level 2 on video pictures, so it is not used.
+    - 0: stored, not compressed (zlib level 0: no deflate CPU, the largest file);
+    - 1: ISA-L level 2 (as small as zlib level 1 was, about 4x faster; ISA-L's level 1 is
+      no faster and 7% larger, its level 3 slower and larger);
+    - 2-9: libdeflate at the same level (smaller files for more CPU, as zlib's 2-9 were,
+      and at each level faster than zlib and no larger).
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"an RGB picture of uint8 is needed, not {rgb.dtype} {rgb.shape}")
@@ -51,18 +51,22 @@ def encode_png(rgb: np.ndarray, level: int = 1) -> bytes:
     height, width = rgb.shape[:2]
     if height == 0 or width == 0:
         raise ValueError("a PNG has at least one pixel")
-    filtered = _up_filtered(rgb)
-    idat = _deflate(filtered, level)
+    return png_file(width, height, _deflate(up_filtered(rgb), level))
+
+
+def png_file(width: int, height: int, zlib_stream: bytes) -> bytes:
+    """The PNG file of an 8-bit RGB picture whose filtered rows deflate to `zlib_stream`."""
     header = struct.pack(">II5B", width, height, *_RGB8)
     # One copy of the compressed data, into the file: the chunks are joined as their parts
-    return b"".join((SIGNATURE, *_chunk(b"IHDR", header), *_chunk(b"IDAT", idat), *_chunk(b"IEND", b"")))
+    return b"".join((SIGNATURE, *_chunk(b"IHDR", header), *_chunk(b"IDAT", zlib_stream), *_chunk(b"IEND", b"")))
 
 
-def _up_filtered(rgb: np.ndarray) -> np.ndarray:
+def up_filtered(rgb: np.ndarray) -> np.ndarray:
     """The rows of `rgb` as PNG filter type Up: a filter byte, then each byte minus the one above (mod 256).
 
-    Written into a buffer this thread keeps for pictures of this size: a fresh megabyte per
-    picture costs page faults once the allocator hands the memory back to the system.
+    Written into a buffer this thread keeps for pictures of this size (valid until the thread's
+    next call): a fresh megabyte per picture costs page faults whenever the allocator has handed
+    the memory back to the system.
     """
     height, width = rgb.shape[:2]
     stride = width * 3
@@ -87,8 +91,8 @@ def _deflate(data: np.ndarray, level: int) -> bytes:
     """`data` as one zlib stream, by the deflate `level` maps to (see `encode_png`)."""
     if level == 0:
         return zlib.compress(data.data, 0)
-    if level <= 2:
-        return isal_zlib.compress(data.data, level)
+    if level == 1:
+        return isal_zlib.compress(data.data, 2)
     # Any contiguous buffer is taken (no copy to bytes); the stubs name only bytes, bytearray and mmap
     return bytes(imagecodecs.deflate_encode(cast(bytes, data), level=level))
 

@@ -86,7 +86,10 @@ class Picture:
     source: EncodedFrame
     "The encoded frame it depicts (its arrival time gives the picture's age)."
     frames_decoded: int
-    "How many encoded frames were decoded to get it."
+    "How many encoded frames were given to the decoder to get it."
+    pictures_made: int = 1
+    """Pictures the decoder made on the way: fewer than `frames_decoded` when non-reference frames
+    (which no later frame depends on) were passed over unpictured."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -95,7 +98,13 @@ class Picture:
 
 
 def decode_latest(codec: str, group: Sequence[EncodedFrame]) -> Picture:
-    """Decode a keyframe and the frames after it; return the picture of the last one."""
+    """Decode a keyframe and the frames after it; return the picture of the last one.
+
+    Only what that picture needs is reconstructed: the decoder skips the non-reference frames
+    before the last one (a stream with temporal layers, as browsers send with simulcast, has one
+    in two), which no later frame depends on; their headers are still read, so the last picture
+    is the same to the pixel.
+    """
     name = _DECODERS.get(codec)
     if name is None:
         raise DecodeError(f"no decoder for {codec}")
@@ -104,19 +113,21 @@ def decode_latest(codec: str, group: Sequence[EncodedFrame]) -> Picture:
     context = cast(VideoCodecContext, av.CodecContext.create(name, "r"))
     context.thread_count = 1  # one picture per packet, no frame-threading delay
     last: av.VideoFrame | None = None
+    made = 0
     try:
         for index, frame in enumerate(group):
+            context.skip_frame = "NONREF" if index < len(group) - 1 else "DEFAULT"
             packet = av.Packet(frame.data)
             packet.pts = index
             for picture in context.decode(packet):
-                last = picture
+                last, made = picture, made + 1
         for picture in context.decode(None):
-            last = picture
+            last, made = picture, made + 1
     except av.FFmpegError as exc:
         raise DecodeError(f"{codec} decode failed: {exc}") from None
     if last is None or last.pts is None or not 0 <= last.pts < len(group):
         raise DecodeError(f"{codec} group of {len(group)} frames gave no picture")
-    return Picture(last, group[last.pts], len(group))
+    return Picture(last, group[last.pts], len(group), made)
 
 
 def output_size(native: tuple[int, int], spec: ImageSpec) -> tuple[int, int]:

@@ -4,7 +4,10 @@ looking like the RGB path's JPEG, every fit in every format, many workers at onc
 from __future__ import annotations
 
 import io
+import os
+import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
@@ -205,3 +208,26 @@ def test_workers_encoding_the_same_pictures_at_once_agree() -> None:
 
     with ThreadPoolExecutor(4) as pool:
         assert all(pool.map(run, jobs, timeout=60))
+
+
+def test_a_process_forked_after_encoding_can_encode() -> None:
+    """The thread's kept swscale contexts run no threads of their own, which a forked child would not have."""
+    picture = _keyframe_picture(1280, 720)
+    specs = [ImageSpec(), ImageSpec(ImageFormat.JPEG), ImageSpec(ImageFormat.WEBP, width=320)]
+    expected = [encode(picture, spec, 1) for spec in specs]
+    child = os.fork()
+    if child == 0:  # the child: encode again with the contexts it inherited, say by exit status whether it could
+        try:
+            os._exit(0 if [encode(picture, spec, 1) for spec in specs] == expected else 1)
+        finally:
+            os._exit(2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        if pid:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    pytest.fail("the forked child hung encoding")

@@ -203,7 +203,10 @@ def _converted(frame: av.VideoFrame, width: int, height: int, format: str,
             kept.popitem(last=False)
     else:
         kept.move_to_end(key)
-    return reformatter.reformat(frame, width=width, height=height, format=format, dst_color_range=color_range)
+    # One thread: the pool runs pictures side by side already, and a context that kept swscale's
+    # own threads (one per CPU by default) would hang in a process forked from this one.
+    return reformatter.reformat(frame, width=width, height=height, format=format, dst_color_range=color_range,
+                                threads=1)
 
 
 def _placed(rgb: np.ndarray, crop: tuple[int, int], kept: tuple[int, int], offset: tuple[int, int],

@@ -1,18 +1,17 @@
 """Pictures per second of the decode+encode work on this machine: per core and format, then threads vs processes.
 
     python bench/pool.py                    # a few minutes: the per-format table, then threads/processes
-    python bench/pool.py --formats-only --turns 9
+    python bench/pool.py --formats-only --per-format 15
 
 The work is what the engine does per picture on the keyframe path: decode one keyframe (FFmpeg's
 VP8 decoder) and encode it (`streamsnap.media.imaging.encode`). The first table runs it in one
-worker thread with a queue kept full, for PNG, JPEG and WebP at 640x480 and 1280x720, and beside
-each the encode streamsnap had before (libpng for PNG, swscale RGB then Pillow for JPEG, a new
-swscale context per picture) in the same run, in turns of a second each, so that a load coming
-and going on the machine falls on both alike. Pictures per core is pictures per second of CPU
-time of this process (one worker: one core at most), which other work on the machine disturbs
-less than pictures per second of wall time (also printed). Beside them, encodes alone per core,
-the pictures decoded beforehand (what a second format of a shared picture costs). Minor page
-faults per picture show what fresh buffers cost.
+worker thread for PNG, JPEG and WebP at 640x480 and 1280x720, beside the encode streamsnap had
+before (libpng for PNG, swscale RGB then Pillow for JPEG, a new swscale context per picture),
+and beside both the encodes alone (the picture decoded beforehand: what a second format of a
+shared picture costs). The four take turns picture by picture, so that the load of others on
+this shared machine falls on all alike. Pictures per core is pictures per CPU second of the
+worker thread (one thread: one core at most), which that load disturbs less than wall time.
+Minor page faults per picture show what fresh buffers cost.
 
 The second table: both decoding and encoding release the GIL in their C parts, so threads can
 use a second core; a process pool pays for pickling the file back. Then how decoding alone and
@@ -26,7 +25,6 @@ import argparse
 import io
 import os
 import resource
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -96,43 +94,58 @@ def rate(make: Callable[[], Executor], size: str, seconds: float, fmt: str = "pn
         return done / wall, done / cpu, faults / done
 
 
-def encode_only(size: str, seconds: float, fmt: str, way: str) -> float:
-    """Encodes per second of CPU time of one thread, the pictures decoded beforehand (as when callers share
-    a decoded picture, or ask another format of it)."""
+def _thread_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+
+def interleaved(size: str, fmt: str, seconds: float) -> dict[str, tuple[int, float, int]]:
+    """Per way (before, after, and each with the picture decoded beforehand): pictures, CPU seconds and minor
+    page faults of this thread, the ways taking turns picture by picture for `seconds`."""
     width, height = (int(v) for v in size.split("x"))
     keyframes = load_clip("VP8", width, height).keyframes
-    pictures = [decode_latest("VP8", [EncodedFrame(data, 0, True, 0.0)]) for data in keyframes[:8]]
+    decoded = [decode_latest("VP8", [EncodedFrame(data, 0, True, 0.0)]) for data in keyframes[:8]]
     spec = ImageSpec(ImageFormat(fmt), quality=80 if fmt == "webp" else None)
-    run = encode if way == "after" else encode_before
-    run(pictures[0], spec, 1)
-    done, started, end = 0, time.thread_time(), time.perf_counter() + seconds
+    ways: dict[str, Callable[[int], object]] = {
+        "before": lambda i: picture(size, i, fmt, "before"),
+        "after": lambda i: picture(size, i, fmt, "after"),
+        "before, encode only": lambda i: encode_before(decoded[i % len(decoded)], spec, 1),
+        "after, encode only": lambda i: encode(decoded[i % len(decoded)], spec, 1),
+    }
+    totals = {way: (0, 0.0, 0) for way in ways}
+    order = list(ways.items())
+    for index in range(8):  # warm up: the clip, the thread's swscale contexts and buffers
+        for _, run in order:
+            run(index)
+    index, end = 0, time.perf_counter() + seconds
     while time.perf_counter() < end:
-        run(pictures[done % len(pictures)], spec, 1)
-        done += 1
-    return done / (time.thread_time() - started)
+        order.reverse()  # neither way always runs right after the other
+        for way, run in order:
+            faults, cpu = _thread_faults(), time.thread_time()
+            run(index)
+            cpu, faults = time.thread_time() - cpu, _thread_faults() - faults
+            count, seconds_sum, faults_sum = totals[way]
+            totals[way] = (count + 1, seconds_sum + cpu, faults_sum + faults)
+        index += 1
+    return totals
 
 
-def per_format(seconds: float, rounds: int) -> None:
+def per_format(seconds: float) -> None:
     """The per-core table: one worker thread, every format and size, before and after in turns."""
-    print(f"One worker thread, keyframe decode + encode, {rounds} turns of {seconds:.1f} s each way; "
-          "median over turns\n")
-    print("| size | format | pictures/s per core, before | after | after/before | encode only per core, before "
-          "| after | pictures/s wall, before | after | page faults per picture, before | after |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"One worker thread, keyframe decode + encode, before and after taking turns picture by picture "
+          f"for {seconds:.0f} s per format and size; pictures per CPU second of the thread\n")
+    print("| size | format | pictures/s per core, before | after | after/before | encodes alone/s per core, "
+          "before | after | after/before | page faults per picture, before | after |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in SIZES:
         for fmt in ("png", "jpeg", "webp"):
-            runs: dict[str, list[tuple[float, float, float]]] = {"before": [], "after": []}
-            encodes: dict[str, list[float]] = {"before": [], "after": []}
-            for _ in range(rounds):
-                for way in ("before", "after"):
-                    runs[way].append(rate(lambda: ThreadPoolExecutor(1), size, seconds, fmt, way))
-                    encodes[way].append(encode_only(size, seconds / 2, fmt, way))
-            wall, core, faults = ({way: statistics.median(run[k] for run in runs[way]) for way in runs}
-                                  for k in range(3))
-            alone = {way: statistics.median(encodes[way]) for way in encodes}
-            print(f"| {size} | {fmt.upper()} | {core['before']:.0f} | {core['after']:.0f} "
-                  f"| {core['after'] / core['before']:.2f}x | {alone['before']:.0f} | {alone['after']:.0f} "
-                  f"| {wall['before']:.0f} | {wall['after']:.0f} "
+            with ThreadPoolExecutor(1) as pool:
+                totals = pool.submit(interleaved, size, fmt, seconds).result()
+            per_core = {way: count / cpu for way, (count, cpu, _) in totals.items()}
+            faults = {way: total / count for way, (count, _, total) in totals.items()}
+            before, after = per_core["before"], per_core["after"]
+            alone_before, alone_after = per_core["before, encode only"], per_core["after, encode only"]
+            print(f"| {size} | {fmt.upper()} | {before:.0f} | {after:.0f} | {after / before:.2f}x "
+                  f"| {alone_before:.0f} | {alone_after:.0f} | {alone_after / alone_before:.2f}x "
                   f"| {faults['before']:.1f} | {faults['after']:.1f} |", flush=True)
 
 
@@ -175,12 +188,11 @@ def threads_and_processes(seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("seconds", nargs="?", type=float, default=4.0, help="length of each threads/processes run")
-    parser.add_argument("--turns", type=int, default=5, help="turns of before and after per format and size")
-    parser.add_argument("--turn", type=float, default=1.0, help="seconds of each turn")
+    parser.add_argument("--per-format", type=float, default=8.0, help="seconds of turns per format and size")
     parser.add_argument("--formats-only", action="store_true", help="the per-format table only")
     args = parser.parse_args()
     print(f"cores available: {len(os.sched_getaffinity(0))}; load average before: {os.getloadavg()[0]:.2f}\n")
-    per_format(args.turn, args.turns)
+    per_format(args.per_format)
     if not args.formats_only:
         threads_and_processes(args.seconds)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")

@@ -147,6 +147,20 @@ async def test_tokens_from_the_command_line(start_server: Callable[..., Any], tm
         await asyncio.wait_for(publisher.communicate(), 15)
 
 
+def test_token_can_mint_every_right_the_server_knows(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "cli-secret-" + "0123456789abcdef" * 3
+    monkeypatch.setenv("STREAMSNAP_AUTH_SECRET", secret)
+    result = run("token", "pull", "--stream", "cam-*")
+    assert result.returncode == 0, result.stderr
+    grant = TokenPolicy(secret).grant(result.stdout.strip())
+    assert grant.rights == {Right.PULL}
+    assert grant.allows(Right.PULL, "cam-1") and not grant.allows(Right.PULL, "door")
+    # A right added to the server is one the command can give, without a list of its own to update.
+    result = run("token", *Right)
+    assert result.returncode == 0, result.stderr
+    assert TokenPolicy(secret).grant(result.stdout.strip()).rights == set(Right)
+
+
 def assert_one_line(result: subprocess.CompletedProcess[Any], status: int, *words: str) -> str:
     """The command failed with `status` and said why in one line `streamsnap: ...`; return that line."""
     stderr = result.stderr if isinstance(result.stderr, str) else result.stderr.decode()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from streamsnap.access import Right, TokenPolicy
 from streamsnap.cli.arguments import seconds
 from streamsnap.config import SettingsError, load_settings
 
@@ -19,8 +20,8 @@ def add_parser(commands: Any) -> None:
         "STREAMSNAP_AUTH_SECRET) and print it, for clients of a server with access control on.",
     )
     token.set_defaults(run=run)
-    token.add_argument("rights", nargs="+", choices=["publish", "snapshot", "manage", "metrics"],
-                       help="what it allows")
+    # Every right the server checks, so that no right (`pull` was one) is out of the CLI's reach.
+    token.add_argument("rights", nargs="+", choices=[str(right) for right in Right], help="what it allows")
     token.add_argument("--config", type=Path, help="TOML file of settings, as for serve")
     token.add_argument("--stream", action="append", dest="streams", metavar="PATTERN", default=[],
                        help="stream name pattern the rights cover, e.g. 'cam-*' (repeat; default: every stream)")
@@ -32,8 +33,6 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print a token with the rights `args` name; return the exit status."""
-    from streamsnap.access import TokenPolicy
-
     try:
         # A secret too short for HS256 (RFC 7518) is refused here, by config.py, with the setting named.
         settings = load_settings(args.config, {})

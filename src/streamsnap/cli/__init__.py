@@ -1,8 +1,8 @@
 """The `streamsnap` command: the root parser and the entry point of every subcommand.
 
 Each subcommand lives in a module of its own and registers itself with `add_parser`, setting
-`run`, the function `main` calls with the parsed arguments: `serve` (the server), `publish` and
-`snapshot` (`client.py`, a WebRTC test client), `token` (access tokens).
+`run`, the function `main` calls with the parsed arguments: `serve` and `config` (the server and
+its settings), `publish` and `snapshot` (`client.py`, a WebRTC test client), `token` (access tokens).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="streamsnap", description="Still pictures of live WebRTC streams.")
     parser.add_argument("--version", action="version", version=f"streamsnap {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve.add_parser(commands)
+    serve.add_parsers(commands)
     client.add_parsers(commands)
     token.add_parser(commands)
     return parser

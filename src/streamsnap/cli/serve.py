@@ -1,4 +1,4 @@
-"""`streamsnap serve`: the server launcher, its settings from defaults, file, environment and flags."""
+"""`streamsnap serve`, the server launcher, and `streamsnap config`, a start for its config file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from streamsnap import __version__
-from streamsnap.config import HttpSettings, SettingsError, TlsSettings, declarations, load_settings
+from streamsnap.config import HttpSettings, SettingsError, TlsSettings, declarations, load_settings, sample_config
 
 
 def _choices(path: str) -> list[str]:
@@ -20,8 +20,13 @@ def _choices(path: str) -> list[str]:
     return [str(choice) for choice in typing.get_args(declarations()[path].kind)]
 
 
-def add_parser(commands: Any) -> None:
-    """Add `serve` to the subcommands."""
+def add_parsers(commands: Any) -> None:
+    """Add `serve` and `config` to the subcommands."""
+    _serve_parser(commands)
+    _config_parser(commands)
+
+
+def _serve_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve", help="run the server",
         description="Serve the WCS WebSocket protocol, the browser client and its example page. "
@@ -56,6 +61,24 @@ def add_parser(commands: Any) -> None:
     cluster.add_argument("--cluster-port", type=int, metavar="PORT", help="port of the cluster listener (default: any)")
     cluster.add_argument("--workers", type=int, metavar="N",
                          help="run N processes sharing --port, one node each (needs --redis)")
+
+
+def _config_parser(commands: Any) -> None:
+    config = commands.add_parser(
+        "config", help="print a sample config file",
+        description="Print every setting of serve as a TOML file: each at its default, commented out, with one "
+        "line of help, the values it allows and its environment variable. A start for `serve --config FILE`.",
+    )
+    config.set_defaults(run=_print_sample)
+    config.add_argument("--sample", action="store_true", required=True,
+                        help="the sample file (streamsnap.example.toml in the source tree is this output)")
+
+
+def _print_sample(args: argparse.Namespace) -> int:
+    # TOML is UTF-8 whatever the terminal's locale (the help texts have a few non-ASCII characters).
+    sys.stdout.buffer.write(sample_config().encode())
+    sys.stdout.buffer.flush()
+    return 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

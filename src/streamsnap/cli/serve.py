@@ -34,6 +34,9 @@ def _serve_parser(commands: Any) -> None:
     )
     serve.set_defaults(run=run)
     serve.add_argument("--config", type=Path, help="TOML file of settings (names as in the README table)")
+    serve.add_argument("--check", action="store_true",
+                       help="read the settings (--config, STREAMSNAP_* variables, flags), print every problem, one "
+                       "a line, or 'settings OK', and exit (status 2 if any problem) without serving")
     serve.add_argument("--host", help=f"address to listen on (default {HttpSettings.host})")
     serve.add_argument("--port", type=int, help=f"port to listen on (default {HttpSettings.port})")
     serve.add_argument("--ice-address", action="append", dest="ice_addresses", metavar="IP",
@@ -94,8 +97,31 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _check(args: argparse.Namespace) -> int:
+    """`serve --check`: every problem of the settings `run` would read, or where the good ones come from."""
+    from streamsnap.cli.problems import setting_variables, settings_problems
+
+    overrides = _overrides(args)
+    problems = settings_problems(args.config, overrides, os.environ)
+    for problem in problems:
+        print(f"streamsnap: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    sources = ["defaults"]
+    if args.config is not None:
+        sources.append(f"config file {args.config}")
+    if variables := setting_variables(os.environ):
+        sources.append("environment " + ", ".join(variables))
+    if flags := [name for name, value in overrides.items() if value is not None]:
+        sources.append("flags for " + ", ".join(flags))
+    print("settings OK: " + " < ".join(sources))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the server until SIGINT/SIGTERM; return the exit status."""
+    if args.check:
+        return _check(args)
     from streamsnap.logs import configure_logging
     from streamsnap.server.listeners import Server, ServerError
 

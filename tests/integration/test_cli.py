@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from streamsnap.access import Right, TokenPolicy
 from streamsnap.media.pattern import read_counter
 from streamsnap.wcsclient import WcsClient
 from tests.clips import write_pattern_clip
-from tests.conftest import RunningServer, free_port, png_image
+from tests.conftest import ROOT, RunningServer, free_port, png_image
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +51,15 @@ def test_help_of_every_command() -> None:
         result = run(command, "--help")
         assert result.returncode == 0
         assert "usage: streamsnap " + command in result.stdout
+
+
+def test_version_is_the_one_the_package_declares() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    console_script = str(Path(sys.executable).parent / "streamsnap")  # the entry point streamsnap.cli:main
+    for command in (STREAMSNAP, [console_script]):
+        result = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=30)
+        assert (result.returncode, result.stderr) == (0, ""), command
+        assert result.stdout == f"streamsnap {declared}\n", (command, "an install older than pyproject.toml?")
 
 
 def test_publish_then_snapshot_to_a_file(server_process: RunningServer, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Where a picture goes in a `width` x `height` box: scale, crop and pad, as plain numbers.
 
 One geometry for the server (`media/imaging.py`, which scales with swscale and crops or pads
-with numpy in its worker pool) and the `snapshot` command (`imagefile.py`, with Pillow), so a
+with numpy in its worker pool) and the `snapshot` command (`cli/imagefile.py`, with Pillow), so a
 picture asked with the same size and fit has the same framing whichever made it.
 """
 

@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from streamsnap.access import Right, TokenPolicy
 from streamsnap.media.pattern import read_counter
 from streamsnap.wcsclient import WcsClient
 from tests.clips import write_pattern_clip
-from tests.conftest import RunningServer, free_port, png_image
+from tests.conftest import ROOT, RunningServer, free_port, png_image
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +51,15 @@ def test_help_of_every_command() -> None:
         result = run(command, "--help")
         assert result.returncode == 0
         assert "usage: streamsnap " + command in result.stdout
+
+
+def test_version_is_the_one_the_package_declares() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    console_script = str(Path(sys.executable).parent / "streamsnap")  # the entry point streamsnap.cli:main
+    for command in (STREAMSNAP, [console_script]):
+        result = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=30)
+        assert (result.returncode, result.stderr) == (0, ""), command
+        assert result.stdout == f"streamsnap {declared}\n", (command, "an install older than pyproject.toml?")
 
 
 def test_publish_then_snapshot_to_a_file(server_process: RunningServer, tmp_path: Path) -> None:
@@ -145,6 +155,20 @@ async def test_tokens_from_the_command_line(start_server: Callable[..., Any], tm
     finally:
         publisher.send_signal(signal.SIGINT)
         await asyncio.wait_for(publisher.communicate(), 15)
+
+
+def test_token_can_mint_every_right_the_server_knows(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "cli-secret-" + "0123456789abcdef" * 3
+    monkeypatch.setenv("STREAMSNAP_AUTH_SECRET", secret)
+    result = run("token", "pull", "--stream", "cam-*")
+    assert result.returncode == 0, result.stderr
+    grant = TokenPolicy(secret).grant(result.stdout.strip())
+    assert grant.rights == {Right.PULL}
+    assert grant.allows(Right.PULL, "cam-1") and not grant.allows(Right.PULL, "door")
+    # A right added to the server is one the command can give, without a list of its own to update.
+    result = run("token", *Right)
+    assert result.returncode == 0, result.stderr
+    assert TokenPolicy(secret).grant(result.stdout.strip()).rights == set(Right)
 
 
 def assert_one_line(result: subprocess.CompletedProcess[Any], status: int, *words: str) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from streamsnap.imagefile import Conversion, FileFormat, Fit, convert, format_for
+from streamsnap.cli.imagefile import Conversion, FileFormat, Fit, convert, format_for
 
 pytestmark = pytest.mark.unit
 

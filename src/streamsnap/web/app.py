@@ -30,7 +30,7 @@ from streamsnap.web.whip import add_whip_routes
 
 logger = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "client"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 "The files served to browsers under `/client/` (the JS client, the landing page, the example page)."
 
 

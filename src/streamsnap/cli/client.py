@@ -1,4 +1,8 @@
-"""The `streamsnap` command: serve, publish, snapshot, token."""
+"""`streamsnap publish` and `streamsnap snapshot`: a WebRTC test client of the WCS protocol.
+
+Each command is one session with a server, as a browser would open it: `publish` sends a test
+pattern or a video file with aiortc, `snapshot` asks for a picture and writes it as a file.
+"""
 
 from __future__ import annotations
 
@@ -11,63 +15,18 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
-from streamsnap import __version__
-from streamsnap.config import HttpSettings, SettingsError, TlsSettings, load_settings
-
-
-def _serve_parser(commands: Any) -> None:
-    serve = commands.add_parser(
-        "serve", help="run the server",
-        description="Serve the WCS WebSocket protocol, the browser client and its example page. "
-        "Settings come from defaults, then --config, then STREAMSNAP_* environment variables, then flags.",
-    )
-    serve.add_argument("--config", type=Path, help="TOML file of settings (names as in the README table)")
-    serve.add_argument("--host", help=f"address to listen on (default {HttpSettings.host})")
-    serve.add_argument("--port", type=int, help=f"port to listen on (default {HttpSettings.port})")
-    serve.add_argument("--ice-address", action="append", dest="ice_addresses", metavar="IP",
-                       help="IPv4 address to offer as ICE candidate (repeat; default: every interface)")
-    serve.add_argument("--ice-server", action="append", dest="ice_servers", metavar="URL",
-                       help="STUN/TURN url (repeat)")
-    serve.add_argument("--public-ip", metavar="IP",
-                       help="address to announce in place of local candidates (behind 1:1 NAT)")
-    serve.add_argument("--tls-cert", metavar="PEM", help="certificate file: serve https + wss on --tls-port too")
-    serve.add_argument("--tls-key", metavar="PEM", help="private key file of --tls-cert")
-    serve.add_argument("--tls-self-signed", action="store_true", default=None,
-                       help="serve https + wss with a throwaway self-signed certificate (for trying from a LAN)")
-    serve.add_argument("--tls-port", type=int, help=f"https + wss port (default {TlsSettings.port})")
-    serve.add_argument("--rest-port", type=int, help="also serve /rest-api/ alone on this port (WCS uses 8081)")
-    serve.add_argument("--thumbnail-interval", type=float, metavar="SECONDS",
-                       help="write a thumbnail of every live stream this often (default: off)")
-    serve.add_argument("--thumbnail-dir", metavar="DIR", help="where thumbnails go")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--log-format", choices=["text", "json"])
-    cluster = serve.add_argument_group("cluster", "several nodes, one namespace of streams, coordinated through Redis")
-    cluster.add_argument("--redis", metavar="URL", help="join the cluster on this Redis, e.g. redis://127.0.0.1:6379/0 "
-                         "(the secret comes from $STREAMSNAP_CLUSTER_SECRET or the config file)")
-    cluster.add_argument("--node-id", metavar="NAME", help="this node's name in the cluster (default: the host name)")
-    cluster.add_argument("--advertise-url", metavar="URL", help="where other nodes reach this one's cluster listener")
-    cluster.add_argument("--cluster-port", type=int, metavar="PORT", help="port of the cluster listener (default: any)")
-    cluster.add_argument("--workers", type=int, metavar="N",
-                         help="run N processes sharing --port, one node each (needs --redis)")
-
+from streamsnap.cli.arguments import bounded_int, seconds
 
 TOKEN_ENV = "STREAMSNAP_TOKEN"
 
 
 class UsageError(Exception):
     """A mistake in the command line found after parsing (exit status 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with its complaints on one line, `streamsnap: ...`, and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"streamsnap: {message} (see '{self.prog} --help')\n")
 
 
 def _ws_url(text: str) -> str:
@@ -98,32 +57,6 @@ def _size(text: str) -> tuple[int, int]:
     if not all(low <= side <= high and side % 2 == 0 for side in sides):
         raise argparse.ArgumentTypeError(f"{text}: width and height must be even numbers from {low} to {high}")
     return sides
-
-
-def _bounded_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, not {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range {low}-{high}")
-        return value
-    return parse
-
-
-def _seconds(*, zero_ok: bool) -> Callable[[str], float]:
-    """An argparse type: a finite number of seconds, more than 0 (or 0 too, with `zero_ok`)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-        if not (0 <= value if zero_ok else 0 < value) or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"{text} must be {'0 or more' if zero_ok else 'more than 0'}")
-        return value
-    return parse
-
 
 
 def _add_token_option(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +113,12 @@ examples:
 """
 
 
+def add_parsers(commands: Any) -> None:
+    """Add `publish` and `snapshot` to the subcommands."""
+    _publish_parser(commands)
+    _snapshot_parser(commands)
+
+
 def _publish_parser(commands: Any) -> None:
     publish = commands.add_parser(
         "publish", help="publish a test pattern or a video file",
@@ -187,6 +126,7 @@ def _publish_parser(commands: Any) -> None:
         "(or --duration, or the end of --file with --once).",
         epilog=PUBLISH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    publish.set_defaults(run=_run(_publish))
     _add_client_options(publish)
     source = publish.add_mutually_exclusive_group()
     source.add_argument("--pattern", action="store_true", help="moving test pattern with a frame counter (default)")
@@ -196,12 +136,12 @@ def _publish_parser(commands: Any) -> None:
     publish.add_argument("--codec", choices=["VP8", "H264"], help="video codec to insist on")
     publish.add_argument("--size", type=_size, default=(640, 480), metavar="WxH",
                          help="pattern size WIDTHxHEIGHT (default 640x480)")
-    publish.add_argument("--duration", type=_seconds(zero_ok=False), metavar="SECONDS",
+    publish.add_argument("--duration", type=seconds(zero_ok=False), metavar="SECONDS",
                          help="stop after this many seconds")
 
 
 def _snapshot_parser(commands: Any) -> None:
-    from streamsnap.imagefile import FileFormat, Fit
+    from streamsnap.cli.imagefile import FileFormat, Fit
 
     snapshot = commands.add_parser(
         "snapshot", help="save a picture of a live stream",
@@ -210,104 +150,21 @@ def _snapshot_parser(commands: Any) -> None:
         "Exits 1 with the server's info string when the snapshot fails, 2 for a mistake in the command line.",
         epilog=SNAPSHOT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    snapshot.set_defaults(run=_run(_snapshot))
     _add_client_options(snapshot)
     snapshot.add_argument("-o", "--output", required=True, metavar="FILE",
                           help="file to write, its format from its extension (.png, .jpg, .jpeg, .webp); "
                           "- for standard output")
     snapshot.add_argument("--format", choices=[f.value for f in FileFormat],
                           help="file format, whatever the extension (default: from -o; png for -)")
-    snapshot.add_argument("--width", type=_bounded_int(1, 16384), help="picture width in pixels")
-    snapshot.add_argument("--height", type=_bounded_int(1, 16384), help="picture height in pixels")
+    snapshot.add_argument("--width", type=bounded_int(1, 16384), help="picture width in pixels")
+    snapshot.add_argument("--height", type=bounded_int(1, 16384), help="picture height in pixels")
     snapshot.add_argument("--fit", choices=[f.value for f in Fit], default=Fit.FILL.value,
                           help="with --width and --height: fill stretches (default), contain letterboxes, "
                           "cover crops the centre")
-    snapshot.add_argument("--quality", type=_bounded_int(1, 100), help="jpg/webp quality 1-100 (default 85/80)")
-    snapshot.add_argument("--timeout", type=_seconds(zero_ok=False), default=10.0, metavar="SECONDS",
+    snapshot.add_argument("--quality", type=bounded_int(1, 100), help="jpg/webp quality 1-100 (default 85/80)")
+    snapshot.add_argument("--timeout", type=seconds(zero_ok=False), default=10.0, metavar="SECONDS",
                           help="seconds to wait (default 10)")
-
-
-def _token_parser(commands: Any) -> None:
-    token = commands.add_parser(
-        "token", help="print an access token",
-        description="Sign an access token with the server's auth_secret (from --config or "
-        "STREAMSNAP_AUTH_SECRET) and print it, for clients of a server with access control on.",
-    )
-    token.add_argument("rights", nargs="+", choices=["publish", "snapshot", "manage", "metrics"],
-                       help="what it allows")
-    token.add_argument("--config", type=Path, help="TOML file of settings, as for serve")
-    token.add_argument("--stream", action="append", dest="streams", metavar="PATTERN", default=[],
-                       help="stream name pattern the rights cover, e.g. 'cam-*' (repeat; default: every stream)")
-    token.add_argument("--ttl", type=_seconds(zero_ok=True), default=3600.0, metavar="SECONDS",
-                       help="seconds the token is valid (default 3600; 0: no expiry, which servers refuse "
-                       "unless auth_allow_no_exp is set)")
-    token.add_argument("--subject", help="the token's `sub`, shown in the server's logs")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = _Parser(prog="streamsnap", description="Still pictures of live WebRTC streams.")
-    parser.add_argument("--version", action="version", version=f"streamsnap {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    _serve_parser(commands)
-    _publish_parser(commands)
-    _snapshot_parser(commands)
-    _token_parser(commands)
-    return parser
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from streamsnap.logs import configure_logging
-    from streamsnap.server.listeners import Server, ServerError
-
-    try:
-        settings = load_settings(args.config, {
-            "host": args.host, "port": args.port, "ice_addresses": args.ice_addresses,
-            "ice_servers": args.ice_servers, "log_level": args.log_level, "log_format": args.log_format,
-            "public_ip": args.public_ip, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
-            "tls_self_signed": args.tls_self_signed, "tls_port": args.tls_port, "rest_port": args.rest_port,
-            "thumbnail_interval": args.thumbnail_interval, "thumbnail_dir": args.thumbnail_dir,
-            "redis_url": args.redis, "node_name": args.node_id, "advertise_url": args.advertise_url,
-            "cluster_port": args.cluster_port, "workers": args.workers,
-        })
-        configure_logging(settings.log.level, settings.log.format)
-    except (SettingsError, ValueError) as exc:
-        print(f"streamsnap: {exc}", file=sys.stderr)
-        return 2
-    from streamsnap.server.workers import WORKER_ENV, supervise
-
-    worker = os.environ.get(WORKER_ENV)
-    if settings.node.workers > 1 and worker is None:
-        return supervise(settings, args.config)
-    server = Server(settings, reuse_port=worker is not None)
-
-    async def run() -> None:
-        await server.start()
-        try:
-            for listener in server.listeners:
-                print(f"streamsnap {__version__}: {listener.role} on "
-                      f"{listener.scheme}://{settings.http.host}:{listener.port}/", flush=True)
-            if server.certificate is not None:
-                print(f"self-signed certificate, SHA-256 {server.certificate.fingerprint}", flush=True)
-            print("example page: /client/examples/demo/streaming/stream-snapshot/stream-snapshot.html", flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-        finally:
-            await server.stop()
-
-    try:
-        if settings.node.event_loop == "uvloop":
-            import uvloop
-
-            uvloop.run(run())
-        else:
-            asyncio.run(run())
-    except ServerError as exc:
-        print(f"streamsnap: {exc}", file=sys.stderr)
-        return 1
-    return 0
 
 
 PUBLISH_TIMEOUT = 20.0
@@ -372,7 +229,7 @@ async def _publish(args: argparse.Namespace) -> int:
 
 
 async def _snapshot(args: argparse.Namespace) -> int:
-    from streamsnap.imagefile import Conversion, FileFormat, Fit, convert, format_for
+    from streamsnap.cli.imagefile import Conversion, FileFormat, Fit, convert, format_for
     from streamsnap.wcsclient import SnapshotFailed, WcsClient
 
     try:
@@ -411,44 +268,15 @@ async def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-MIN_SECRET_BYTES = 32
-"HS256 keys shorter than the hash (RFC 7518, section 3.2) are refused rather than warned about."
-
-
-def _token(args: argparse.Namespace) -> int:
-    from streamsnap.access import TokenPolicy
-
-    try:
-        settings = load_settings(args.config, {})
-    except (SettingsError, ValueError) as exc:
-        print(f"streamsnap: {exc}", file=sys.stderr)
-        return 2
-    if not settings.access.secret:
-        print("streamsnap: no auth_secret configured (set STREAMSNAP_AUTH_SECRET or use --config)", file=sys.stderr)
-        return 2
-    secret_bytes = len(settings.access.secret.encode())
-    if secret_bytes < MIN_SECRET_BYTES:
-        print(f"streamsnap: auth_secret is {secret_bytes} bytes; HS256 needs at least {MIN_SECRET_BYTES} "
-              "(RFC 7518), e.g. from `openssl rand -base64 32`", file=sys.stderr)
-        return 2
-    policy = TokenPolicy(settings.access.secret, issuer=settings.access.issuer)
-    print(policy.issue(args.rights, streams=args.streams, subject=args.subject, ttl=args.ttl or None))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `streamsnap` command."""
-    args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return _serve(args)
-    if args.command == "token":
-        return _token(args)
-    logging.basicConfig(level=logging.WARNING)
-    runner = _publish if args.command == "publish" else _snapshot
-    try:
-        return asyncio.run(_client_errors(args, runner(args)))
-    except KeyboardInterrupt:
-        return 130
+def _run(command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> Callable[[argparse.Namespace], int]:
+    """`command` as the synchronous `run` of its subcommand: one session on a loop of its own."""
+    def run(args: argparse.Namespace) -> int:
+        logging.basicConfig(level=logging.WARNING)
+        try:
+            return asyncio.run(_client_errors(args, command(args)))
+        except KeyboardInterrupt:
+            return 130
+    return run
 
 
 async def _client_errors(args: argparse.Namespace, command: Awaitable[int]) -> int:

@@ -14,6 +14,8 @@ the release name it, so that a late release of an old stream never frees a newer
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 import secrets
 import time
 
@@ -64,6 +66,19 @@ class StreamRecord(msgspec.Struct, frozen=True, kw_only=True):
     has_video: bool = False
     started_at: float = msgspec.field(default_factory=time.time)
     "Wall-clock time of the claim (seconds since the epoch)."
+    control_digest: str | None = None
+    """SHA-256 (hex) of the secret in the publisher's own control url (WHIP's resource), for any node to check
+    a DELETE against; never listed, and the secret itself is kept nowhere."""
+
+
+def control_digest(secret: str) -> str:
+    """What a record keeps of a control url's secret."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def holds_control(record: StreamRecord, secret: str) -> bool:
+    """Whether `secret` is the one the publisher of `record` was given (in constant time)."""
+    return record.control_digest is not None and hmac.compare_digest(record.control_digest, control_digest(secret))
 
 
 class ClaimRefused(Exception):

@@ -228,22 +228,48 @@ async def test_ffmpeg_whip_muxer(server: RunningServer, http: aiohttp.ClientSess
             proc.kill()
         await proc.wait()
 
-
 async def test_a_delete_ends_the_stream_through_its_record(
         server: RunningServer, http: aiohttp.ClientSession, clients: list[WhipClient]) -> None:
     # `serve --workers` shares the port: OBS's DELETE may reach a process that did not answer the POST,
-    # so a DELETE goes by the stream's record (kind, session) and the node that holds it, never a local table.
+    # so a DELETE goes by the stream's record (kind, the digest of its resource id) and the node that holds it.
     base = server.http_url
     client = WhipClient()
     clients.append(client)
     answer = await client.publish(http, f"{base}/whip/cam")
     assert answer.status == 201
     location = answer.headers["Location"]
-    session = location.rsplit("/", 1)[1]
     assert server.node is not None
-    held = server.node.publishing.handle("whip", session)
+    record = await server.node.registry.lookup("cam")
+    assert record is not None
+    held = server.node.publishing.handle("whip", record.media_session_id)
     assert held is not None and held.task is not None
     assert (await http.delete(f"{base}/whip/cam/not-the-session")).status == 404
     assert (await http.delete(location)).status == 200
     assert await asyncio.wait_for(held.task, 10) is StreamEnd.STOPPED_BY_PUBLISHER
     assert await (await http.get(f"{base}/streams")).json() == []
+
+
+async def test_a_tenant_cannot_end_another_whip_stream_with_what_listings_show(
+        start_server: Any, http: aiohttp.ClientSession, clients: list[WhipClient]) -> None:
+    # Issue 22: a tenant with a publish token on cam-* read another stream's mediaSessionId from find_all,
+    # which was its WHIP resource id, and DELETE /whip/cam-a/<id> ended that stream.
+    server: RunningServer = await start_server(auth_secret=SECRET)
+    tokens = TokenPolicy(SECRET)
+    owner, tenant = (f"Bearer {tokens.issue([Right.PUBLISH], streams=['cam-*'], subject=who)}" for who in "ab")
+    victim = WhipClient()
+    clients.append(victim)
+    answer = await victim.publish(http, f"{server.http_url}/whip/cam-a", {"Authorization": owner})
+    assert answer.status == 201
+    resource = answer.headers["Location"].rsplit("/", 1)[1]
+    reader = {"Authorization": f"Bearer {tokens.issue([Right.MANAGE], streams=['cam-*'])}"}
+    async with http.post(f"{server.http_url}/rest-api/stream/find_all", json={}, headers=reader) as found:
+        listed = await found.json()
+    media_session_id = listed[0]["mediaSessionId"]
+    assert media_session_id != resource and resource not in str(listed)
+    for guess in (media_session_id, "x"):
+        async with http.delete(f"{server.http_url}/whip/cam-a/{guess}", headers={"Authorization": tenant}) as gone:
+            assert gone.status == 404
+    assert [s["name"] for s in await streams(http, server, headers=reader)] == ["cam-a"]  # still live
+    assert len(resource) >= 32  # 24 random bytes: not guessable either
+    async with http.delete(answer.headers["Location"], headers={"Authorization": owner}) as deleted:
+        assert deleted.status == 200

@@ -54,6 +54,8 @@ class PublishRequest:
     has_audio: bool = False
     hook_fields: Mapping[str, Any] = field(default_factory=dict)
     "What the backend hook is told about the request."
+    control_digest: str | None = None
+    "Kept in the record: the digest of the secret of the publisher's own control url (WHIP's resource)."
 
 
 class PublishListener(Protocol):
@@ -275,7 +277,7 @@ class PublishingService:
             raise PublishError(StreamEnd.SHUTTING_DOWN)
         record = StreamRecord(name=request.name, media_session_id=request.media_session_id, node=self.node.name,
                               kind=request.kind, owner_session=request.owner_session,
-                              has_audio=request.has_audio)
+                              has_audio=request.has_audio, control_digest=request.control_digest)
         try:
             return await self.registry.claim(record, max_streams=self.limits.max_streams)
         except ClaimRefused as exc:

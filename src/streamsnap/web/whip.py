@@ -22,7 +22,7 @@ from streamsnap.access import AccessDenied, Right
 from streamsnap.media.webrtc import WebRtcSource
 from streamsnap.reasons import PublishError, StreamEnd
 from streamsnap.service.publishing import PublishRequest
-from streamsnap.streams import RegistryUnavailable, SourceKind
+from streamsnap.streams import RegistryUnavailable, SourceKind, control_digest, holds_control
 from streamsnap.web.errors import json_error
 from streamsnap.web.guard import http_requester, request_grant
 from streamsnap.web.node import NODE
@@ -61,13 +61,16 @@ async def publish(request: web.Request) -> web.Response:
     if not offer.strip():
         raise PublishError(StreamEnd.INVALID_SDP)
     node = request.app[NODE]
-    session_id = secrets.token_urlsafe(16)
+    # The resource's id is a secret of the publisher's alone (it ends the stream), and nothing listed:
+    # the stream's mediaSessionId, which find_all shows, is another random id.
+    session_id = secrets.token_urlsafe(24)
     listener = _WhipPublisher()
     settings = node.settings
     publish_request = PublishRequest(
-        name=name, media_session_id=session_id, grant=grant, kind=SourceKind.WHIP,
+        name=name, media_session_id=secrets.token_hex(8), grant=grant, kind=SourceKind.WHIP,
         make_source=lambda stream: WebRtcSource(stream, settings.webrtc, settings.gop, offer, kind=SourceKind.WHIP),
         hook_fields={**http_requester(request, grant).hook_fields, "source": "whip"},
+        control_digest=control_digest(session_id),
     )
     publication = node.publishing.start(publish_request, listener)
     try:
@@ -98,7 +101,7 @@ async def delete(request: web.Request) -> web.Response:
         record = await node.registry.lookup(name)
     except RegistryUnavailable:
         return json_error(503, "the stream directory cannot be reached", headers={"Retry-After": "1"})
-    if record is None or record.kind is not SourceKind.WHIP or record.media_session_id != session_id:
+    if record is None or record.kind is not SourceKind.WHIP or not holds_control(record, session_id):
         return json_error(404, "no such WHIP session")
     if not await node.publishing.terminate(record, StreamEnd.STOPPED_BY_PUBLISHER):
         return json_error(404, "no such WHIP session")

@@ -369,6 +369,11 @@ class PublishingSettings(Section):
         100, "Streams (pending or live) the tokens of one subject (`sub`) may hold at once; 0: no quota.",
         flat="max_streams_per_subject",
     )
+    max_per_address: Annotated[int, Meta(ge=0)] = _setting(
+        32, "Streams (pending or live, every way of publishing) one client address may hold at once, with or "
+        "without access control (an IPv6 client counts by its /64; behind a proxy, see `http.trusted_proxies`); "
+        "0: no quota.", flat="max_streams_per_address",
+    )
     connect_timeout: Seconds = _setting(20.0, "Seconds for a publisher's media to start flowing.")
     rtp_timeout: Seconds = _setting(10.0, "A publisher that sends no video for this many seconds is FAILED.")
 

@@ -193,6 +193,15 @@ async def test_a_second_push_of_a_live_name_is_refused(rtmp: Callable[..., Any],
     assert (await http.get(f"{ctx.server.http_url}/streams/cam/snapshot.png")).status == 200
 
 
+async def test_an_encoder_cannot_push_a_camera_url_name(rtmp: Callable[..., Any], http: aiohttp.ClientSession) -> None:
+    ctx: Rtmp = await rtmp()
+    pushed = await ctx.push(ctx.url("rtsp://camera.example/x"))
+    assert await asyncio.wait_for(pushed.wait(), 15) != 0  # refused: ffmpeg exits
+    assert pushed.stderr is not None
+    assert b"names of camera urls are the server's own pulls" in await pushed.stderr.read()
+    assert await (await http.get(f"{ctx.server.http_url}/streams")).json() == []
+
+
 async def test_rest_terminate_closes_the_rtmp_connection(rtmp: Callable[..., Any], http: aiohttp.ClientSession) -> None:
     ctx: Rtmp = await rtmp()
     proc = await ctx.push(ctx.url("cam"))

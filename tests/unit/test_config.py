@@ -352,6 +352,7 @@ BAD_VALUES: dict[str, tuple[Any, str | None]] = {
     "max_http_connections_per_ip": (0, "0"),
     "trusted_proxies": (["proxy.example"], "10.0.0.0/8,not-an-address"),
     "max_streams_per_subject": (-1, "-1"),
+    "max_streams_per_address": (-1, "many"),
     "max_snapshots_per_subject": (-1, "many"),
     "rtp_max_packets_per_frame": (15, "65537"),
     "rtp_max_sources": (0, "1025"),
@@ -386,7 +387,7 @@ def test_every_setting_declares_the_values_it_allows() -> None:
             assert any(m.ge is not None or m.gt is not None for m in metas), f"{path}: no lower bound"
     assert list(setting_ranges()) == list(declarations())
     assert all(setting_ranges().values())
-    assert len(NAMES) == len(set(NAMES)) == 106
+    assert len(NAMES) == len(set(NAMES)) == 107
 
 
 def test_every_setting_has_a_bad_value_below() -> None:

@@ -65,6 +65,8 @@ class Info(StrEnum):
     "No `connection` within `login_timeout`."
     TOO_MANY_SUBJECT_SNAPSHOTS = "too many snapshots in flight for this token's subject"
     TOO_MANY_SUBJECT_STREAMS = "too many streams for this token's subject"
+    TOO_MANY_CLIENT_STREAMS = "too many streams from this address"
+    NAME_RESERVED = "names of camera urls are the server's own pulls"
 
 
 class Message(StrEnum):

@@ -183,7 +183,7 @@ class RtmpPublisher(asyncio.Protocol):
         log.info("RTMP publish of %s from %s (app %s)", name, self.address, self._app.partition("?")[0])
         request = PublishRequest(
             name=name, media_session_id=secrets.token_hex(8), grant=grant, make_source=self._make_source,
-            kind=SourceKind.RTMP,
+            kind=SourceKind.RTMP, client_address=self.address,
             hook_fields={"sessionId": None, "clientAddress": self.address, "origin": None, "custom": {},
                          "source": "rtmp"},
         )

@@ -409,6 +409,9 @@ class CameraPulls:
                     name=pull.name, media_session_id=secrets.token_hex(8), grant=pull.grant,
                     make_source=self._source_of(pull), kind=SourceKind.RTSP, right=Right.PULL,
                     hook_fields={**pull.hook_fields, "uri": shown, "origin": pull.origin.value},
+                    # A REST startup counts against its caller's address; on-demand and configured pulls are the
+                    # server's own (their names are the operator's and the allow-list's).
+                    client_address=pull.hook_fields.get("clientAddress") if pull.origin is PullOrigin.REST else None,
                 )
                 reason = await self.publishing.publish(request, _PullListener(pull, self.clock))
                 published = pull.ready.done() and pull.ready.result() is None

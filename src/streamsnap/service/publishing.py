@@ -20,10 +20,12 @@ from typing import Any, Protocol
 import msgspec
 
 from streamsnap.access import AccessControl, AccessDenied, Grant, Right
+from streamsnap.addresses import client_key
 from streamsnap.config import PublishingSettings
 from streamsnap.media.source import LocalSources, Source
 from streamsnap.reasons import PublishError, StreamEnd
 from streamsnap.service.node import NodeState
+from streamsnap.service.quotas import Quota
 from streamsnap.service.routing import Router
 from streamsnap.streams import ClaimRefused, SourceKind, StreamRecord, StreamRegistry, StreamState
 from streamsnap.tasks import cancel_and_wait
@@ -56,6 +58,8 @@ class PublishRequest:
     "What the backend hook is told about the request."
     control_digest: str | None = None
     "Kept in the record: the digest of the secret of the publisher's own control url (WHIP's resource)."
+    client_address: str | None = None
+    "The publisher's address, for the per-address quota; None for the server's own pulls."
 
 
 class PublishListener(Protocol):
@@ -72,6 +76,14 @@ class PublishListener(Protocol):
     async def ended(self, reason: StreamEnd) -> None:
         """The stream was refused, failed or ended (called once, after its name was released)."""
         ...
+
+
+CAMERA_SCHEMES = ("rtsp://", "rtsps://")
+"Names of these are camera urls: only the server's camera pulls publish them (a picture of one pulls it)."
+
+
+def _is_camera_url(name: str) -> bool:
+    return name.strip().lower().startswith(CAMERA_SCHEMES)
 
 
 def _owner(request: PublishRequest) -> str:
@@ -143,8 +155,11 @@ class PublishingService:
         self._publications: dict[str, _Publication] = {}
         self._handles: dict[tuple[str, str], PublishHandle] = {}
         "Publishes started by `start`, by (owner, media session id)."
-        self._per_subject: dict[str, int] = {}
-        "Publishes running (from the access check to the release) by the subject of their token."
+        # Publishes running (from before the access check to the release), by the subject of their token and
+        # by the publisher's address: offers that never connect count until `connect_timeout`, so that one
+        # tenant or one address cannot hold `max_streams` with them.
+        self._per_subject = Quota(limits.max_per_subject)
+        self._per_address = Quota(limits.max_per_address)
         self.router = router
         "How streams of other nodes are reached (when the node is in a cluster)."
 
@@ -185,11 +200,13 @@ class PublishingService:
         log = logging.LoggerAdapter(logger, {"stream": request.name, "session": request.owner_session})
         publication: _Publication | None = None
         reason = StreamEnd.ERROR
-        subject: str | None = None
+        subject = address = None
         stop = handle.stop_reason if handle is not None else asyncio.get_running_loop().create_future()
         try:
             try:
-                subject = self._count_subject(request.grant.subject)
+                if request.kind is not SourceKind.RTSP and _is_camera_url(request.name):
+                    raise PublishError(StreamEnd.NAME_RESERVED)
+                subject, address = self._count(request)
                 record = await self._claim(request)
                 source = request.make_source(request.name)
                 publication = self._publications[record.lease] = _Publication(record, source, stop)
@@ -221,29 +238,27 @@ class PublishingService:
         finally:
             if publication is not None:
                 await publication.source.close(reason)
-            if subject is not None:
-                left = self._per_subject[subject] - 1
-                if left:
-                    self._per_subject[subject] = left
-                else:
-                    del self._per_subject[subject]
+            self._per_subject.give_back(subject)
+            self._per_address.give_back(address)
             if publication is not None:
                 publication.finished.set()
 
 
-    def _count_subject(self, subject: str | None) -> str | None:
-        """Count one more publish for `subject` (None: not counted); raises `PublishError` over its quota.
-
-        Offers that never connect count until `connect_timeout`, so that one tenant cannot hold
-        `max_streams` with them.
-        """
-        quota = self.limits.max_per_subject
-        if subject is None or not quota:
-            return None
-        if self._per_subject.get(subject, 0) >= quota:
-            raise PublishError(StreamEnd.SUBJECT_BUSY, f"subject {subject!r} holds {quota} streams")
-        self._per_subject[subject] = self._per_subject.get(subject, 0) + 1
-        return subject
+    def _count(self, request: PublishRequest) -> tuple[str | None, str | None]:
+        """Count one more publish for the request's subject and address (the keys to give back; None: not
+        counted); raises `PublishError` over a quota."""
+        try:
+            subject = self._per_subject.take(request.grant.subject)
+        except LookupError:
+            words = f"subject {request.grant.subject!r} holds {self.limits.max_per_subject} streams"
+            raise PublishError(StreamEnd.SUBJECT_BUSY, words) from None
+        try:
+            address = self._per_address.take(client_key(request.client_address))
+        except LookupError:
+            self._per_subject.give_back(subject)
+            raise PublishError(StreamEnd.CLIENT_BUSY, f"{request.client_address} holds "
+                               f"{self.limits.max_per_address} streams") from None
+        return subject, address
 
     async def terminate(self, record: StreamRecord, reason: StreamEnd = StreamEnd.TERMINATED) -> bool:
         """End the stream of `record` (its publisher is told `reason`), on whichever node runs it.

@@ -27,6 +27,7 @@ from streamsnap.media.source import LocalSources
 from streamsnap.picture import PNG, ImageSpec
 from streamsnap.reasons import SnapshotError, SnapshotFailure
 from streamsnap.service.node import NodeState
+from streamsnap.service.quotas import Quota
 from streamsnap.service.routing import Router
 from streamsnap.streams import RegistryUnavailable, StreamRecord, StreamRegistry
 
@@ -151,8 +152,8 @@ class SnapshotService:
         self.remote_requests: dict[str, int] = {}
         "Pictures asked of other nodes, by outcome ('ok' or the reason)."
         self._hops: dict[tuple[str, str, ImageSpec, float | None], asyncio.Future[Snapshot]] = {}
-        self._per_client: dict[str, int] = {}
-        self._per_subject: dict[str, int] = {}
+        self._per_client = Quota(limits.max_per_client)
+        self._per_subject = Quota(limits.max_per_subject)
         self._budgets: dict[str, KeyframeBudget] = {}
 
     async def take(self, name: str, requester: Requester, spec: ImageSpec = PNG, *,
@@ -163,14 +164,8 @@ class SnapshotService:
         made for an earlier caller be reused while it is that young; without it the engine's
         freshness setting applies and nothing is reused.
         """
-        client = client_key(requester.address)
-        subject = requester.grant.subject if self.limits.max_per_subject else None
-        self._admit(client, subject)
+        client, subject = self._admit(client_key(requester.address), requester.grant.subject)
         self.in_flight += 1
-        if client is not None:
-            self._per_client[client] = self._per_client.get(client, 0) + 1
-        if subject is not None:
-            self._per_subject[subject] = self._per_subject.get(subject, 0) + 1
         try:
             return await self._take(name, requester, spec, max_age_ms)
         except SnapshotError as exc:
@@ -184,23 +179,30 @@ class SnapshotService:
             raise SnapshotError(SnapshotFailure.INTERNAL) from None
         finally:
             self.in_flight -= 1
-            _count_down(self._per_client, client)
-            _count_down(self._per_subject, subject)
+            self._per_client.give_back(client)
+            self._per_subject.give_back(subject)
 
-    def _admit(self, client: str | None, subject: str | None) -> None:
-        """Refuse at once what the server cannot take on now (`client`: the address key; `subject`: the token's)."""
+    def _admit(self, client: str | None, subject: str | None) -> tuple[str | None, str | None]:
+        """Count the request for its client (the address key) and subject (the token's), or refuse at once
+        what the server cannot take on now; the keys to give back (None: not counted)."""
         reason: SnapshotFailure | None = None
         if self.node.draining:
             reason = SnapshotFailure.SHUTTING_DOWN
         elif self.in_flight >= self.limits.max_in_flight:
             reason = SnapshotFailure.SERVER_BUSY
-        elif client is not None and self._per_client.get(client, 0) >= self.limits.max_per_client:
-            reason = SnapshotFailure.CLIENT_BUSY
-        elif subject is not None and self._per_subject.get(subject, 0) >= self.limits.max_per_subject:
-            reason = SnapshotFailure.SUBJECT_BUSY
-        if reason is not None:
-            self.refused[reason] = self.refused.get(reason, 0) + 1
-            raise SnapshotError(reason)
+        else:
+            try:
+                client = self._per_client.take(client)
+            except LookupError:
+                reason = SnapshotFailure.CLIENT_BUSY
+            else:
+                try:
+                    return client, self._per_subject.take(subject)
+                except LookupError:
+                    self._per_client.give_back(client)
+                    reason = SnapshotFailure.SUBJECT_BUSY
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        raise SnapshotError(reason)
 
     async def _locate(self, name: str, requester: Requester, spec: ImageSpec, *, pull: bool) -> StreamRecord:
         """The record of `name`, once the size asked and the caller's access are checked; raises `SnapshotError`.
@@ -311,17 +313,6 @@ class SnapshotService:
 
     def _cap_words(self, width: int, height: int) -> str:
         return f"{width}x{height} is larger than the limit {self.limits.max_width}x{self.limits.max_height}"
-
-
-def _count_down(counts: dict[str, int], key: str | None) -> None:
-    """One fewer in flight for `key` (forgotten at zero)."""
-    if key is None:
-        return
-    left = counts[key] - 1
-    if left:
-        counts[key] = left
-    else:
-        del counts[key]
 
 
 def _known_size(native: tuple[int | None, int | None], spec: ImageSpec) -> tuple[int, int] | None:

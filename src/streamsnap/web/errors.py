@@ -53,6 +53,8 @@ STATUS: dict[SnapshotFailure | StreamEnd, int] = {
     StreamEnd.INVALID_SDP: 400,
     StreamEnd.NO_COMMON_CODECS: 400,
     StreamEnd.SUBJECT_BUSY: 429,
+    StreamEnd.CLIENT_BUSY: 429,
+    StreamEnd.NAME_RESERVED: 403,
 }
 "The HTTP status of each reason a picture was not made or a stream refused."
 

@@ -183,6 +183,7 @@ class SessionRunner:
             name=action.name, media_session_id=action.stream_id, grant=self.grant,
             make_source=lambda name: WebRtcSource(name, settings.webrtc, settings.gop, offer),
             owner_session=self.session.session_id, has_audio=action.has_audio, hook_fields=self._hook_fields(),
+            client_address=self.remote,
         )
         self.node.publishing.start(request, _SessionPublisher(self, action.stream_id))
 

@@ -70,7 +70,7 @@ async def publish(request: web.Request) -> web.Response:
         name=name, media_session_id=secrets.token_hex(8), grant=grant, kind=SourceKind.WHIP,
         make_source=lambda stream: WebRtcSource(stream, settings.webrtc, settings.gop, offer, kind=SourceKind.WHIP),
         hook_fields={**http_requester(request, grant).hook_fields, "source": "whip"},
-        control_digest=control_digest(session_id),
+        control_digest=control_digest(session_id), client_address=request.remote,
     )
     publication = node.publishing.start(publish_request, listener)
     try:

@@ -37,7 +37,8 @@ from streamsnap.media.sdp_limits import check_offer
 from streamsnap.media.webrtc import WebRtcSource
 from streamsnap.server.tls import local_certificate
 from streamsnap.wcsclient import Publication, PublishFailed, SnapshotFailed, WcsClient
-from tests.conftest import RunningServer, free_port, png_image, serve_on_loopback
+from tests.conftest import RunningServer, png_image, serve_on_loopback
+from tests.harness import free_port
 from tests.integration.baseline import assert_back_to_baseline, take_baseline
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -23,7 +23,8 @@ import pytest
 from PIL import Image
 
 from tests.clips import write_pattern_clip
-from tests.conftest import ROOT, free_port, wait_listening
+from tests.conftest import ROOT
+from tests.harness import free_port, wait_listening
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,8 @@ from PIL import Image
 from streamsnap.access import Right, TokenPolicy
 from streamsnap.protocol.rtmp import HANDSHAKE_SIZE
 from streamsnap.wcsclient import WcsClient
-from tests.conftest import ROOT, RunningServer, free_port, png_image, wait_listening
+from tests.conftest import ROOT, RunningServer, png_image
+from tests.harness import free_port, wait_listening
 from tests.integration.test_readme_tour import BIN, ENV, Processes, steps_of, with_ports
 
 pytestmark = [

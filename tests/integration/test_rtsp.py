@@ -25,7 +25,8 @@ from PIL import Image
 from streamsnap.access import TokenPolicy
 from streamsnap.config import Camera
 from streamsnap.wcsclient import SnapshotFailed, WcsClient
-from tests.conftest import RunningServer, free_port, png_image
+from tests.conftest import RunningServer, png_image
+from tests.harness import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

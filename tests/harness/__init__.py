@@ -1,21 +1,24 @@
 """Process helpers that the tests and the benchmarks (bench/) share: one copy of each.
 
 A free loopback port, waiting until a process listens, stopping it; a real redis-server (or
-Redis Cluster); a `streamsnap serve` node. Plain functions and classes, no pytest: the fixtures
-built on them stay in the conftest files.
+Redis Cluster); a `streamsnap serve` node; the RTSP test camera. Plain functions and classes,
+no pytest: the fixtures built on them stay in the conftest files.
 """
 
 from tests.harness.node import Node, serve_command, start_node
 from tests.harness.processes import LISTEN_TIMEOUT, LOOPBACK, free_port, stop, wait_listening
 from tests.harness.redis import Redis, cluster_port, redis_available, start_redis_cluster
+from tests.harness.rtsp import RtspCamera, gstreamer_missing
 
 __all__ = [
     "LISTEN_TIMEOUT",
     "LOOPBACK",
     "Node",
     "Redis",
+    "RtspCamera",
     "cluster_port",
     "free_port",
+    "gstreamer_missing",
     "redis_available",
     "serve_command",
     "start_node",

@@ -110,6 +110,14 @@ def server_process() -> Iterator[RunningServer]:
     harness.stop(node.proc, timeout=10)
 
 
+@pytest.fixture
+def processes() -> Iterator[harness.Processes]:
+    """Background processes of a README or `--help` listing, each in its own process group, ended at teardown."""
+    started = harness.Processes()
+    yield started
+    started.stop_all()
+
+
 def png_image(data: bytes) -> Image.Image:
     """Open PNG bytes, asserting they are a PNG."""
     image = Image.open(io.BytesIO(data))

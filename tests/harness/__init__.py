@@ -6,7 +6,15 @@ no pytest: the fixtures built on them stay in the conftest files.
 """
 
 from tests.harness.node import Node, serve_command, start_node
-from tests.harness.processes import LISTEN_TIMEOUT, LOOPBACK, free_port, stop, wait_listening
+from tests.harness.processes import (
+    LISTEN_TIMEOUT,
+    LOOPBACK,
+    Processes,
+    free_port,
+    read_line,
+    stop,
+    wait_listening,
+)
 from tests.harness.redis import Redis, cluster_port, redis_available, start_redis_cluster
 from tests.harness.rtsp import RtspCamera, gstreamer_missing
 
@@ -14,11 +22,13 @@ __all__ = [
     "LISTEN_TIMEOUT",
     "LOOPBACK",
     "Node",
+    "Processes",
     "Redis",
     "RtspCamera",
     "cluster_port",
     "free_port",
     "gstreamer_missing",
+    "read_line",
     "redis_available",
     "serve_command",
     "start_node",

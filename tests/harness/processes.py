@@ -5,10 +5,14 @@ Everything listens on 127.0.0.1 only: neither tests nor benchmarks send traffic 
 
 from __future__ import annotations
 
+import os
+import selectors
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 LOOPBACK = "127.0.0.1"
@@ -50,3 +54,39 @@ def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The next stdout line of `proc`, within `timeout` seconds."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        assert selector.select(timeout), f"no output within {timeout} s"
+    return proc.stdout.readline()
+
+
+class Processes:
+    """Background processes of a listing, each in its own process group, ended at teardown.
+
+    A group of its own, because a listing's command may start others (`make serve` starts
+    `streamsnap serve`): SIGINT to the group is Ctrl-C in a terminal, and SIGKILL leaves none behind.
+    """
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, args: list[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        self.started.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()

@@ -39,7 +39,9 @@ from aiortc.rtp import RtpPacket
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.run import free_port, percentile, wait_port  # noqa: E402
+from tests.harness import free_port, serve_command, wait_listening  # noqa: E402
+
+from bench.common import percentile  # noqa: E402
 from streamsnap.access import TokenPolicy  # noqa: E402
 from streamsnap.media.pattern import PatternTrack  # noqa: E402
 from streamsnap.media.sdp_limits import SdpLimits  # noqa: E402
@@ -616,11 +618,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="streamsnap-attacks-") as folder:
         log_file = Path(folder) / "server.log"
         with log_file.open("w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "streamsnap", "serve", "--host", HOST, "--port", str(port)],
-                                    env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.Popen(serve_command(port), env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             try:
-                wait_port(port, proc)
+                wait_listening(port, proc)
             except RuntimeError as exc:
                 raise RuntimeError(f"server did not start ({exc}): {log_file.read_text()}") from None
             rows = asyncio.run(run(args, port, psutil.Process(proc.pid), log_file))

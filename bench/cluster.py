@@ -52,8 +52,10 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.harness import free_port, wait_listening  # noqa: E402
+
 import streamsnap  # noqa: E402
-from bench.run import cpu_seconds, free_port, percentile, save_results, table, wait_port  # noqa: E402
+from bench.common import cpu_seconds, percentile, save_results, table  # noqa: E402
 from streamsnap.cluster import registry as cluster_registry  # noqa: E402
 from streamsnap.wcsclient import SnapshotFailed, WcsClient  # noqa: E402
 
@@ -94,7 +96,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port, self.proc)
+        wait_listening(self.port, self.proc)
         self.client = redis.Redis(port=self.port)
 
     @property
@@ -169,7 +171,7 @@ def start_node(name: str, redis_url: str, *, ttl: float = 5.0, workers: int = 1,
          *(["--workers", str(workers)] if workers > 1 else [])],
         env=environment, stdout=log, stderr=subprocess.STDOUT)
     STARTED.append(proc)
-    wait_port(port, proc)
+    wait_listening(port, proc)
     if workers > 1:
         time.sleep(2)  # the other workers come up a little later on the shared port
     return Node(name, port, proc)

@@ -35,14 +35,15 @@ class Node:
         return f"http://{LOOPBACK}:{self.port}"
 
 
-def start_node(*flags: str, name: str = "", env: Mapping[str, str] | None = None,
+def start_node(*flags: str, name: str = "", port: int | None = None, env: Mapping[str, str] | None = None,
                output: int | IO[Any] = subprocess.PIPE, timeout: float = LISTEN_TIMEOUT) -> Node:
-    """`streamsnap serve` with `flags` on a free port, once it listens (killed if it does not).
+    """`streamsnap serve` with `flags` on `port` (a free one if None), once it listens (killed if it does not).
 
     ICE candidates are gathered on 127.0.0.1 only unless `env` says otherwise; stderr goes with
     stdout to `output` (a pipe, read when the process exits before listening, or a file).
     """
-    port = free_port()
+    if port is None:
+        port = free_port()
     environment = os.environ | {"STREAMSNAP_ICE_ADDRESSES": LOOPBACK, **(env or {})}
     proc = subprocess.Popen(serve_command(port, *flags), env=environment, stdout=output, stderr=subprocess.STDOUT,
                             text=True)

@@ -40,6 +40,7 @@ from aiortc.rtp import RtpPacket
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.harness import free_port, serve_command, wait_listening  # noqa: E402
+from tests.harness.rtp import rtp_injector  # noqa: E402
 
 from bench.common import percentile  # noqa: E402
 from streamsnap.access import TokenPolicy  # noqa: E402
@@ -471,30 +472,11 @@ async def attack_tenant_snapshots(bench: Bench, deadline: float) -> str:
     return words(seen) + " (100 at once, 10 sessions, a pending stream)"
 
 
-def raw_rtp(publication: Any) -> tuple[Callable[[bytes], Awaitable[None]], int, Callable[[], int]]:
-    """This client's own raw RTP output (SRTP-protected, to the server), its VP8 payload type, and the
-    RTP timestamp of the last real packet it sent."""
-    sender = publication.pc.getSenders()[0]
-    transport = sender.transport
-    payload_type = int(next(line.split(":")[1].split()[0] for line in publication.pc.localDescription.sdp.splitlines()
-                            if line.startswith("a=rtpmap:") and "VP8/90000" in line))
-    original = transport._send_rtp
-    last = [0]
-
-    async def watching(data: bytes) -> None:
-        if len(data) >= 12 and data[1] & 0x7F == payload_type:
-            last[0] = int.from_bytes(data[4:8], "big")
-        await original(data)
-
-    transport._send_rtp = watching
-    return original, payload_type, lambda: last[0]
-
-
 async def attack_rtp_incomplete_frames(bench: Bench, deadline: float) -> str:
     client = await bench.client("203.0.113.8", bench.token("publish", "snapshot", streams=["rtp-*"]))
     publication = await client.publish("rtp-bomb", [PatternTrack(160, 120)], codec="VP8")
     assert publication.pc is not None
-    send, payload_type, last_timestamp = raw_rtp(publication)
+    send, payload_type, last_timestamp = rtp_injector(publication)
     await asyncio.sleep(0.5)
     ahead = (last_timestamp() + 90_000 * 600) & 0xFFFFFFFF  # ten minutes ahead of the real frames: never late
     sent = 0

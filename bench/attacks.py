@@ -44,8 +44,8 @@ from tests.harness.rtp import rtp_injector  # noqa: E402
 
 from bench.common import percentile  # noqa: E402
 from streamsnap.access import TokenPolicy  # noqa: E402
+from streamsnap.config import WebRtcSettings  # noqa: E402
 from streamsnap.media.pattern import PatternTrack  # noqa: E402
-from streamsnap.media.sdp_limits import SdpLimits  # noqa: E402
 from streamsnap.wcsclient import PublishFailed, SnapshotFailed, WcsClient  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only
@@ -229,14 +229,14 @@ def sdp_bomb() -> str:
     return head + "".join(section.format(i=i) for i in range(3000))
 
 
-async def maximal_allowed_offer(limits: SdpLimits) -> str:
-    lines = [line for line in (await offer(limits.max_media)).split("\r\n") if line and
+async def maximal_allowed_offer(limits: WebRtcSettings) -> str:
+    lines = [line for line in (await offer(limits.sdp_max_media)).split("\r\n") if line and
              not line.startswith("a=candidate")]
     first = next(i for i, line in enumerate(lines) if line.startswith("m="))
     lines[first + 1:first + 1] = [f"a=candidate:{i} 1 udp 2130706431 127.0.0.1 {20000 + i} typ host"
-                                  for i in range(limits.max_candidates)]
-    spare = limits.max_lines - len(lines) - 1
-    room = limits.max_bytes - len("\r\n".join(lines)) - 400
+                                  for i in range(limits.sdp_max_candidates)]
+    spare = limits.sdp_max_lines - len(lines) - 1
+    room = limits.sdp_max_bytes - len("\r\n".join(lines)) - 400
     pad = [f"a=x-pad-{i}:" + "p" * max(1, room // spare - 16) for i in range(spare)]
     lines[first + 1:first + 1] = pad
     return "\r\n".join(lines) + "\r\n"
@@ -299,7 +299,7 @@ async def attack_sdp_bomb(bench: Bench, deadline: float) -> str:
 
 
 async def attack_maximal_offer(bench: Bench, deadline: float) -> str:
-    sdp, seen = await maximal_allowed_offer(SdpLimits()), Counter[str]()
+    sdp, seen = await maximal_allowed_offer(WebRtcSettings()), Counter[str]()
     client = await bench.client("203.0.113.2")
     try:
         while time.monotonic() < deadline:

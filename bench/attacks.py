@@ -34,13 +34,12 @@ from typing import Any
 
 import aiohttp
 import psutil
-from aiortc import RTCPeerConnection
 from aiortc.rtp import RtpPacket
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.harness import free_port, serve_command, wait_listening  # noqa: E402
-from tests.harness.rtp import rtp_injector  # noqa: E402
+from tests.harness.peer import real_offer, rtp_injector  # noqa: E402
 
 from bench.common import percentile  # noqa: E402
 from streamsnap.access import TokenPolicy  # noqa: E402
@@ -210,16 +209,6 @@ class Bench:
                                        authToken=token or self.token("publish", "snapshot"))
 
 
-async def offer(video: int = 1) -> str:
-    pc = RTCPeerConnection()
-    for _ in range(video):
-        pc.addTransceiver("video", direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = str(pc.localDescription.sdp)
-    await pc.close()
-    return sdp
-
-
 def sdp_bomb() -> str:
     head = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
     section = ("m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:{i}\r\na=sendonly\r\n"
@@ -230,7 +219,7 @@ def sdp_bomb() -> str:
 
 
 async def maximal_allowed_offer(limits: WebRtcSettings) -> str:
-    lines = [line for line in (await offer(limits.sdp_max_media)).split("\r\n") if line and
+    lines = [line for line in (await real_offer(limits.sdp_max_media)).split("\r\n") if line and
              not line.startswith("a=candidate")]
     first = next(i for i, line in enumerate(lines) if line.startswith("m="))
     lines[first + 1:first + 1] = [f"a=candidate:{i} 1 udp 2130706431 127.0.0.1 {20000 + i} typ host"
@@ -311,7 +300,7 @@ async def attack_maximal_offer(bench: Bench, deadline: float) -> str:
 
 
 async def attack_candidates(bench: Bench, deadline: float) -> str:
-    base = await offer()
+    base = await real_offer()
     lines = base.split("\r\n")
     first = next(i for i, line in enumerate(lines) if line.startswith("m="))
     lines[first + 1:first + 1] = [f"a=candidate:{i} 1 udp 2130706431 10.{i // 65536 % 256}.{i // 256 % 256}."
@@ -440,7 +429,7 @@ async def attack_cross_site(bench: Bench, deadline: float) -> str:
 
 
 async def attack_tenant_streams(bench: Bench, deadline: float) -> str:
-    sdp = await offer()
+    sdp = await real_offer()
     client = await bench.client("203.0.113.6", bench.token("publish", "snapshot", streams=["attacker-*"]))
     seen: Counter[str] = Counter()
     try:
@@ -453,7 +442,7 @@ async def attack_tenant_streams(bench: Bench, deadline: float) -> str:
 
 
 async def attack_tenant_snapshots(bench: Bench, deadline: float) -> str:
-    sdp = await offer()
+    sdp = await real_offer()
     token = bench.token("publish", "snapshot", streams=["hog-*"])
     clients = [await bench.client(f"203.0.113.{70 + i}", token) for i in range(10)]  # one subject, many sessions
     seen: Counter[str] = Counter()

@@ -2,8 +2,8 @@
 
 A free loopback port, waiting until a process listens, stopping it; a real redis-server (or
 Redis Cluster); a `streamsnap serve` node; the RTSP test camera. Plain functions and classes,
-no pytest: the fixtures built on them stay in the conftest files. tests.harness.rtp (a
-publisher's raw RTP) is imported by its own name, as it loads aiortc.
+no pytest: the fixtures built on them stay in the conftest files. tests.harness.peer (our
+own aiortc peer as a hostile client) is imported by its own name, as it loads aiortc.
 """
 
 from tests.harness.node import Node, serve_command, start_node

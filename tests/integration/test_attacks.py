@@ -24,7 +24,6 @@ import jwt
 import pytest
 import yarl
 from aiohttp import web
-from aiortc import RTCPeerConnection
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 from cryptography import x509
@@ -39,7 +38,7 @@ from streamsnap.server.tls import local_certificate
 from streamsnap.wcsclient import Publication, PublishFailed, SnapshotFailed, WcsClient
 from tests.conftest import RunningServer, png_image, serve_on_loopback
 from tests.harness import free_port
-from tests.harness.rtp import rtp_injector
+from tests.harness.peer import real_offer, rtp_injector
 from tests.integration.baseline import assert_back_to_baseline, take_baseline
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -57,17 +56,6 @@ async def publish_raw(client: WcsClient, name: str, sdp: str) -> Publication:
     await client.send("publishStream", {"mediaSessionId": publication.id, "name": name, "sdp": sdp,
                                         "hasVideo": True, "hasAudio": False})
     return publication
-
-
-async def real_offer(video: int = 1) -> str:
-    """An aiortc offer with `video` sendonly video sections (the peer is closed: it never connects)."""
-    pc = RTCPeerConnection()
-    for _ in range(video):
-        pc.addTransceiver("video", direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = str(pc.localDescription.sdp)
-    await pc.close()
-    return sdp
 
 
 def lines_of(sdp: str) -> list[str]:

@@ -34,12 +34,14 @@ from typing import Any
 
 import aiohttp
 import psutil
-from aiortc import RTCPeerConnection
 from aiortc.rtp import RtpPacket
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.run import free_port, percentile, wait_port  # noqa: E402
+from tests.harness import free_port, serve_command, wait_listening  # noqa: E402
+from tests.harness.peer import real_offer, rtp_injector  # noqa: E402
+
+from bench.common import percentile  # noqa: E402
 from streamsnap.access import TokenPolicy  # noqa: E402
 from streamsnap.config import WebRtcSettings  # noqa: E402
 from streamsnap.media.pattern import PatternTrack  # noqa: E402
@@ -207,16 +209,6 @@ class Bench:
                                        authToken=token or self.token("publish", "snapshot"))
 
 
-async def offer(video: int = 1) -> str:
-    pc = RTCPeerConnection()
-    for _ in range(video):
-        pc.addTransceiver("video", direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = str(pc.localDescription.sdp)
-    await pc.close()
-    return sdp
-
-
 def sdp_bomb() -> str:
     head = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
     section = ("m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:{i}\r\na=sendonly\r\n"
@@ -227,7 +219,7 @@ def sdp_bomb() -> str:
 
 
 async def maximal_allowed_offer(limits: WebRtcSettings) -> str:
-    lines = [line for line in (await offer(limits.sdp_max_media)).split("\r\n") if line and
+    lines = [line for line in (await real_offer(limits.sdp_max_media)).split("\r\n") if line and
              not line.startswith("a=candidate")]
     first = next(i for i, line in enumerate(lines) if line.startswith("m="))
     lines[first + 1:first + 1] = [f"a=candidate:{i} 1 udp 2130706431 127.0.0.1 {20000 + i} typ host"
@@ -308,7 +300,7 @@ async def attack_maximal_offer(bench: Bench, deadline: float) -> str:
 
 
 async def attack_candidates(bench: Bench, deadline: float) -> str:
-    base = await offer()
+    base = await real_offer()
     lines = base.split("\r\n")
     first = next(i for i, line in enumerate(lines) if line.startswith("m="))
     lines[first + 1:first + 1] = [f"a=candidate:{i} 1 udp 2130706431 10.{i // 65536 % 256}.{i // 256 % 256}."
@@ -437,7 +429,7 @@ async def attack_cross_site(bench: Bench, deadline: float) -> str:
 
 
 async def attack_tenant_streams(bench: Bench, deadline: float) -> str:
-    sdp = await offer()
+    sdp = await real_offer()
     client = await bench.client("203.0.113.6", bench.token("publish", "snapshot", streams=["attacker-*"]))
     seen: Counter[str] = Counter()
     try:
@@ -450,7 +442,7 @@ async def attack_tenant_streams(bench: Bench, deadline: float) -> str:
 
 
 async def attack_tenant_snapshots(bench: Bench, deadline: float) -> str:
-    sdp = await offer()
+    sdp = await real_offer()
     token = bench.token("publish", "snapshot", streams=["hog-*"])
     clients = [await bench.client(f"203.0.113.{70 + i}", token) for i in range(10)]  # one subject, many sessions
     seen: Counter[str] = Counter()
@@ -469,30 +461,11 @@ async def attack_tenant_snapshots(bench: Bench, deadline: float) -> str:
     return words(seen) + " (100 at once, 10 sessions, a pending stream)"
 
 
-def raw_rtp(publication: Any) -> tuple[Callable[[bytes], Awaitable[None]], int, Callable[[], int]]:
-    """This client's own raw RTP output (SRTP-protected, to the server), its VP8 payload type, and the
-    RTP timestamp of the last real packet it sent."""
-    sender = publication.pc.getSenders()[0]
-    transport = sender.transport
-    payload_type = int(next(line.split(":")[1].split()[0] for line in publication.pc.localDescription.sdp.splitlines()
-                            if line.startswith("a=rtpmap:") and "VP8/90000" in line))
-    original = transport._send_rtp
-    last = [0]
-
-    async def watching(data: bytes) -> None:
-        if len(data) >= 12 and data[1] & 0x7F == payload_type:
-            last[0] = int.from_bytes(data[4:8], "big")
-        await original(data)
-
-    transport._send_rtp = watching
-    return original, payload_type, lambda: last[0]
-
-
 async def attack_rtp_incomplete_frames(bench: Bench, deadline: float) -> str:
     client = await bench.client("203.0.113.8", bench.token("publish", "snapshot", streams=["rtp-*"]))
     publication = await client.publish("rtp-bomb", [PatternTrack(160, 120)], codec="VP8")
     assert publication.pc is not None
-    send, payload_type, last_timestamp = raw_rtp(publication)
+    send, payload_type, last_timestamp = rtp_injector(publication)
     await asyncio.sleep(0.5)
     ahead = (last_timestamp() + 90_000 * 600) & 0xFFFFFFFF  # ten minutes ahead of the real frames: never late
     sent = 0
@@ -616,11 +589,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="streamsnap-attacks-") as folder:
         log_file = Path(folder) / "server.log"
         with log_file.open("w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "streamsnap", "serve", "--host", HOST, "--port", str(port)],
-                                    env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.Popen(serve_command(port), env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             try:
-                wait_port(port, proc)
+                wait_listening(port, proc)
             except RuntimeError as exc:
                 raise RuntimeError(f"server did not start ({exc}): {log_file.read_text()}") from None
             rows = asyncio.run(run(args, port, psutil.Process(proc.pid), log_file))

@@ -38,7 +38,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.clips import load_clip  # noqa: E402
-from bench.run import save_results  # noqa: E402
+from bench.common import save_results  # noqa: E402
 from streamsnap.media.frames import EncodedFrame  # noqa: E402
 from streamsnap.media.imaging import ImageFormat, ImageSpec, Picture, encode  # noqa: E402
 from streamsnap.media.png import png_file, up_filtered  # noqa: E402

@@ -30,16 +30,17 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.harness import free_port  # noqa: E402
+from tests.harness import wait_listening as wait_port  # noqa: E402
+
 from bench.clips import load_clip  # noqa: E402
-from bench.run import (  # noqa: E402
+from bench.common import (  # noqa: E402
     PUBLISHER_CPU,
     RECEIVER_CPU,
     RESULTS,
     cpu_seconds,
-    free_port,
     percentile,
     rss_mb,
-    wait_port,
 )
 
 WIDTH, HEIGHT = 640, 480

@@ -25,17 +25,17 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.run import (  # noqa: E402
+from tests.harness import free_port, wait_listening  # noqa: E402
+
+from bench.common import (  # noqa: E402
     PUBLISHER_CPU,
     RECEIVER_CPU,
     cpu_seconds,
-    free_port,
     publishers,
     receiver_command,
     running,
     save_results,
     table,
-    wait_port,
 )
 
 SIZE = "1280x720"
@@ -96,7 +96,7 @@ def main() -> None:
     port = free_port()
     rows = [Row(n) for n in args.watchers]
     with running(receiver_command("streamsnap", port), RECEIVER_CPU) as server:
-        wait_port(port)
+        wait_listening(port)
         with publishers(f"ws://127.0.0.1:{port}/bench", 1, "VP8", SIZE):
             url = f"http://127.0.0.1:{port}/streams/s0/stream.mjpeg?fps={FPS:g}"
             for row in rows:

@@ -3,10 +3,10 @@
     python bench/rtsp.py            # 480p and 720p, 4 streams each (about 4 minutes)
     python bench/rtsp.py --quick    # 480p only, shorter windows
 
-Cameras are GStreamer RTSP servers (tests/rtsp_camera.py, system python3 with python3-gst-1.0)
-encoding a moving test pattern in H.264 at 30 fps, 1.5 Mbit/s, a keyframe every 2 s; WebRTC
-streams are bench/publisher.py replaying a pre-encoded H.264 clip of the same size. The
-server runs alone on CPU 0, cameras and publishers on CPU 1. Per kind and size: the server's
+Cameras are GStreamer RTSP servers (the tests' camera, tests/harness/rtsp.py; system python3
+with python3-gst-1.0) encoding a moving test pattern in H.264 at 30 fps, 1.5 Mbit/s, a keyframe
+every 2 s; WebRTC streams are bench/publisher.py replaying a pre-encoded H.264 clip of the same
+size. The server runs alone on CPU 0, cameras and publishers on CPU 1. Per kind and size: the server's
 CPU and RSS per stream with no pictures asked; picture latency p50/p99 (one request at a
 time, WebSocket); and, for cameras, the time to the first picture of a camera not yet pulled
 (an rtsp:// stream name). Prints markdown tables and writes bench/results/rtsp-<time>.json.
@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 import urllib.request
@@ -28,12 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.run import (
+from tests.harness import RtspCamera, free_port, wait_listening
+
+from bench.common import (
     PUBLISHER_CPU,
     RECEIVER_CPU,
-    ROOT,
     cpu_seconds,
-    free_port,
     percentile,
     publishers,
     receiver_command,
@@ -41,32 +40,25 @@ from bench.run import (
     running,
     save_results,
     table,
-    wait_port,
 )
 from streamsnap.wcsclient import SnapshotFailed, WcsClient
 
-CAMERA = ROOT / "tests" / "rtsp_camera.py"
 GOP_SECONDS = 2.0
 KBPS = 1500
 
 
 @contextmanager
 def camera(port: int, size: str) -> Iterator[str]:
-    """One RTSP camera on CPU 1; yields its url."""
+    """One RTSP camera on CPU 1 (a moving test pattern); yields its url."""
     width, height = size.split("x")
-    command = ["/usr/bin/python3", str(CAMERA), "--port", str(port), "--width", width, "--height", height,
-               "--fps", "30", "--gop", str(GOP_SECONDS), "--kbps", str(KBPS), "--pattern", "smpte horizontal-speed=3"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            preexec_fn=lambda: os.sched_setaffinity(0, {PUBLISHER_CPU}))
+    source = RtspCamera(port, extra=["--width", width, "--height", height, "--fps", "30", "--gop", str(GOP_SECONDS),
+                                     "--kbps", str(KBPS), "--pattern", "smpte horizontal-speed=3"],
+                        cpus={PUBLISHER_CPU})
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("ready"):
-            raise RuntimeError(f"camera did not start: {line!r}")
-        yield f"rtsp://127.0.0.1:{port}/cam"
+        source.start_blocking()
+        yield source.url
     finally:
-        proc.kill()
-        proc.wait()
+        source.kill()
 
 
 def rest(port: int, path: str, body: object) -> tuple[int, object]:
@@ -141,7 +133,7 @@ def measure_rtsp(size: str, streams: int, seconds: float, warmup: float, rounds:
     row = KindRow("rtsp", size, streams)
     port = free_port()
     with running(receiver_command("streamsnap", port), RECEIVER_CPU) as server, ExitStack() as stack:
-        wait_port(port)
+        wait_listening(port)
         time.sleep(1)
         rss_empty = rss_mb(server.pid)
         urls = [stack.enter_context(camera(free_port(), size)) for _ in range(streams)]
@@ -173,7 +165,7 @@ def measure_webrtc(size: str, streams: int, seconds: float, warmup: float, round
     port = free_port()
     url = f"ws://127.0.0.1:{port}/bench"
     with running(receiver_command("streamsnap", port), RECEIVER_CPU) as server:
-        wait_port(port)
+        wait_listening(port)
         time.sleep(1)
         rss_empty = rss_mb(server.pid)
         with publishers(url, streams, "H264", size):

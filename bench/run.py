@@ -24,95 +24,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from streamsnap.wcsclient import SnapshotFailed, WcsClient  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.harness import free_port, wait_listening
 
-RESULTS = ROOT / "bench" / "results"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-RECEIVER_CPU, PUBLISHER_CPU = 0, 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def receiver_command(kind: str, port: int) -> list[str]:
-    if kind == "streamsnap":
-        return [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port),
-                "--ice-address", "127.0.0.1", "--log-level", "warning"]
-    return [sys.executable, str(ROOT / "bench" / "receivers.py"), "--mode", kind, "--port", str(port)]
-
-
-@contextmanager
-def running(command: list[str], cpu: int | set[int], env: dict[str, str] | None = None,
-            ) -> Iterator[subprocess.Popen[str]]:
-    # The load comes from one address standing for many clients: no per-address limit for it.
-    env = {**os.environ, "STREAMSNAP_MAX_SNAPSHOTS_PER_CLIENT": "100000", **(env or {})}
-    cpus = {cpu} if isinstance(cpu, int) else cpu
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-                            preexec_fn=lambda: os.sched_setaffinity(0, cpus))
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def wait_port(port: int, proc: subprocess.Popen[Any] | None = None, timeout: float = 30) -> None:
-    """Until something listens on 127.0.0.1:`port`; raises when `proc` (the process to listen) exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited ({proc.returncode}) before listening on {port}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-@contextmanager
-def publishers(url: str, streams: int, codec: str, size: str) -> Iterator[subprocess.Popen[str]]:
-    command = [sys.executable, str(ROOT / "bench" / "publisher.py"), url, "--streams", str(streams),
-               "--codec", codec, "--size", size]
-    with running(command, PUBLISHER_CPU) as proc:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if line.strip() != "READY":
-            raise RuntimeError(f"publishers did not start: {line!r}")
-        yield proc
+from bench.common import (
+    PUBLISHER_CPU,
+    RECEIVER_CPU,
+    cpu_seconds,
+    open_loop,
+    percentile,
+    publishers,
+    receiver_command,
+    rss_mb,
+    running,
+    save_results,
+    table,
+)
+from streamsnap.wcsclient import SnapshotFailed, WcsClient
 
 
 @dataclass
@@ -146,7 +85,7 @@ def measure_cpu(row: CpuRow, seconds: float, warmup: float) -> CpuRow:
     port = free_port()
     url = f"ws://127.0.0.1:{port}/bench"
     with running(receiver_command(row.receiver, port), RECEIVER_CPU) as receiver:
-        wait_port(port)
+        wait_listening(port)
         time.sleep(1)
         rss_empty = rss_mb(receiver.pid)
         with publishers(url, row.streams, row.codec, row.size):
@@ -180,13 +119,6 @@ class LatencyRow:
     frame_age_p50_ms: float = 0.0
     frame_age_p99_ms: float = 0.0
     samples: list[float] = field(default_factory=list, repr=False)
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def latency_rounds(url: str, row: LatencyRow, rounds: int, pause: float) -> None:
@@ -225,7 +157,7 @@ def measure_latency(rows: list[LatencyRow], rounds: int, warmup: float) -> None:
         port = free_port()
         url = f"ws://127.0.0.1:{port}/bench"
         with running(receiver_command("streamsnap", port), RECEIVER_CPU):
-            wait_port(port)
+            wait_listening(port)
             with publishers(url, streams, codec, size):
                 time.sleep(warmup)
                 for row in group:
@@ -338,7 +270,6 @@ async def http_open_loop(base: str, streams: int, rate: float, seconds: float, m
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as http:
-        start = loop.time() + 0.5
 
         async def one(k: int) -> None:
             started = time.perf_counter()
@@ -367,15 +298,6 @@ async def http_open_loop(base: str, streams: int, rate: float, seconds: float, m
             else:
                 row.errors += 1
 
-        async def stream_schedule(k: int) -> None:
-            tasks = []
-            at = start + k / streams / rate  # spread evenly over one period
-            while at < start + seconds:
-                await asyncio.sleep(max(0.0, at - loop.time()))
-                tasks.append(asyncio.ensure_future(one(k)))
-                at += 1 / rate
-            await asyncio.gather(*tasks)
-
         async def own_lag() -> None:
             while True:
                 planned = loop.time() + 0.01
@@ -385,7 +307,7 @@ async def http_open_loop(base: str, streams: int, rate: float, seconds: float, m
         samplers = [asyncio.ensure_future(own_lag())]
         if sample_lag:
             samplers.append(asyncio.ensure_future(sample()))
-        await asyncio.gather(*(stream_schedule(k) for k in range(streams)))
+        await open_loop(streams, rate, seconds, one)
         for sampler in samplers:
             sampler.cancel()
         await asyncio.gather(*samplers, return_exceptions=True)
@@ -402,7 +324,7 @@ def measure_step(row: CapacityRow, seconds: float, warmup: float, server_cpus: s
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with running(receiver_command(row.receiver, port), server_cpus, LOAD_LIMITS) as receiver:
-        wait_port(port)
+        wait_listening(port)
         with publishers(f"ws://127.0.0.1:{port}/bench", row.streams, "VP8", row.size) as load:
             upstream = PublisherStats(load)
             time.sleep(warmup)
@@ -539,21 +461,6 @@ def run_capacity(args: argparse.Namespace, seconds: float, warmup: float, report
     report["capacity_goals"] = [{"goal": g, "met": m, "figures": f} for g, m, f in goals]
 
 
-def table(rows: list[Any], columns: list[tuple[str, str]]) -> str:
-    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = []
-        for name, _ in columns:
-            value = getattr(row, name)
-            if isinstance(value, bool):
-                cells.append("yes" if value else "no")
-                continue
-            cells.append("0" if value == 0 else f"{value:.4f}" if isinstance(value, float) and value < 1 else
-                         f"{value:.1f}" if isinstance(value, float) else str(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short windows (numbers are rougher)")
@@ -621,14 +528,6 @@ def main() -> None:
         run_capacity(args, args.capacity_seconds or seconds / 2, warmup * 2, report)
 
     save_results(report)
-
-
-def save_results(report: Any, prefix: str = "") -> None:
-    """Write `report` as bench/results/<prefix><time>.json and say where."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\n(written to {out.relative_to(ROOT)})")
 
 
 if __name__ == "__main__":

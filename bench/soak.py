@@ -29,7 +29,9 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.run import free_port, percentile, wait_port  # noqa: E402
+from tests.harness import free_port, serve_command, wait_listening  # noqa: E402
+
+from bench.common import percentile  # noqa: E402
 from streamsnap.wcsclient import SnapshotFailed, WcsClient  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only, whatever the arguments
@@ -167,11 +169,11 @@ def main() -> int:
     port = free_port()
     env = os.environ | {"STREAMSNAP_ICE_ADDRESSES": HOST, "STREAMSNAP_LOG_LEVEL": "warning",
                         "STREAMSNAP_MAX_CONNECTIONS_PER_IP": str(args.publishers + args.sessions + 10)}
-    server_proc = subprocess.Popen([sys.executable, "-m", "streamsnap", "serve", "--host", HOST, "--port", str(port)],
-                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    server_proc = subprocess.Popen(serve_command(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   text=True)
     publisher_proc: subprocess.Popen[str] | None = None
     try:
-        wait_port(port, server_proc)
+        wait_listening(port, server_proc)
         publisher_proc = subprocess.Popen(
             [sys.executable, str(ROOT / "bench" / "publisher.py"), f"ws://{HOST}:{port}/pub",
              "--streams", str(args.publishers), "--codec", args.codec, "--size", args.size, "--prefix", "soak-"],

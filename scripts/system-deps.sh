@@ -9,7 +9,7 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)  # RTMP tests push with Debian's ffmpeg
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # cluster tests: real Redis and Redis Cluster
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
-# RTSP tests: GStreamer's RTSP server as a real camera (tests/rtsp_camera.py, run by /usr/bin/python3).
+# RTSP tests: GStreamer's RTSP server as a real camera (tests/harness/rtsp_camera.py, run by /usr/bin/python3).
 /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 \
   || missing+=(python3-gst-1.0 gir1.2-gst-rtsp-server-1.0)
 gst-inspect-1.0 x264enc >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-ugly gstreamer1.0-tools)

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +17,7 @@ from PIL import Image
 from streamsnap.config import Settings
 from streamsnap.server.listeners import Server
 from streamsnap.service.node import Node
+from tests import harness
 
 # hypothesis is imported here, at collection, on purpose: imported late (by its pytest
 # plugin's end-of-run summary, when only integration tests ran), CPython 3.11.7's parser
@@ -33,6 +29,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 # How far behind the publisher's newest frame a snapshot may be: the frame in flight
 # through encoder, network and jitter buffer, plus the time to answer.
 MAX_LAG_FRAMES = 20
+
+TEST_LISTEN_TIMEOUT = 20.0
+"""How long a test waits for a process it started to listen (the harness's default is the benchmarks'):
+long enough for a slow start, short enough to fail with the process's output inside pytest's timeout."""
 
 # Loopback only: tests never send traffic anywhere else.
 TEST_SETTINGS = Settings().replace(host="127.0.0.1", port=0, ice_addresses=["127.0.0.1"], keepalive_interval=1.0,
@@ -102,49 +102,20 @@ async def server(start_server: Callable[..., Any]) -> RunningServer:
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -> None:
-    """Until something listens on 127.0.0.1:`port`; raises (with its output) when `proc` exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if proc.poll() is not None:
-                output = proc.stdout.read() if proc.stdout else ""
-                raise RuntimeError(f"process exited ({proc.returncode}): {output}") from None
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port} after {timeout} s")
-
-
 @pytest.fixture
 def server_process() -> Iterator[RunningServer]:
     """`streamsnap serve` in a subprocess, as a user starts it."""
-    port = free_port()
-    env = os.environ | {"STREAMSNAP_ICE_ADDRESSES": "127.0.0.1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        wait_listening(port, proc)
-    except RuntimeError:
-        proc.kill()
-        raise
-    yield RunningServer(port)
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    node = harness.start_node(timeout=TEST_LISTEN_TIMEOUT)
+    yield RunningServer(node.port)
+    harness.stop(node.proc, timeout=10)
+
+
+@pytest.fixture
+def processes() -> Iterator[harness.Processes]:
+    """Background processes of a README or `--help` listing, each in its own process group, ended at teardown."""
+    started = harness.Processes()
+    yield started
+    started.stop_all()
 
 
 def png_image(data: bytes) -> Image.Image:

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +18,10 @@ import pytest
 
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.wcsclient import PublishFailed, SnapshotFailed, WcsClient
-from tests.cluster.conftest import TTL, Node, Redis, stop
-from tests.conftest import MAX_LAG_FRAMES, free_port, png_image, wait_listening
+from tests import harness
+from tests.cluster.conftest import TTL
+from tests.conftest import MAX_LAG_FRAMES, TEST_LISTEN_TIMEOUT, png_image
+from tests.harness import Node, Redis, free_port, start_redis_cluster, stop, wait_listening
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
@@ -187,41 +188,10 @@ async def test_fifty_concurrent_cross_node_requests_make_one_decode(
         await publisher.close()
 
 
-def cluster_port() -> int:
-    """A free port that Redis Cluster accepts (its bus listens 10000 above, so at most 55535)."""
-    while True:
-        port = free_port()
-        if port <= 55535:
-            sock = socket.socket()
-            try:
-                sock.bind(("127.0.0.1", port + 10000))  # the bus port must be free too
-                return port
-            except OSError:
-                continue
-            finally:
-                sock.close()
-
-
 @pytest.fixture
 def redis_cluster(tmp_path: Path) -> Any:
     """Three Redis Cluster masters on loopback, joined with redis-cli."""
-    servers = []
-    for index in range(3):
-        directory = tmp_path / f"r{index}"
-        directory.mkdir()
-        server = Redis(cluster_port(), directory, ["--cluster-enabled", "yes", "--cluster-config-file",
-                                                str(directory / "nodes.conf"), "--cluster-node-timeout", "2000"])
-        server.start()
-        servers.append(server)
-    subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in servers),
-                    "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        info = subprocess.run(["redis-cli", "-p", str(servers[0].port), "cluster", "info"], capture_output=True,
-                              text=True, timeout=10).stdout
-        if "cluster_state:ok" in info:
-            break
-        time.sleep(0.2)
+    servers = start_redis_cluster(tmp_path, 3, start_timeout=TEST_LISTEN_TIMEOUT)
     yield servers
     for server in servers:
         server.kill()
@@ -248,17 +218,12 @@ async def test_on_a_redis_cluster(redis_cluster: list[Redis], start_node: Callab
 @pytest.fixture
 def two_workers(redis_server: Redis) -> Any:
     """`streamsnap serve --workers 2` on a free port; yields the port."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--ice-address", "127.0.0.1", "--redis", redis_server.url, "--workers", "2", "--node-id", "box"],
-        env=os.environ | {"STREAMSNAP_CLUSTER_TTL": str(TTL)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = harness.start_node("--ice-address", "127.0.0.1", "--redis", redis_server.url, "--workers", "2",
+                              "--node-id", "box", env={"STREAMSNAP_CLUSTER_TTL": str(TTL)}, timeout=TEST_LISTEN_TIMEOUT)
     try:
-        wait_listening(port, proc)
-        yield port
+        yield node.port
     finally:
-        stop(proc)
+        stop(node.proc)
 
 
 async def test_workers_share_the_port_and_route_pictures_between_them(two_workers: int,

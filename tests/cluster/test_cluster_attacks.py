@@ -18,8 +18,9 @@ from streamsnap.config import Settings
 from streamsnap.media.pattern import PatternTrack
 from streamsnap.server.listeners import Server, cluster_bind_host
 from streamsnap.wcsclient import WcsClient
-from tests.cluster.conftest import CLUSTER_SECRET, TTL, Redis
+from tests.cluster.conftest import CLUSTER_SECRET, TTL
 from tests.conftest import png_image
+from tests.harness.redis import Redis
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 

@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import RunningServer, png_image
 from tests.e2e.conftest import image_png, write_y4m
-from tests.integration.test_rtsp import BLUE, RtspCamera, assert_colour, cameras  # noqa: F401 (a fixture)
+from tests.harness import RtspCamera
+from tests.integration.test_rtsp import BLUE, assert_colour, cameras  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

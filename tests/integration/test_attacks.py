@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -24,7 +24,6 @@ import jwt
 import pytest
 import yarl
 from aiohttp import web
-from aiortc import RTCPeerConnection
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 from cryptography import x509
@@ -37,7 +36,9 @@ from streamsnap.media.sdp_limits import check_offer
 from streamsnap.media.webrtc import WebRtcSource
 from streamsnap.server.tls import local_certificate
 from streamsnap.wcsclient import Publication, PublishFailed, SnapshotFailed, WcsClient
-from tests.conftest import RunningServer, free_port, png_image, serve_on_loopback
+from tests.conftest import RunningServer, png_image, serve_on_loopback
+from tests.harness import free_port
+from tests.harness.peer import real_offer, rtp_injector
 from tests.integration.baseline import assert_back_to_baseline, take_baseline
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -55,17 +56,6 @@ async def publish_raw(client: WcsClient, name: str, sdp: str) -> Publication:
     await client.send("publishStream", {"mediaSessionId": publication.id, "name": name, "sdp": sdp,
                                         "hasVideo": True, "hasAudio": False})
     return publication
-
-
-async def real_offer(video: int = 1) -> str:
-    """An aiortc offer with `video` sendonly video sections (the peer is closed: it never connects)."""
-    pc = RTCPeerConnection()
-    for _ in range(video):
-        pc.addTransceiver("video", direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = str(pc.localDescription.sdp)
-    await pc.close()
-    return sdp
 
 
 def lines_of(sdp: str) -> list[str]:
@@ -707,26 +697,6 @@ def test_guard_counts_ipv6_clients_by_64() -> None:
 # 9 (issue's 4): RTP frames that never complete, and many packet sources
 
 
-def injector(publication: Publication) -> tuple[Callable[[bytes], Awaitable[None]], int, Callable[[], int]]:
-    """The publisher's raw RTP send (SRTP-protected, to the server), its video payload type, and the RTP
-    timestamp of the last real packet it sent (the test's own client: its private names are fine here)."""
-    assert publication.pc is not None
-    transport = publication.pc.getSenders()[0].transport
-    local_sdp = publication.pc.localDescription.sdp
-    payload_type = int(next(line.split(":")[1].split()[0] for line in local_sdp.splitlines()
-                            if line.startswith("a=rtpmap:") and "VP8/90000" in line))
-    original = transport._send_rtp
-    last = [0]
-
-    async def watching(data: bytes) -> None:
-        if len(data) >= 12 and data[1] & 0x7F == payload_type:
-            last[0] = int.from_bytes(data[4:8], "big")
-        await original(data)
-
-    transport._send_rtp = watching
-    return original, payload_type, lambda: last[0]
-
-
 async def test_rtp_frames_that_never_complete_are_bounded(start_server: Callable[..., Any]) -> None:
     cap = 1024 * 1024
     server: RunningServer = await start_server(gop_max_bytes=cap, rtp_max_packets_per_frame=512, rtp_max_sources=4)
@@ -734,7 +704,7 @@ async def test_rtp_frames_that_never_complete_are_bounded(start_server: Callable
     publisher = await WcsClient.connect(server.ws_url)
     track = PatternTrack(160, 120)
     publication = await publisher.publish("flooded", [track], codec="VP8")
-    send, payload_type, last_timestamp = injector(publication)
+    send, payload_type, last_timestamp = rtp_injector(publication)
     await asyncio.sleep(0.3)
     ahead = last_timestamp() + 90_000 * 600  # ten minutes ahead of the real frames: never "late"
     assert server.node is not None

@@ -26,7 +26,8 @@ from streamsnap.access import Right, TokenPolicy
 from streamsnap.media.pattern import read_counter
 from streamsnap.wcsclient import WcsClient
 from tests.clips import write_pattern_clip
-from tests.conftest import ROOT, RunningServer, free_port, png_image
+from tests.conftest import ROOT, RunningServer, png_image
+from tests.harness import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamsnap.logs import JsonFormatter
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.wcsclient import WcsClient
-from tests.conftest import MAX_LAG_FRAMES, RunningServer, free_port
+from tests.conftest import MAX_LAG_FRAMES, RunningServer
+from tests.harness import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,6 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import pytest
 from PIL import Image
 
 from tests.clips import write_pattern_clip
-from tests.conftest import ROOT, free_port, wait_listening
+from tests.conftest import ROOT
+from tests.harness import Processes, free_port, read_line, wait_listening
 
 pytestmark = pytest.mark.integration
 
@@ -99,47 +99,6 @@ def help_examples(command: str) -> list[Step]:
 def with_ports(command: str, port: int, tls_port: int | None = None) -> str:
     command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
     return command.replace("127.0.0.1:8443", f"127.0.0.1:{tls_port}") if tls_port else command
-
-
-def read_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    """The next stdout line of `proc`, within `timeout` seconds."""
-    import selectors
-
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        assert selector.select(timeout), f"no output within {timeout} s"
-    return proc.stdout.readline()
-
-
-class Processes:
-    """Background processes of a listing, each in its own process group, ended at teardown."""
-
-    def __init__(self) -> None:
-        self.started: list[subprocess.Popen[str]] = []
-
-    def start(self, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-        self.started.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.started):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-
-
-@pytest.fixture
-def processes() -> Iterator[Processes]:
-    started = Processes()
-    yield started
-    started.stop_all()
 
 
 @pytest.mark.timeout(180)

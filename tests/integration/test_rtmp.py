@@ -17,7 +17,7 @@ import struct
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ from PIL import Image
 from streamsnap.access import Right, TokenPolicy
 from streamsnap.protocol.rtmp import HANDSHAKE_SIZE
 from streamsnap.wcsclient import WcsClient
-from tests.conftest import ROOT, RunningServer, free_port, png_image, wait_listening
-from tests.integration.test_readme_tour import BIN, ENV, Processes, steps_of, with_ports
+from tests.conftest import ROOT, RunningServer, png_image
+from tests.harness import Processes, free_port, wait_listening
+from tests.integration.test_readme_tour import BIN, ENV, steps_of, with_ports
 
 pytestmark = [
     pytest.mark.integration,
@@ -316,13 +317,6 @@ async def test_hostile_peers_are_closed_and_everyone_else_is_served(
     new = await ctx.push(ctx.url("cam2"))
     await ctx.publishing(http, "cam2")
     assert new.returncode is None
-
-
-@pytest.fixture
-def processes() -> Iterator[Processes]:
-    started = Processes()
-    yield started
-    started.stop_all()
 
 
 @pytest.mark.timeout(120)

@@ -8,12 +8,9 @@ import base64
 import gc
 import io
 import logging
-import subprocess
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,64 +22,18 @@ from PIL import Image
 from streamsnap.access import TokenPolicy
 from streamsnap.config import Camera
 from streamsnap.wcsclient import SnapshotFailed, WcsClient
-from tests.conftest import RunningServer, free_port, png_image
+from tests.conftest import RunningServer, png_image
+from tests.harness import RtspCamera, free_port, gstreamer_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
-CAMERA_SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_camera.py"
-SYSTEM_PYTHON = "/usr/bin/python3"
 GREEN, RED, BLUE = 0x00FF00, 0xFF0000, 0x0000FF
 SECRET = "s3cr3t-pw"
 
 
-def _gstreamer_missing() -> bool:
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
-                            "from gi.repository import GstRtspServer"], capture_output=True)
-    return probe.returncode != 0
-
-
-if _gstreamer_missing():  # scripts/system-deps.sh installs it (make test)
+if gstreamer_missing():  # scripts/system-deps.sh installs it (make test)
     pytest.skip("GStreamer's RTSP server (python3-gst-1.0, gir1.2-gst-rtsp-server-1.0) is not installed",
                 allow_module_level=True)
-
-
-@dataclass
-class RtspCamera:
-    """One GStreamer RTSP server process serving a solid colour in H.264."""
-
-    port: int
-    colour: int
-    user: str = ""
-    password: str = ""
-    path: str = "/cam"
-    extra: list[str] = field(default_factory=list)
-    process: subprocess.Popen[str] | None = None
-
-    @property
-    def url(self) -> str:
-        """The camera's url, with credentials when it has some."""
-        userinfo = f"{self.user}:{self.password}@" if self.user else ""
-        return f"rtsp://{userinfo}127.0.0.1:{self.port}{self.path}"
-
-    @property
-    def public_url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}{self.path}"
-
-    async def start(self) -> None:
-        args = [SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", str(self.port), "--path", self.path,
-                "--colour", hex(self.colour), *self.extra]
-        if self.user:
-            args += ["--user", self.user, "--password", self.password]
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,  # noqa: ASYNC220
-                                        text=True)
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), 15)
-        assert line.startswith("ready"), f"camera did not start: {line!r}"
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from streamsnap.access import TokenPolicy
-from tests.conftest import free_port
+from tests.harness import free_port, serve_command
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.integration
 def test_serve_with_self_signed_tls_rest_port_and_json_logs() -> None:
     port, tls_port, rest_port = free_port(), free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--tls-self-signed", "--tls-port", str(tls_port), "--rest-port", str(rest_port), "--log-format", "json"],
+        serve_command(port, "--tls-self-signed", "--tls-port", str(tls_port), "--rest-port", str(rest_port),
+                      "--log-format", "json"),
         env=os.environ | {"STREAMSNAP_ICE_ADDRESSES": "127.0.0.1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -75,7 +75,7 @@ def test_tokens_in_urls_stay_out_of_the_logs() -> None:
     token = TokenPolicy(secret).issue(["snapshot"])
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        serve_command(port),
         env=os.environ | {"STREAMSNAP_ICE_ADDRESSES": "127.0.0.1", "STREAMSNAP_AUTH_SECRET": secret},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +12,8 @@ from av import VideoFrame
 
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.wcsclient import PublishFailed, WcsClient
-from tests.conftest import RunningServer, free_port, png_image
+from tests import harness
+from tests.conftest import TEST_LISTEN_TIMEOUT, RunningServer, png_image
 
 pytestmark = pytest.mark.integration
 
@@ -40,27 +37,12 @@ class LateTrack(PatternTrack):
 
 @pytest.fixture
 def serve() -> Iterator[tuple[subprocess.Popen[str], RunningServer]]:
-    port = free_port()
-    env = os.environ | {"STREAMSNAP_ICE_ADDRESSES": "127.0.0.1", "STREAMSNAP_SHUTDOWN_GRACE": str(GRACE),
-                        "STREAMSNAP_KEYFRAME_TIMEOUT": "8"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"server did not start: {proc.communicate()[0]}") from None
-            time.sleep(0.1)
-    yield proc, RunningServer(port)
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    node = harness.start_node(env={"STREAMSNAP_SHUTDOWN_GRACE": str(GRACE), "STREAMSNAP_KEYFRAME_TIMEOUT": "8"},
+                              timeout=TEST_LISTEN_TIMEOUT)
+    yield node.proc, RunningServer(node.port)
+    if node.proc.poll() is None:
+        node.proc.kill()
+        node.proc.wait()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -1,9 +1,9 @@
 """A real RTSP camera for tests and benchmarks: GStreamer's RTSP server serving H.264 of a known picture.
 
 Run with the system python3 (Debian's python3-gst-1.0 and gir1.2-gst-rtsp-server-1.0), not the
-project's venv:
+project's venv, so never imported (tests and benchmarks start it with tests/harness/rtsp.py):
 
-    /usr/bin/python3 tests/rtsp_camera.py --port 8554 --path /cam --colour 0xff0000 [--user u --password p]
+    /usr/bin/python3 tests/harness/rtsp_camera.py --port 8554 --path /cam --colour 0xff0000 [--user u --password p]
 
 It prints "ready <port>" on stdout once it listens, and serves until killed. `--colour`
 paints a solid picture (0xRRGGBB); `--pattern` serves another videotestsrc pattern instead.

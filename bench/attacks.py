@@ -58,6 +58,7 @@ SERVER_SETTINGS = {
     "STREAMSNAP_KEYFRAME_TIMEOUT": "3",
     "STREAMSNAP_MAX_STREAMS_PER_SUBJECT": "10",
     "STREAMSNAP_MAX_SNAPSHOTS_PER_SUBJECT": "16",
+    "STREAMSNAP_RTMP_PORT": str(free_port()),  # for the pixel bomb, pushed by ffmpeg
 }
 NORMAL_ADDRESS = "198.51.100.10"
 GOALS = {"healthz_p99_ms": 100.0, "snapshot_ratio": 2.0, "rss_growth_mb": 50.0}
@@ -494,6 +495,56 @@ async def attack_rtp_incomplete_frames(bench: Bench, deadline: float) -> str:
     return f"stream {status}, snapshot: {picture} ({sent} packets, {sent * 1101 / 2**20:.0f} MiB, never completed)"
 
 
+async def attack_pixel_bomb(bench: Bench, deadline: float) -> str:
+    """Issue 22: Debian's ffmpeg pushes 8192x8192 black H.264 over RTMP while pictures of it at width=160 are
+    asked, four at a time every 100 ms. The clip (three frames, a keyframe first) is encoded once and pushed
+    looped with `-c copy`: a live 8192x8192 encoder would take the cores the probe is measuring with."""
+    with tempfile.TemporaryDirectory(prefix="streamsnap-bomb-") as folder:
+        clip = Path(folder) / "bomb.flv"
+        encoder = await asyncio.create_subprocess_exec(
+            "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+            "color=black:s=8192x8192:r=5", "-frames:v", "3", "-g", "3", "-c:v", "libx264", "-preset", "ultrafast",
+            "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-f", "flv", str(clip),
+            preexec_fn=lambda: os.nice(19))  # the probe and the server first: the encoder is not what is measured
+        if await encoder.wait() != 0:
+            return "ffmpeg could not encode the clip"
+        key = f"bomb?token={bench.token('publish', streams=['bomb'])}"
+        pusher = await asyncio.create_subprocess_exec(
+            "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
+            "-c", "copy", "-f", "flv", f"rtmp://{HOST}:{SERVER_SETTINGS['STREAMSNAP_RTMP_PORT']}/live/{key}",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        headers = {"Authorization": f"Bearer {bench.token('snapshot', streams=['bomb'])}",
+                   "X-Forwarded-For": "203.0.113.22"}
+        seen: Counter[str] = Counter()
+        listed, slowest = "never listed", 0.0
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), headers=headers) as http:
+                while time.monotonic() < deadline:
+                    streams = await (await http.get(f"{bench.base}/streams")).json()
+                    bomb = next((s for s in streams if s["name"] == "bomb" and s["status"] == "PUBLISHING"), None)
+                    if bomb is not None:
+                        listed = f"listed {bomb['width']}x{bomb['height']} when PUBLISHING"
+                        break
+                    await asyncio.sleep(0.05)
+
+                async def picture(width: int) -> None:
+                    nonlocal slowest
+                    started = time.perf_counter()
+                    async with http.get(f"{bench.base}/streams/bomb/snapshot.jpg?width={width}") as response:
+                        body = await response.read()
+                    slowest = max(slowest, time.perf_counter() - started)
+                    reason = json.loads(body).get("reason", "") if response.status != 200 else "a picture"
+                    seen[f"{response.status} {reason}"] += 1
+
+                while time.monotonic() < deadline:
+                    await asyncio.gather(*(picture(160 + k) for k in range(4)))
+                    await asyncio.sleep(0.1)
+        finally:
+            pusher.kill()
+            await pusher.wait()
+    return f"{listed}; {words(seen)} (slowest {slowest * 1000:.0f} ms)"
+
+
 ATTACKS: list[tuple[str, Attack]] = [
     ("SDP bomb (3000 m-lines)", attack_sdp_bomb),
     ("maximal allowed offer", attack_maximal_offer),
@@ -507,6 +558,7 @@ ATTACKS: list[tuple[str, Attack]] = [
     ("one tenant's pending streams", attack_tenant_streams),
     ("one tenant's snapshots", attack_tenant_snapshots),
     ("RTP frames that never complete", attack_rtp_incomplete_frames),
+    ("pixel bomb (8192x8192 over RTMP)", attack_pixel_bomb),
 ]
 
 

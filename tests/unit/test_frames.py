@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from av.video.frame import PictureType
 
+from streamsnap.media import h264
 from streamsnap.media.frames import (
+    SPS_READS_PER_SECOND,
     EncodedFrame,
     GopCache,
+    PictureSize,
     is_keyframe,
     vp8_keyframe_size,
 )
@@ -274,7 +277,132 @@ def test_cache_of_real_h264_frames(h264_packets: list[Packet]) -> None:
         gop.add(packet.data, index)
     assert [(f.timestamp, f.keyframe) for f in gop.group()] == [(3, True), (4, False), (5, False)]
     assert gop.keyframes_received == 2
-    assert gop.size is None  # only VP8 tells its size cheaply
+    assert gop.size == (320, 240)  # from the SPS before the keyframe
+
+
+# --- The picture size, from each keyframe's header ----------------------------------------------
+
+
+START = b"\x00\x00\x00\x01"
+
+
+def units(access_unit: bytes) -> list[bytes]:
+    """The NAL units of an Annex-B access unit (x264's: four-byte start codes)."""
+    return [unit.rstrip(b"\x00") for unit in access_unit.split(START) if unit]
+
+
+def h264_cache(clock: Clock | None = None) -> GopCache:
+    return GopCache("H264", max_frames=100, max_bytes=10_000_000, clock=clock or Clock())
+
+
+@pytest.fixture(scope="module")
+def h264_1080p() -> list[Packet]:
+    if "libx264" not in av.codecs_available:
+        pytest.skip("PyAV built without libx264")
+    return encode("libx264", 1920, 1080, 3, {2}, {"tune": "zerolatency", "preset": "ultrafast"})
+
+
+def test_the_size_is_known_from_the_first_keyframe_before_any_decode(h264_1080p: list[Packet]) -> None:
+    gop = h264_cache()
+    assert gop.size is None and gop.picture_size is None
+    for index, packet in enumerate(h264_1080p):
+        frame = gop.add(packet.data, index)
+        if packet.keyframe:
+            assert frame.size == PictureSize(1920, 1080, 1920, 1088)
+        else:
+            assert frame.size is None  # an SPS is read where one is, not per frame
+        assert gop.size == (1920, 1080)
+    assert gop.picture_size == PictureSize(1920, 1080, 1920, 1088)
+    assert gop.unreadable_headers == 0
+
+
+def test_the_size_of_a_vp8_keyframe_is_counted_in_macroblocks_for_the_decoder() -> None:
+    gop = cache()
+    frame = gop.add(vp8_key(width=642, height=362), 0)
+    assert frame.size == gop.picture_size == PictureSize(642, 362, 656, 368)
+    assert gop.add(vp8_inter(), 1).size is None
+
+
+async def test_a_keyframe_whose_sps_cannot_be_read_is_not_kept(h264_1080p: list[Packet]) -> None:
+    gop = h264_cache()
+    gop.add(h264_1080p[0].data, 0)
+    waiter = gop.next_keyframe()
+    sps, pps, *rest = units(h264_1080p[2].data)
+    broken = START + sps[:5] + START + pps + b"".join(START + unit for unit in rest)
+    assert is_keyframe("H264", broken)  # it looks like one: IDR and SPS
+    frame = gop.add(broken, 2)
+    assert not frame.keyframe and frame.size is None
+    assert gop.group() == []  # nothing decodes until a keyframe whose size is known
+    assert (gop.unreadable_headers, gop.keyframes_received) == (1, 1)
+    assert gop.size == (1920, 1080)  # the stream's size as last known
+    gop.add(h264_1080p[1].data, 3)
+    assert gop.group() == []  # the frames after it are not kept either
+    await asyncio.sleep(0)
+    assert not waiter.done()  # a picture waiting for a keyframe waits on
+    gop.add(h264_1080p[0].data, 4)
+    await asyncio.wait_for(waiter, 1)
+
+
+def test_a_frame_declaring_another_size_without_an_idr_ends_the_group(h264_1080p: list[Packet]) -> None:
+    other_sps = units(encode("libx264", 640, 480, 1, set(), {"preset": "ultrafast"})[0].data)[0]
+    same_sps = units(h264_1080p[0].data)[0]
+    gop = h264_cache()
+    gop.add(h264_1080p[0].data, 0)
+    gop.add(START + same_sps + h264_1080p[1].data, 1)  # an SPS repeated before a P-frame: fine
+    assert [frame.timestamp for frame in gop.group()] == [0, 1]
+    gop.add(START + other_sps + h264_1080p[1].data, 2)  # a decoder would switch to 640x480 mid-group
+    assert gop.group() == []
+    assert gop.size == (1920, 1080)
+
+
+def test_a_repeated_sps_is_read_once(h264_1080p: list[Packet], monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[bytes] = []
+    read = h264.sps_readings
+    monkeypatch.setattr(h264, "sps_readings", lambda unit: reads.append(unit) or read(unit))
+    gop = h264_cache()
+    for index in range(50):
+        gop.add(h264_1080p[0].data, index)
+    assert len(reads) == 1 and gop.keyframes_received == 50
+
+
+def test_new_sps_are_read_at_a_bounded_rate(h264_1080p: list[Packet]) -> None:
+    clock = Clock()
+    gop = h264_cache(clock)
+    sps, *rest = units(h264_1080p[0].data)
+    body = b"".join(START + unit for unit in rest)
+    # Each SPS differs (its level byte) but declares the same size: all are new to the cache.
+    variants = [START + sps[:3] + bytes([level]) + sps[4:] + body for level in range(10, 10 + 2 * SPS_READS_PER_SECOND)]
+    for index, keyframe in enumerate(variants[:SPS_READS_PER_SECOND]):
+        assert gop.add(keyframe, index).keyframe
+    assert not gop.add(variants[SPS_READS_PER_SECOND], 99).keyframe  # over the budget: not read, not kept
+    assert gop.unreadable_headers == 1 and gop.group() == []
+    clock.now += 1.0
+    assert gop.add(variants[SPS_READS_PER_SECOND + 1], 100).keyframe
+
+
+def test_more_sps_than_an_access_unit_may_carry_make_it_unreadable(h264_1080p: list[Packet]) -> None:
+    sps, *rest = units(h264_1080p[0].data)
+    gop = h264_cache()
+    flood = (START + sps) * (h264.MAX_SPS_PER_ACCESS_UNIT + 1) + b"".join(START + unit for unit in rest)
+    assert not gop.add(flood, 0).keyframe
+    assert gop.unreadable_headers == 1 and gop.size is None
+
+
+def test_a_vp8_frame_tagged_keyframe_without_its_start_code_ends_the_group() -> None:
+    gop = cache()
+    gop.add(vp8_key(), 0)
+    gop.add(vp8_inter(), 1)
+    bad = b"\x50\x2a\x00\x9d\x01\x2b" + b"\x00" * 30
+    assert not gop.add(bad, 2).keyframe
+    assert gop.group() == [] and gop.unreadable_headers == 1
+
+
+def test_sizes_for_the_size_check_take_the_larger_reading() -> None:
+    # An SPS whose emulation-prevention byte sits before the size: FFmpeg may read either way.
+    unit = bytes.fromhex("6742001ed4000003000858d8da4001e56a009c2640")
+    size = PictureSize.of_sps(h264.sps_readings(unit))
+    assert size == PictureSize(2496, 64, 16, 497056)
+    assert PictureSize.of_sps([h264.parse_sps(unit)]).coded_pixels == 2496 * 64
 
 
 async def test_next_keyframe_resolves_on_the_next_keyframe() -> None:

@@ -1,7 +1,9 @@
 """Encoded video frames as they arrive, and the bounded cache the snapshot engine decodes from.
 
 Nothing here decodes: a stream nobody asks a picture of costs one list append per frame
-and at most `max_bytes` of memory.
+and at most `max_bytes` of memory. The size of its pictures is read from each keyframe's
+header (the SPS H.264 sources put before it, the VP8 keyframe header) as it arrives: the
+listings show it at once, and the snapshot engine checks it before anything decodes.
 """
 
 from __future__ import annotations
@@ -10,19 +12,65 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from streamsnap.media import h264
+from streamsnap.media import h264, vp8
 
 KEYFRAME_CADENCE_SAMPLES = 3
 "Intervals between a publisher's own keyframes seen before its cadence is trusted (starts bring extra ones)."
 
+SPS_READS_PER_SECOND = 8
+"""SPS units not seen before that one stream may have read per second. An encoder repeats one SPS (read once,
+then remembered); a stream sending new ones faster has its frames dropped, not its size read."""
+
+SPS_REMEMBERED = 4
+"SPS units (with what they declare) a cache remembers, so that repeated ones are not read again."
+
+
+class HeaderError(ValueError):
+    """A frame whose header cannot be read: an H.264 SPS, a VP8 keyframe header (or one SPS too many)."""
+
+
+def _macroblocks(pixels: int) -> int:
+    """`pixels` rounded up to whole 16-pixel macroblocks (what decoders allocate)."""
+    return -(-pixels // 16) * 16
+
+
+@dataclass(frozen=True, slots=True)
+class PictureSize:
+    """The size of a stream's pictures as the header of a frame declares it, known before any decode."""
+
+    width: int
+    "Width of the pictures shown (after H.264's frame cropping)."
+    height: int
+    coded_width: int
+    "Width a decoder allocates for each picture (whole macroblocks, before cropping)."
+    coded_height: int
+
+    @property
+    def coded_pixels(self) -> int:
+        """Luma samples a decoder allocates per picture."""
+        return self.coded_width * self.coded_height
+
+    @classmethod
+    def of_sps(cls, readings: list[h264.SequenceParameterSet]) -> PictureSize:
+        """What an H.264 SPS declares (`h264.sps_readings`): shown as the standard reads it, coded as the
+        largest way a decoder may read it."""
+        shown = readings[0]
+        coded = max(readings, key=lambda reading: reading.coded_pixels)
+        return cls(shown.width, shown.height, coded.coded_width, coded.coded_height)
+
+    @classmethod
+    def of_vp8(cls, header: vp8.KeyframeHeader) -> PictureSize:
+        """What a VP8 keyframe header declares."""
+        return cls(header.width, header.height, _macroblocks(header.width), _macroblocks(header.height))
+
 
 def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) when `data` is a VP8 keyframe (RFC 6386 9.1), else None."""
-    if len(data) < 10 or data[0] & 0x01 or data[3:6] != b"\x9d\x01\x2a":
+    """(width, height) when `data` is a readable VP8 keyframe (RFC 6386 9.1), else None."""
+    try:
+        header = vp8.keyframe_header(data)
+    except vp8.Vp8Error:
         return None
-    width = int.from_bytes(data[6:8], "little") & 0x3FFF
-    height = int.from_bytes(data[8:10], "little") & 0x3FFF
-    return width, height
+    return None if header is None else (header.width, header.height)
 
 
 def is_keyframe(codec: str, data: bytes) -> bool:
@@ -46,6 +94,8 @@ class EncodedFrame:
     "Whether decoding can start here."
     arrival: float
     "Monotonic time at which its last packet arrived."
+    size: PictureSize | None = None
+    "The picture size its header declares: on every keyframe of a cache, and H.264 frames that carry an SPS."
 
 
 class GopCache:
@@ -72,8 +122,10 @@ class GopCache:
         "When the newest frame arrived (decodable or not)."
         self.first_arrival: float | None = None
         "When the first frame arrived (with `frames_received`, gives the average frame rate)."
-        self.size: tuple[int, int] | None = None
-        "Picture size, when the bitstream tells it cheaply (VP8 keyframes)."
+        self.picture_size: PictureSize | None = None
+        "Picture size the newest readable keyframe declares (its SPS, or VP8 header): known before any decode."
+        self.unreadable_headers = 0
+        "Frames whose header (SPS, VP8 keyframe header) could not be read: never decoded, their group dropped."
         self.last_keyframe_arrival: float | None = None
         "When the newest keyframe arrived (asked for or not)."
         self.natural_keyframe_interval: float | None = None
@@ -82,21 +134,39 @@ class GopCache:
         aiortc and many cameras over WebRTC do) never gets one."""
         self._natural_intervals = 0
         self._keyframe_asked_at: float | None = None
+        self._sps_seen: dict[bytes, PictureSize] = {}
+        self._sps_reads: list[float] = []
+        "When SPS units not seen before were read, over the last second."
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of the pictures shown, from the newest readable keyframe's header."""
+        size = self.picture_size
+        return None if size is None else (size.width, size.height)
 
     def add(self, data: bytes, timestamp: int) -> EncodedFrame:
-        """Record one frame, as it arrives."""
+        """Record one frame, as it arrives.
+
+        The picture size its header declares is read here, before anything can decode it: a frame
+        whose header cannot be read ends the cached group and is not kept, and so is one that declares
+        a size other than its group's keyframe (only a keyframe may change it).
+        """
         now = self._clock()
-        keyframe = is_keyframe(self.codec, data)
-        frame = EncodedFrame(data, timestamp, keyframe, now)
         self.frames_received += 1
         self.last_arrival = now
         if self.first_arrival is None:
             self.first_arrival = now
+        try:
+            keyframe, size = self._read_header(data, now)
+        except HeaderError:
+            self.unreadable_headers += 1
+            self.clear()
+            return EncodedFrame(data, timestamp, False, now)
+        frame = EncodedFrame(data, timestamp, keyframe, now, size)
         if keyframe:
             self.keyframes_received += 1
             self._count_keyframe(now)
-            if self.codec == "VP8":
-                self.size = vp8_keyframe_size(data)
+            self.picture_size = size
             self._frames = [frame]
             self._bytes = len(data)
             waiters, self._keyframe_waiters = self._keyframe_waiters, []
@@ -104,11 +174,50 @@ class GopCache:
                 if not waiter.done():
                     waiter.set_result(None)
         elif self._frames:
+            if size is not None and size != self._frames[0].size:
+                self.clear()
+                return frame
             self._frames.append(frame)
             self._bytes += len(data)
             if len(self._frames) > self.max_frames or self._bytes > self.max_bytes:
                 self.clear()
         return frame
+
+    def _read_header(self, data: bytes, now: float) -> tuple[bool, PictureSize | None]:
+        """Whether `data` is a keyframe, and the picture size its header declares (None: it has no such
+        header); raises `HeaderError`. A keyframe always declares one."""
+        try:
+            if self.codec == "VP8":
+                header = vp8.keyframe_header(data)
+                return (False, None) if header is None else (True, PictureSize.of_vp8(header))
+            if self.codec == "H264":
+                types = h264.nal_types(data)
+                size = None
+                if h264.NalType.SPS in types or h264.SUBSET_SPS in types:
+                    size = self._sps_size(data, now)
+                return h264.NalType.IDR in types and h264.NalType.SPS in types, size
+        except (h264.H264Error, vp8.Vp8Error) as exc:
+            raise HeaderError(str(exc)) from None
+        return False, None
+
+    def _sps_size(self, access_unit: bytes, now: float) -> PictureSize | None:
+        """The largest picture the SPSs of `access_unit` declare; each SPS not seen lately is read, within
+        `SPS_READS_PER_SECOND`."""
+        largest: PictureSize | None = None
+        for unit in h264.parameter_set_units(access_unit):
+            size = self._sps_seen.get(unit)
+            if size is None:
+                self._sps_reads = [read for read in self._sps_reads if now - read < 1.0]
+                if len(self._sps_reads) >= SPS_READS_PER_SECOND:
+                    raise HeaderError(f"more than {SPS_READS_PER_SECOND} new SPS in a second")
+                self._sps_reads.append(now)
+                size = PictureSize.of_sps(h264.sps_readings(unit))
+                if len(self._sps_seen) >= SPS_REMEMBERED:
+                    self._sps_seen.clear()
+                self._sps_seen[unit] = size
+            if largest is None or size.coded_pixels > largest.coded_pixels:
+                largest = size
+        return largest
 
     def keyframe_asked(self) -> None:
         """A keyframe was asked of the publisher (PLI): the next one is not counted as its own."""

@@ -142,3 +142,255 @@ def annexb_parameter_sets(extradata: bytes | None) -> bytes:
         return parse_avc_config(extradata).annex_b()
     except H264Error:
         return b""
+
+
+# --- The sequence parameter set: the picture size, read before anything is decoded ------------------------------
+
+SUBSET_SPS = 15
+"NAL type of a subset SPS (SVC/MVC, Annex G/H): it starts with the same fields as an SPS."
+
+MAX_SPS_BYTES = 8192
+"""Bytes of one SPS NAL unit read at most. The fields up to the cropping of any SPS the standard allows take
+at most about 3.1 KB (twelve scaling lists and a 255-frame POC cycle of 32-bit offsets), 4.7 KB escaped; what
+lies past this is never looked at. The work is bounded by the count of values (under 800), not the bytes."""
+
+MAX_SPS_PER_ACCESS_UNIT = 4
+"SPS units one access unit may carry (encoders send one; more is refused before any is read)."
+
+MAX_EXP_GOLOMB_ZEROS = 31
+"Leading zeros of an exp-Golomb code read at most (values up to 2**32 - 2, as FFmpeg's readers go)."
+
+_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 144})
+"""Profiles whose SPS carries chroma format, bit depths and scaling lists. FFmpeg's decoder's list, not the
+standard's (which adds 134, 135 and 139 and drops 144): the size is read where the decoder reads it."""
+
+
+@dataclass(frozen=True)
+class SequenceParameterSet:
+    """What an SPS (ITU-T H.264 7.3.2.1.1) says of the pictures that follow it, up to the frame cropping."""
+
+    sps_id: int
+    profile_idc: int
+    level_idc: int
+    chroma_format_idc: int
+    "0 monochrome, 1 4:2:0, 2 4:2:2, 3 4:4:4."
+    frame_mbs_only: bool
+    "False: pictures may be coded as fields (interlaced), their height counted in pairs of macroblocks."
+    coded_width: int
+    "Width in whole macroblocks: what a decoder allocates per picture."
+    coded_height: int
+    width: int
+    "Width after the frame cropping: the picture shown."
+    height: int
+
+    @property
+    def coded_pixels(self) -> int:
+        """Luma samples a decoder allocates per picture."""
+        return self.coded_width * self.coded_height
+
+
+class _Bits:
+    """An MSB-first bit reader over RBSP bytes that raises `H264Error` when they run out."""
+
+    __slots__ = ("_bits", "_pos")
+
+    def __init__(self, data: bytes) -> None:
+        # One string of '0' and '1': finding the next set bit and slicing a value out are then C loops.
+        self._bits = format(int.from_bytes(data, "big"), f"0{len(data) * 8}b") if data else ""
+        self._pos = 0
+
+    def u(self, count: int) -> int:
+        end = self._pos + count
+        if end > len(self._bits):
+            raise H264Error("SPS ends early")
+        value = int(self._bits[self._pos:end], 2) if count else 0
+        self._pos = end
+        return value
+
+    def flag(self) -> bool:
+        return self.u(1) == 1
+
+    def _code(self) -> int:
+        """One exp-Golomb code number (9.1), at most `MAX_EXP_GOLOMB_ZEROS` leading zeros."""
+        bits, pos = self._bits, self._pos
+        one = bits.find("1", pos, pos + MAX_EXP_GOLOMB_ZEROS + 1)
+        if one == -1:
+            raise H264Error("SPS ends early" if len(bits) - pos <= MAX_EXP_GOLOMB_ZEROS else "exp-Golomb code too long")
+        end = 2 * one - pos + 1
+        if end > len(bits):
+            raise H264Error("SPS ends early")
+        self._pos = end
+        return int(bits[one:end], 2) - 1
+
+    def ue(self, maximum: int | None = None) -> int:
+        """An unsigned exp-Golomb value; `maximum`: the largest the standard (or FFmpeg) allows there."""
+        value = self._code()
+        if maximum is not None and value > maximum:
+            raise H264Error(f"SPS value {value} out of range (at most {maximum})")
+        return value
+
+    def se(self) -> int:
+        """A signed exp-Golomb value (within +-(2**31 - 1), as `MAX_EXP_GOLOMB_ZEROS` bounds it)."""
+        code = self._code()
+        return (code + 1) // 2 if code & 1 else -(code // 2)
+
+    def skip_codes(self, count: int) -> None:
+        """Read past `count` exp-Golomb codes whose values do not matter here (the loop of `_code`, inlined:
+        an SPS may hold hundreds)."""
+        bits, pos, size = self._bits, self._pos, len(self._bits)
+        for _ in range(count):
+            one = bits.find("1", pos, pos + MAX_EXP_GOLOMB_ZEROS + 1)
+            if one == -1:
+                raise H264Error("SPS ends early" if size - pos <= MAX_EXP_GOLOMB_ZEROS else "exp-Golomb code too long")
+            pos = 2 * one - pos + 1
+        if pos > size:
+            raise H264Error("SPS ends early")
+        self._pos = pos
+
+    def skip_scaling_list(self, size: int) -> None:
+        """Read past one scaling_list() (7.3.2.1.1.1): `size` deltas, or fewer when one makes the next scale 0."""
+        bits, pos, end = self._bits, self._pos, len(self._bits)
+        last = 8
+        for _ in range(size):
+            one = bits.find("1", pos, pos + 16)  # a delta_scale within -128..127 has at most 8 leading zeros
+            if one == -1 or one - pos > 8:
+                raise H264Error("SPS ends early" if end - pos <= 8 else "delta_scale out of range")
+            stop = 2 * one - pos + 1
+            if stop > end:
+                raise H264Error("SPS ends early")
+            code = int(bits[one:stop], 2) - 1
+            pos = stop
+            delta = (code + 1) // 2 if code & 1 else -(code // 2)
+            if not -128 <= delta <= 127:
+                raise H264Error("delta_scale out of range")
+            following = (last + delta) % 256
+            if following == 0:  # the rest of the list repeats the last scale: nothing more is written
+                break
+            last = following
+        self._pos = pos
+
+
+def escaped_payload(unit: bytes) -> bytes:
+    """A NAL unit's bytes up to where FFmpeg ends it: the first 00 00 01 or 00 00 02, which only a start
+    code may hold (emulation-prevention bytes still in place)."""
+    end = len(unit)
+    for stop in (b"\x00\x00\x01", b"\x00\x00\x02"):
+        found = unit.find(stop, 0, end)
+        if found != -1:
+            end = found
+    return unit[:end]
+
+
+def unescape(unit: bytes) -> bytes:
+    """The RBSP of a NAL unit: `escaped_payload` with the emulation-prevention bytes (the 03 of every
+    00 00 03) removed, as FFmpeg removes them."""
+    return escaped_payload(unit).replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def parse_sps(unit: bytes) -> SequenceParameterSet:
+    """The SPS NAL unit `unit` (its header byte first, emulation-prevention bytes in place); raises `H264Error`.
+
+    Reads up to the frame cropping (the VUI says nothing of the size) from at most `MAX_SPS_BYTES`, every
+    value checked against its range before it is used, so junk costs bounded work and ends in `H264Error`.
+    """
+    if not unit or nal_type(unit) not in (NalType.SPS, SUBSET_SPS):
+        raise H264Error("not an SPS NAL unit")
+    return _read_sps(_Bits(unescape(unit[1:MAX_SPS_BYTES])))
+
+
+def _read_sps(bits: _Bits) -> SequenceParameterSet:
+    profile_idc = bits.u(8)
+    bits.u(8)  # constraint_set0..5 flags and two reserved bits
+    level_idc = bits.u(8)
+    sps_id = bits.ue(31)
+    chroma_format_idc = 1
+    separate_colour_planes = False
+    if profile_idc in _HIGH_PROFILES:
+        chroma_format_idc = bits.ue(3)
+        if chroma_format_idc == 3:
+            separate_colour_planes = bits.flag()
+        bits.ue(6)  # bit_depth_luma_minus8
+        bits.ue(6)  # bit_depth_chroma_minus8
+        bits.flag()  # qpprime_y_zero_transform_bypass_flag
+        if bits.flag():  # seq_scaling_matrix_present_flag
+            for index in range(8 if chroma_format_idc != 3 else 12):
+                if bits.flag():  # seq_scaling_list_present_flag
+                    bits.skip_scaling_list(16 if index < 6 else 64)
+    bits.ue(12)  # log2_max_frame_num_minus4
+    pic_order_cnt_type = bits.ue(2)
+    if pic_order_cnt_type == 0:
+        bits.ue(12)  # log2_max_pic_order_cnt_lsb_minus4
+    elif pic_order_cnt_type == 1:
+        bits.flag()  # delta_pic_order_always_zero_flag
+        bits.skip_codes(2)  # offset_for_non_ref_pic, offset_for_top_to_bottom_field
+        bits.skip_codes(bits.ue(255))  # offset_for_ref_frame, num_ref_frames_in_pic_order_cnt_cycle times
+    bits.ue(16)  # max_num_ref_frames (FFmpeg refuses more than 16)
+    bits.flag()  # gaps_in_frame_num_value_allowed_flag
+    width_mbs = bits.ue() + 1
+    height_map_units = bits.ue() + 1
+    frame_mbs_only = bits.flag()
+    if not frame_mbs_only:
+        bits.flag()  # mb_adaptive_frame_field_flag
+    bits.flag()  # direct_8x8_inference_flag
+    coded_width = width_mbs * 16
+    coded_height = height_map_units * (1 if frame_mbs_only else 2) * 16
+    width, height = coded_width, coded_height
+    if bits.flag():  # frame_cropping_flag
+        left, right, top, bottom = bits.ue(), bits.ue(), bits.ue(), bits.ue()
+        # Crop units (7-19 to 7-22): chroma samples, and field pairs when pictures may be fields.
+        array_type = 0 if separate_colour_planes else chroma_format_idc
+        unit_x = 2 if array_type in (1, 2) else 1
+        unit_y = (2 if array_type == 1 else 1) * (1 if frame_mbs_only else 2)
+        width -= unit_x * (left + right)
+        height -= unit_y * (top + bottom)
+        if width <= 0 or height <= 0:
+            raise H264Error("the SPS crops the whole picture away")
+    return SequenceParameterSet(sps_id, profile_idc, level_idc, chroma_format_idc, frame_mbs_only,
+                                coded_width, coded_height, width, height)
+
+
+def parameter_set_units(access_unit: bytes) -> list[bytes]:
+    """The SPS (and subset SPS) NAL units of an Annex-B access unit, each cut to `MAX_SPS_BYTES`; raises
+    `H264Error` past `MAX_SPS_PER_ACCESS_UNIT` of them."""
+    units: list[bytes] = []
+    pos = access_unit.find(b"\x00\x00\x01")
+    while pos != -1 and pos + 3 < len(access_unit):
+        start = pos + 3
+        pos = access_unit.find(b"\x00\x00\x01", start)
+        if access_unit[start] & 0x1F in (NalType.SPS, SUBSET_SPS):
+            if len(units) == MAX_SPS_PER_ACCESS_UNIT:
+                raise H264Error(f"more than {MAX_SPS_PER_ACCESS_UNIT} SPS in one access unit")
+            end = len(access_unit) if pos == -1 else pos
+            units.append(access_unit[start:min(end, start + MAX_SPS_BYTES)])
+    return units
+
+
+def sps_readings(unit: bytes) -> list[SequenceParameterSet]:
+    """The SPS NAL unit `unit` read every way FFmpeg's decoder may read it, the standard's reading first;
+    raises `H264Error` when that one fails.
+
+    FFmpeg reads an SPS from its RBSP and, when that fails further on than this reads (in the VUI), again
+    from the bytes with their emulation-prevention bytes in place. When those differ before the cropping
+    ends and the second reading succeeds, it is returned too: a check of the size must take the larger.
+    """
+    readings = [parse_sps(unit)]
+    escaped = escaped_payload(unit[1:MAX_SPS_BYTES])
+    if b"\x00\x00\x03" in escaped:
+        try:
+            raw = _read_sps(_Bits(escaped))
+        except H264Error:
+            return readings  # FFmpeg's second reading fails as well: the first is the one it may use
+        if raw != readings[0]:
+            readings.append(raw)
+    return readings
+
+
+def largest_sps(access_unit: bytes) -> SequenceParameterSet | None:
+    """Of the SPSs an Annex-B access unit carries, the reading (`sps_readings`) declaring the most coded pixels;
+    None when it carries none; raises `H264Error` when one cannot be read."""
+    largest: SequenceParameterSet | None = None
+    for unit in parameter_set_units(access_unit):
+        for reading in sps_readings(unit):
+            if largest is None or reading.coded_pixels > largest.coded_pixels:
+                largest = reading
+    return largest

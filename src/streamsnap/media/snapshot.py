@@ -7,7 +7,9 @@ after it), or a new keyframe asked of the publisher (PLI) and decoded alone. Req
 stream that arrive while a picture is being made share it. Decoding and encoding run in a
 bounded pool of worker threads off the event loop, the earliest deadline first; past what the
 pool can do in time (measured), or while the media loop runs late, new requests are refused at
-once (`SnapshotFailure.OVERLOADED`), and work whose callers have all gone is dropped.
+once (`SnapshotFailure.OVERLOADED`), and work whose callers have all gone is dropped. A stream whose
+keyframe declares a picture over the size cap (`oversize`, read from the SPS or VP8 header as the frame
+arrived) is refused before any of that (`SnapshotFailure.TOO_LARGE`): no decode, no worker, no memory.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamsnap.config import SnapshotSettings
-from streamsnap.media.frames import EncodedFrame, GopCache
+from streamsnap.media.frames import EncodedFrame, GopCache, PictureSize
 from streamsnap.media.imaging import DecodeError, Picture, decode_latest, encode, output_size
 from streamsnap.media.looplag import LoopLagMonitor
 from streamsnap.media.pool import WorkerPool
@@ -66,6 +68,24 @@ class KeyframeBudget:
 
 PLI_INTERVAL = 0.5
 "Seconds between repeated keyframe requests while a picture waits for a keyframe."
+
+
+def oversize(size: PictureSize, max_width: int, max_height: int) -> str | None:
+    """Why pictures of `size` are too large to decode under a cap of `max_width` x `max_height`, or None.
+
+    The cap holds in either orientation (a portrait stream costs what a landscape one does), and the
+    pixels a decoder allocates, coded in whole macroblocks (32 lines for interlaced pictures) before
+    the cropping, may not exceed the cap's: an SPS cannot hide a large picture behind a small crop.
+    """
+    cap = f"the limit {max_width}x{max_height}"
+    long_side, short_side = max(max_width, max_height), min(max_width, max_height)
+    if max(size.width, size.height) > long_side or min(size.width, size.height) > short_side:
+        return f"the stream's pictures are {size.width}x{size.height}, larger than {cap}"
+    coded_limit = -(-long_side // 32) * 32 * (-(-short_side // 32) * 32)
+    if size.coded_pixels > coded_limit:
+        return (f"the stream's pictures are coded at {size.coded_width}x{size.coded_height} "
+                f"({size.width}x{size.height} shown), more pixels than {cap}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,8 @@ class EngineStats:
     "Pictures and encodes stopped because every caller waiting for them had gone."
     decode_cpu_seconds: float = 0.0
     "CPU time of the worker threads decoding (not counting waits for a core or the GIL)."
+    too_large: int = 0
+    "Pictures refused before any decode: the stream's keyframe declares a picture over the size cap."
 
     def finished(self, outcome: str, seconds: float) -> None:
         """Count one answered request."""
@@ -196,7 +218,8 @@ class SnapshotEngine:
         """The freshest picture of `source` as `spec` asks; raises `SnapshotError`.
 
         `max_age_ms` bounds how old the depicted frame may be (default: the engine's setting); given,
-        it also lets the last keyframe be decoded alone when it is that young. `max_size` caps the
+        it also lets the last keyframe be decoded alone when it is that young. A stream whose pictures are
+        over the engine's cap (`max_width` x `max_height`) is refused before any decode; `max_size` caps the
         output picture, checked on the decoded picture before encoding; `keyframe_budget` limits the
         keyframe requests sent to the stream's publisher. A request the server cannot serve in time
         is refused at once with `OVERLOADED`; cancelling every request waiting for a picture stops
@@ -207,6 +230,9 @@ class SnapshotEngine:
         deadline = started + self.settings.deadline_ms / 1000
         max_age = (self.settings.max_frame_age_ms if max_age_ms is None else max_age_ms) / 1000
         try:
+            if source.video is not None and source.video.picture_size is not None:
+                # Before anything else: a stream whose pictures are over the cap costs no decode and no wait.
+                self._check_size(source.video.picture_size)
             under_way = self._pictures.get(id(source))
             if under_way is not None and not under_way.fresh_enough(started, max_age):
                 under_way = None  # its frame is older than this caller takes: a fresher picture of its own
@@ -411,7 +437,19 @@ class SnapshotEngine:
                 logger.info("stream %s: keyframe not decodable (%s)", source.name, exc)
         raise SnapshotError(SnapshotFailure.NO_DECODABLE_FRAME)
 
+    def _check_size(self, size: PictureSize) -> None:
+        """Refuse (`TOO_LARGE`) pictures larger than the cap (`max_width` x `max_height`) before any decode."""
+        reason = oversize(size, self.settings.max_width, self.settings.max_height)
+        if reason is not None:
+            self.stats.too_large += 1
+            raise SnapshotError(SnapshotFailure.TOO_LARGE, reason)
+
     async def _render(self, codec: str, group: list[EncodedFrame], deadline: float, job: _Shared) -> Picture:
+        # The one way to a decoder: the size the keyframe declares (read as the cache took it) is checked first.
+        declared = group[0].size
+        if declared is None:
+            raise SnapshotError(SnapshotFailure.NO_DECODABLE_FRAME, "the keyframe declares no picture size")
+        self._check_size(declared)
         job.floor = group[-1].arrival  # the frame is chosen: only callers who take one this old may join now
         ran = await self.pool.run(deadline, decode_latest, codec, group)
         picture = ran.value

@@ -24,7 +24,7 @@ class SourceStats:
     codec: str | None
     "Video codec, once the first video frame arrived."
     width: int | None
-    "Picture size when the bitstream tells it cheaply (VP8 keyframes)."
+    "Picture size the newest keyframe declares (H.264 SPS, VP8 keyframe header); None before the first one."
     height: int | None
     fps: float | None
     "Average frames per second since the first frame."

@@ -220,7 +220,7 @@ class PublishingService:
                 publication.record = await self._publishing(publication.record, source)
                 log.info("stream %s publishing", request.name)
                 await listener.publishing()
-                reason = await self._watch(source, stop)
+                reason = await self._watch(publication)
             except PublishError as exc:
                 reason = exc.reason
                 log.info("publish %s refused or failed: %s", request.name, exc)
@@ -317,8 +317,14 @@ class PublishingService:
         await self.registry.update(updated)
         return updated
 
-    async def _watch(self, source: Source, stop: asyncio.Future[StreamEnd]) -> StreamEnd:
-        """Wait for the source to end or be stopped; a video stream silent for `rtp_timeout` is ended here."""
+    async def _watch(self, publication: _Publication) -> StreamEnd:
+        """Wait for the source to end or be stopped; a video stream silent for `rtp_timeout` is ended here.
+
+        Meanwhile its record follows what the source learns later than its first frame: the picture
+        size comes with the first keyframe (an RTSP camera's first frame is often not one) and changes
+        with a later one (a WebRTC publisher adapting its resolution).
+        """
+        source, stop = publication.source, publication.stop
         limit = self.limits.rtp_timeout
         ended_or_stopped: list[asyncio.Future[Any]] = [source.ended, stop]
         while True:
@@ -328,9 +334,14 @@ class PublishingService:
                 return stop.result()
             if source.ended in done:
                 return source.ended.result()
-            last = source.stats().last_arrival
-            if source.has_video and last is not None and self.clock() - last > limit:
+            stats = source.stats()
+            if source.has_video and stats.last_arrival is not None and self.clock() - stats.last_arrival > limit:
                 return StreamEnd.RTP_TIMEOUT
+            record = publication.record
+            if (stats.codec, stats.width, stats.height) != (record.codec, record.width, record.height):
+                publication.record = msgspec.structs.replace(record, codec=stats.codec, width=stats.width,
+                                                             height=stats.height)
+                await self.registry.update(publication.record)
 
     async def _release(self, publication: _Publication) -> None:
         """Forget the stream and free its name (its media is closed by the caller, after the publisher is told)."""

@@ -17,7 +17,7 @@ class StreamInfo(msgspec.Struct, frozen=True):
     codec: str | None
     "Video codec (VP8 or H264); null before the first video frame or without video."
     width: int | None
-    "Picture width when the bitstream tells it cheaply (VP8); else null."
+    "Picture width the newest keyframe declares (H.264 SPS, VP8 header); null before the first keyframe."
     height: int | None
     fps: float | None
     "Average frames per second received so far; null before two frames."

@@ -20,7 +20,8 @@ import pytest
 from streamsnap.config import Camera
 from streamsnap.media.pattern import PatternTrack
 from streamsnap.wcsclient import SnapshotFailed, WcsClient
-from tests.conftest import RunningServer, free_port
+from tests.conftest import RunningServer
+from tests.harness import free_port
 from tests.integration.test_rtmp import Rtmp
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -500,6 +500,13 @@ class MjpegSettings(Section):
     max_watchers: Annotated[int, Meta(ge=1, le=100_000)] = _setting(
         200, "MJPEG watchers on the whole server at once; more are answered 503."
     )
+    write_timeout: Seconds = _setting(
+        30.0, "An MJPEG watcher that takes no part for this many seconds is dropped, its connection closed."
+    )
+    max_sizes_per_stream: Annotated[int, Meta(ge=1, le=1000)] = _setting(
+        4, "Different picture specs (size, fit, quality) MJPEG makes of one stream at once, each a picture per "
+        "frame; a watcher asking another is answered 429."
+    )
 
 
 SECTIONS: tuple[type[Section], ...] = (

@@ -333,6 +333,8 @@ BAD_VALUES: dict[str, tuple[Any, str | None]] = {
     "mjpeg_max_fps": (0, "61"),
     "mjpeg_max_watchers_per_stream": (0, "many"),
     "mjpeg_max_watchers": (-1, "100001"),
+    "mjpeg_write_timeout": (0, "-1"),
+    "mjpeg_max_sizes_per_stream": (0, "1001"),
     # Load
     "snapshot_deadline_ms": (5, "61000"),
     "keyframe_request_cost_frames": (-1, "lots"),
@@ -387,7 +389,7 @@ def test_every_setting_declares_the_values_it_allows() -> None:
             assert any(m.ge is not None or m.gt is not None for m in metas), f"{path}: no lower bound"
     assert list(setting_ranges()) == list(declarations())
     assert all(setting_ranges().values())
-    assert len(NAMES) == len(set(NAMES)) == 107
+    assert len(NAMES) == len(set(NAMES)) == 109
 
 
 def test_every_setting_has_a_bad_value_below() -> None:

@@ -66,6 +66,8 @@ class KeyframeBudget:
         return False
 
 
+BACKGROUND_SHARE = 0.5
+"The part of the deadline's worth of queued work under which the server's own steady work is still taken."
 PLI_INTERVAL = 0.5
 "Seconds between repeated keyframe requests while a picture waits for a keyframe."
 
@@ -214,6 +216,7 @@ class SnapshotEngine:
     async def request(
         self, source: Source, spec: ImageSpec = PNG, *, max_age_ms: float | None = None,
         max_size: tuple[int, int] | None = None, keyframe_budget: KeyframeBudget | None = None,
+        background: bool = False,
     ) -> Snapshot:
         """The freshest picture of `source` as `spec` asks; raises `SnapshotError`.
 
@@ -222,8 +225,9 @@ class SnapshotEngine:
         over the engine's cap (`max_width` x `max_height`) is refused before any decode; `max_size` caps the
         output picture, checked on the decoded picture before encoding; `keyframe_budget` limits the
         keyframe requests sent to the stream's publisher. A request the server cannot serve in time
-        is refused at once with `OVERLOADED`; cancelling every request waiting for a picture stops
-        its work (a decode not yet started never starts).
+        is refused at once with `OVERLOADED` (a `background` one already when the workers are half as busy:
+        the server's own steady work yields to pictures somebody waits for); cancelling every request
+        waiting for a picture stops its work (a decode not yet started never starts).
         """
         self.stats.requests += 1
         started = self._clock()
@@ -236,7 +240,7 @@ class SnapshotEngine:
             under_way = self._pictures.get(id(source))
             if under_way is not None and not under_way.fresh_enough(started, max_age):
                 under_way = None  # its frame is older than this caller takes: a fresher picture of its own
-            self._admit(joining=under_way is not None)
+            self._admit(joining=under_way is not None, background=background)
             if under_way is None:
                 under_way = self._start_picture(source, max_age_ms, keyframe_budget, deadline, max_age)
             else:
@@ -255,10 +259,11 @@ class SnapshotEngine:
         self.stats.finished("ok", self._clock() - started)
         return Snapshot(data, spec.format, width, height, picture.source.arrival)
 
-    def _admit(self, *, joining: bool) -> None:
+    def _admit(self, *, joining: bool, background: bool = False) -> None:
         """Refuse at once a request the server cannot serve in time: media first, then the pool's capacity.
 
-        `joining`: the request shares a picture under way (which adds no decode).
+        `joining`: the request shares a picture under way (which adds no decode); `background`: the server's
+        own steady work, which may use only half the deadline's worth of the pool.
         """
         lag = self.loop_lag.recent_mean
         reason = ""
@@ -268,7 +273,8 @@ class SnapshotEngine:
             # An idle pool takes any picture, even one slower than the deadline: refusing it would serve nobody.
             backlog = self.backlog
             wait = backlog + 1 / self.capacity
-            if backlog > 0 and wait > self.settings.deadline_ms / 1000:
+            allowed = self.settings.deadline_ms / 1000 * (BACKGROUND_SHARE if background else 1.0)
+            if backlog > 0 and wait > allowed:
                 reason = f"{wait:.2f} s of pictures queued at {self.capacity:.0f} pictures/s"
         if reason:
             self.stats.overloaded += 1

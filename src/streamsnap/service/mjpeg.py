@@ -33,11 +33,13 @@ FINAL = frozenset({SnapshotFailure.STREAM_NOT_FOUND, SnapshotFailure.NO_VIDEO, S
 class TooManyWatchers(Exception):
     """A watcher was refused by a cap."""
 
-    def __init__(self, per_stream: bool, limit: int) -> None:
+    def __init__(self, per_stream: bool, limit: int, what: str = "watchers") -> None:
         scope = "of this stream" if per_stream else "on this server"
-        super().__init__(f"too many MJPEG watchers {scope} (at most {limit})")
+        super().__init__(f"too many MJPEG {what} {scope} (at most {limit})")
         self.per_stream = per_stream
-        "Refused by the per-stream cap (else by the server's)."
+        "Refused by a per-stream cap (else by the server's)."
+        self.what = what
+        "What there are too many of (watchers, picture sizes)."
 
 
 class Watcher:
@@ -130,6 +132,9 @@ class MjpegFeeds:
         key = (name, spec)
         feed = self._feeds.get(key)
         if feed is None:
+            specs = sum(1 for stream, _ in self._feeds if stream == name)
+            if specs >= self.limits.max_sizes_per_stream:  # each spec is a picture per frame of its own
+                raise TooManyWatchers(True, self.limits.max_sizes_per_stream, "picture sizes")
             feed = self._feeds[key] = Feed(name, spec)
         watcher = Watcher(feed, min(fps, self.limits.max_fps))
         feed.watchers.add(watcher)
@@ -175,7 +180,7 @@ class MjpegFeeds:
         """Take pictures at the watchers' rate until nobody watches or the stream ends."""
         # Access was checked for each watcher as it joined; the producer's own requests skip the
         # check (and the backend hook) for streams held here, and are routed for others' streams.
-        requester = Requester(OPEN_GRANT, None, {"source": "mjpeg"}, checked=status.local)
+        requester = Requester(OPEN_GRANT, None, {"source": "mjpeg"}, checked=status.local, background=True)
         loop = asyncio.get_running_loop()
         failing_since: float | None = None
         try:
@@ -191,6 +196,9 @@ class MjpegFeeds:
                     picture = await self.snapshots.take(feed.name, requester, feed.spec,
                                                         max_age_ms=max(0.0, max_age) * 1000)
                 except SnapshotError as exc:
+                    if exc.reason is SnapshotFailure.OVERLOADED:  # the workers are busy with pictures asked for:
+                        await asyncio.sleep(interval)  # this frame is skipped, the feed goes on
+                        continue
                     failing_since = failing_since if failing_since is not None else started
                     if exc.reason in FINAL or started - failing_since >= GIVE_UP_SECONDS:
                         logger.info("MJPEG of %s ends: %s", feed.name, exc, extra={"stream": feed.name})

@@ -46,6 +46,9 @@ class Requester:
     "What the backend hook is told about the request (session, origin, …)."
     checked: bool = False
     "Access was checked already (by the node that routed the request here)."
+    background: bool = False
+    """The server's own steady work (MJPEG frames, thumbnails): made only while the workers have room to spare,
+    so that it never crowds out pictures somebody waits for (refused `overloaded` earlier instead)."""
 
 
 OnDemand = Callable[[str, Requester], Awaitable[str | None]]
@@ -243,7 +246,7 @@ class SnapshotService:
                 return self._answer(name, reused)
         snapshot = await self.engine.request(
             source, spec, max_age_ms=max_age_ms, max_size=(self.limits.max_width, self.limits.max_height),
-            keyframe_budget=self._budget(record.lease),
+            keyframe_budget=self._budget(record.lease), background=requester.background,
         )
         if self.limits.picture_cache_bytes > 0:
             self.pictures.put(record.lease, spec, snapshot)

@@ -36,7 +36,7 @@ from streamsnap.streams import StreamRecord
 logger = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_SECONDS = 5.0
-THUMBNAILER = Requester(OPEN_GRANT, None, {"source": "thumbnails"})
+THUMBNAILER = Requester(OPEN_GRANT, None, {"source": "thumbnails"}, background=True)
 "The server's own requests: every right, no per-client limit."
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 from aiohttp import web
 
@@ -29,8 +30,8 @@ logger = logging.getLogger(__name__)
 BOUNDARY = "frame"
 CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
 _DELIMITER = f"--{BOUNDARY}\r\n".encode()
-WRITE_TIMEOUT_SECONDS = 30.0
-"A watcher whose connection takes a part for longer than this is dropped."
+SEND_BUFFER_BYTES = 256 * 1024
+"The socket send buffer of an MJPEG answer (a 4K part is about this size)."
 CHECK_GONE_SECONDS = 1.0
 "While no picture comes (a stalled stream), how often a watcher's connection is checked."
 
@@ -62,7 +63,7 @@ async def stream_mjpeg(request: web.Request) -> web.StreamResponse:
     try:
         watcher = await node.mjpeg.watch(name, requester, spec, fps)
     except TooManyWatchers as exc:
-        return json_error(429 if exc.per_stream else 503, str(exc), reason="too_many_watchers",
+        return json_error(429 if exc.per_stream else 503, str(exc), reason=f"too_many_{exc.what.replace(' ', '_')}",
                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     headers = {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     origin = allowed_origin(request.headers.get("Origin"), node.settings.http.cors_origins)
@@ -71,6 +72,11 @@ async def stream_mjpeg(request: web.Request) -> web.StreamResponse:
                     "Vary": "Origin"}
     response = web.StreamResponse(headers=headers)
     loop = asyncio.get_running_loop()
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is not None:
+        # Latest wins: a deep send buffer only holds old parts (the kernel grows one to megabytes on a
+        # fast link), and a watcher that stops reading is noticed once this much is waiting.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
     try:
         await response.prepare(request)
         await response.write(_DELIMITER)
@@ -86,7 +92,14 @@ async def stream_mjpeg(request: web.Request) -> web.StreamResponse:
             sent = loop.time()
             data = picture.snapshot.data
             part = b"".join((part_header(data, picture.frame_time), data, b"\r\n", _DELIMITER))
-            await asyncio.wait_for(response.write(part), WRITE_TIMEOUT_SECONDS)
+            try:
+                await asyncio.wait_for(response.write(part), node.settings.mjpeg.write_timeout)
+            except TimeoutError:
+                # A watcher that stopped reading: its slot is freed below, and its connection with it (the
+                # part it would not take stays buffered otherwise, and the socket open).
+                if request.transport is not None:
+                    request.transport.abort()
+                raise
             # A little under 1/fps: the feed sets the pace; this only holds back a watcher slower than it.
             await asyncio.sleep(max(0.0, sent + 0.9 / watcher.fps - loop.time()))
         await response.write_eof()  # the stream ended: the answer ends cleanly

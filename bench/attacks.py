@@ -34,15 +34,18 @@ from typing import Any
 
 import aiohttp
 import psutil
+from aiortc import RTCPeerConnection
 from aiortc.rtp import RtpPacket
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.harness import free_port, serve_command, wait_listening  # noqa: E402
 from tests.harness.peer import real_offer, rtp_injector  # noqa: E402
+from tests.harness.redis import Redis  # noqa: E402
 
 from bench.common import percentile  # noqa: E402
 from streamsnap.access import TokenPolicy  # noqa: E402
+from streamsnap.cluster.wire import SIGNATURE_HEADER, sign  # noqa: E402
 from streamsnap.config import WebRtcSettings  # noqa: E402
 from streamsnap.media.pattern import PatternTrack  # noqa: E402
 from streamsnap.wcsclient import PublishFailed, SnapshotFailed, WcsClient  # noqa: E402
@@ -59,7 +62,13 @@ SERVER_SETTINGS = {
     "STREAMSNAP_MAX_STREAMS_PER_SUBJECT": "10",
     "STREAMSNAP_MAX_SNAPSHOTS_PER_SUBJECT": "16",
     "STREAMSNAP_RTMP_PORT": str(free_port()),  # for the pixel bomb, pushed by ffmpeg
+    # A one-node cluster on a Redis of the bench's own, for the attacks on the cluster port.
+    "STREAMSNAP_CLUSTER_SECRET": "bench-attacks-cluster-" + "0123456789abcdef",
+    "STREAMSNAP_CLUSTER_PORT": str(free_port()),
+    "STREAMSNAP_MAX_STREAMS_PER_ADDRESS": "4",
+    "STREAMSNAP_MJPEG_WRITE_TIMEOUT": "2",
 }
+REDIS_PORT = free_port()
 NORMAL_ADDRESS = "198.51.100.10"
 GOALS = {"healthz_p99_ms": 100.0, "snapshot_ratio": 2.0, "rss_growth_mb": 50.0}
 
@@ -545,6 +554,171 @@ async def attack_pixel_bomb(bench: Bench, deadline: float) -> str:
     return f"{listed}; {words(seen)} (slowest {slowest * 1000:.0f} ms)"
 
 
+async def attack_cluster_idle_connections(bench: Bench, deadline: float) -> str:
+    """1100 idle connections to the cluster port (they exhausted a node's descriptors before)."""
+    port = int(SERVER_SETTINGS["STREAMSNAP_CLUSTER_PORT"])
+    held = []
+    for _ in range(1100):
+        with contextlib.suppress(OSError):
+            held.append(await asyncio.open_connection(HOST, port))
+
+    async def closed(reader: asyncio.StreamReader, wait: float) -> bool:
+        try:
+            return await asyncio.wait_for(reader.read(1), wait) == b""
+        except TimeoutError:
+            return False
+        except ConnectionError:
+            return True
+
+    at_once = sum(await asyncio.gather(*(closed(reader, 0.5) for reader, _ in held)))
+    later = sum(await asyncio.gather(*(closed(reader, max(0.5, deadline - time.monotonic())) for reader, _ in held)))
+    for _, writer in held:
+        writer.close()
+    return f"{len(held)} opened: {at_once} closed on arrival (per-address cap), {later} closed by the header deadline"
+
+
+async def attack_cluster_replay(bench: Bench, deadline: float) -> str:
+    """A signed cluster request played again (as if copied off the wire), and one dated 29 s ahead."""
+    port = int(SERVER_SETTINGS["STREAMSNAP_CLUSTER_PORT"])
+    secret = SERVER_SETTINGS["STREAMSNAP_CLUSTER_SECRET"]
+    seen: Counter[str] = Counter()
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            path = "/cluster/streams/normal/terminate?lease=x&reason=terminated"
+            for header in (sign(secret, "POST", path), sign(secret, "POST", path, when=time.time() + 29)):
+                for attempt in ("first", "replayed"):
+                    async with http.post(f"http://{HOST}:{port}{path}", headers={SIGNATURE_HEADER: header}) as answer:
+                        seen[f"{attempt} {answer.status}"] += 1
+            await asyncio.sleep(0.05)
+    return words(seen) + " (404: signed and fresh, no such lease; 401: refused)"
+
+
+async def attack_whip_listed_id(bench: Bench, deadline: float) -> str:
+    """A tenant DELETEs another's WHIP stream by the mediaSessionId find_all lists (it was the resource id)."""
+    victim = {"Authorization": f"Bearer {bench.token('publish', subject='victim', streams=['cam-*'])}",
+              "X-Forwarded-For": "203.0.113.40"}
+    tenant = {"Authorization": f"Bearer {bench.token('publish', 'manage', subject='tenant', streams=['cam-*'])}",
+              "X-Forwarded-For": "203.0.113.41"}
+    pc = RTCPeerConnection()
+    pc.addTransceiver(PatternTrack(160, 120), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    seen: Counter[str] = Counter()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{bench.base}/whip/cam-victim", data=pc.localDescription.sdp,
+                             headers={**victim, "Content-Type": "application/sdp"}) as answer:
+            location = answer.headers.get("Location", "")
+        try:
+            while time.monotonic() < deadline:
+                async with http.post(f"{bench.base}/rest-api/stream/find_all", json={}, headers=tenant) as found:
+                    listed = [s["mediaSessionId"] for s in await found.json() if s["name"] == "cam-victim"] \
+                        if found.status == 200 else []
+                for guess in listed or ["none"]:
+                    async with http.delete(f"{bench.base}/whip/cam-victim/{guess}", headers=tenant) as gone:
+                        seen[f"DELETE {gone.status}"] += 1
+                await asyncio.sleep(0.1)
+        finally:
+            if location:
+                await http.delete(location, headers=victim)
+            await pc.close()
+    return words(seen) + " (the stream stayed)"
+
+
+async def attack_whip_squatting(bench: Bench, deadline: float) -> str:
+    """WHIP offers that never connect, from one address under many subjects (a slot each until connect_timeout)."""
+    seen: Counter[str] = Counter()
+    peers = []
+    async with aiohttp.ClientSession() as http:
+        try:
+            while time.monotonic() < deadline:
+                pc = RTCPeerConnection()
+                peers.append(pc)
+                pc.addTransceiver(PatternTrack(160, 120), direction="sendonly")
+                await pc.setLocalDescription(await pc.createOffer())
+                token = bench.token("publish", subject=f"squatter-{uuid.uuid4().hex[:6]}")
+                async with http.post(f"{bench.base}/whip/squat-{uuid.uuid4().hex[:6]}", data=pc.localDescription.sdp,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/sdp",
+                                              "X-Forwarded-For": "203.0.113.42"}) as answer:
+                    seen[str(answer.status)] += 1
+                await asyncio.sleep(0.2)
+        finally:
+            for pc in peers:
+                await pc.close()
+    return words(seen) + " (201: within max_streams_per_address, 429: over it)"
+
+
+async def attack_mjpeg_stalled(bench: Bench, deadline: float) -> str:
+    """40 MJPEG watchers that never read (the per-stream cap is 20)."""
+    token = bench.token("snapshot")
+    port = int(bench.base.rsplit(":", 1)[1])
+
+    def watcher() -> Any:
+        import socket
+
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((HOST, port))
+        sock.sendall(f"GET /streams/normal/stream.mjpeg?fps=10&quality=100&access_token={token} HTTP/1.1\r\n"
+                     f"Host: x\r\nX-Forwarded-For: 203.0.113.43\r\n\r\n".encode())
+        sock.setblocking(False)
+        return sock
+
+    socks = [await asyncio.to_thread(watcher) for _ in range(40)]
+    # The server notices a watcher stalled once its send buffer (256 KiB, doubled by Linux) is full and the
+    # write timeout passed: at this stream's ~50 KB/s, about 12 s.
+    await asyncio.sleep(max(15.0, deadline - time.monotonic()))
+    closed: Counter[str] = Counter()
+    for sock in socks:
+        first = b""
+        try:
+            while data := sock.recv(1 << 20):
+                first = first or data
+            closed[first[9:12].decode() or "closed"] += 1
+        except BlockingIOError:
+            closed[f"{first[9:12].decode()} still open"] += 1
+        except ConnectionError:
+            closed[f"{first[9:12].decode()} reset"] += 1
+        sock.close()
+    return words(closed) + " after 15 s (200 reset: dropped at the write timeout once 512 KiB waited; 429: refused, let go)"
+
+
+async def attack_mjpeg_sizes(bench: Bench, deadline: float) -> str:
+    """MJPEG watchers of 20 distinct sizes of one stream (each a picture per frame)."""
+    token = bench.token("snapshot")
+    seen: Counter[str] = Counter()
+    async with aiohttp.ClientSession() as http:
+        held = []
+        try:
+            for width in range(160, 160 + 20 * 8, 8):
+                response = await http.get(f"{bench.base}/streams/normal/stream.mjpeg",
+                                          params={"width": str(width), "fps": "10", "access_token": token},
+                                          headers={"X-Forwarded-For": "203.0.113.44"})
+                seen[str(response.status)] += 1
+                held.append(response)
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        finally:
+            for response in held:
+                response.close()
+    return words(seen) + " (429: over mjpeg_max_sizes_per_stream)"
+
+
+async def attack_camera_names(bench: Bench, deadline: float) -> str:
+    """Publishing under a camera url's name, to answer the pictures viewers ask of that camera."""
+    seen: Counter[str] = Counter()
+    client = await bench.client("203.0.113.45")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                await client.publish(f"rtsp://camera.example/{uuid.uuid4().hex[:6]}", [PatternTrack(160, 120)],
+                                     timeout=5)
+                seen["published"] += 1
+            except PublishFailed as exc:
+                seen[exc.info] += 1
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()
+    return words(seen)
+
+
 ATTACKS: list[tuple[str, Attack]] = [
     ("SDP bomb (3000 m-lines)", attack_sdp_bomb),
     ("maximal allowed offer", attack_maximal_offer),
@@ -559,6 +733,13 @@ ATTACKS: list[tuple[str, Attack]] = [
     ("one tenant's snapshots", attack_tenant_snapshots),
     ("RTP frames that never complete", attack_rtp_incomplete_frames),
     ("pixel bomb (8192x8192 over RTMP)", attack_pixel_bomb),
+    ("idle connections to the cluster port", attack_cluster_idle_connections),
+    ("replayed and future-dated cluster requests", attack_cluster_replay),
+    ("WHIP DELETE by a listed id", attack_whip_listed_id),
+    ("WHIP offers squatting from one address", attack_whip_squatting),
+    ("stalled MJPEG watchers", attack_mjpeg_stalled),
+    ("MJPEG of 20 sizes", attack_mjpeg_sizes),
+    ("camera-url names published", attack_camera_names),
 ]
 
 
@@ -637,8 +818,11 @@ def main() -> int:
         return 0
     args.seconds = min(max(args.seconds, 1.0), 60.0)
     port = free_port()
-    env = os.environ | {"STREAMSNAP_ICE_ADDRESSES": HOST, "STREAMSNAP_LOG_LEVEL": "info"} | SERVER_SETTINGS
+    env = os.environ | {"STREAMSNAP_ICE_ADDRESSES": HOST, "STREAMSNAP_LOG_LEVEL": "info",
+                        "STREAMSNAP_REDIS_URL": f"redis://{HOST}:{REDIS_PORT}/0"} | SERVER_SETTINGS
     with tempfile.TemporaryDirectory(prefix="streamsnap-attacks-") as folder:
+        redis = Redis(REDIS_PORT, Path(folder))
+        redis.start()
         log_file = Path(folder) / "server.log"
         with log_file.open("w") as log:
             proc = subprocess.Popen(serve_command(port), env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -651,9 +835,10 @@ def main() -> int:
         finally:
             proc.terminate()
             proc.wait(30)
+            redis.kill()
     print()
     shown = [f"{key.removeprefix('STREAMSNAP_').lower()}={value}" for key, value in SERVER_SETTINGS.items()
-             if key != "STREAMSNAP_AUTH_SECRET"]
+             if not key.endswith("_SECRET")]
     print(f"server: {', '.join(shown)}, auth on; every attack from its own X-Forwarded-For address")
     print(table(rows))
     missed = [row.attack for row in rows if not row.within_goals]

@@ -416,6 +416,15 @@ class RtmpSettings(Section):
     max_message_bytes: Annotated[int, Meta(ge=65536, le=64 * 1024 * 1024)] = _setting(
         4 * 1024 * 1024, "Largest RTMP message (one encoded video frame) accepted."
     )
+    # ffmpeg's and OBS's connect and publish are well under 1 kB, a token included.
+    max_command_bytes: Annotated[int, Meta(ge=512, le=65536)] = _setting(
+        4096, "Largest RTMP command (connect, publish, ...), and largest message of any kind before a publish is "
+        "accepted; larger closes the connection before it is read."
+    )
+    max_bytes_before_publish: Annotated[int, Meta(ge=8192, le=16 * 1024 * 1024)] = _setting(
+        65536, "Bytes an RTMP connection may send before its `publish` (handshake, connect and the rest); more "
+        "close it."
+    )
     max_chunk_streams: Annotated[int, Meta(ge=2, le=65599)] = _setting(
         32, "Chunk streams one RTMP connection may use (an encoder uses a handful); more close the connection."
     )

@@ -36,7 +36,7 @@ class NeverRead(asyncio.Transport):
         self.high = self.low = 0
         self.reading = True
         self.writing_paused = False
-        self.closed = False
+        self.closed = self.closing = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.9", 50000) if name == "peername" else default
@@ -70,10 +70,12 @@ class NeverRead(asyncio.Transport):
         return self.reading
 
     def is_closing(self) -> bool:
-        return self.closed
+        return self.closed or self.closing
 
     def close(self) -> None:
-        self.closed = True
+        """Closed once what is buffered is sent: never, to a peer that does not read."""
+        self.closing = True
+        self.closed = not self.buffered
 
     def abort(self) -> None:
         self.closed = True
@@ -168,3 +170,25 @@ async def test_the_idle_clock_does_not_run_while_the_server_does_not_read() -> N
     protocol._check()
     assert not transport.closed
     protocol.connection_lost(None)
+
+
+async def test_a_close_that_cannot_flush_to_a_peer_that_does_not_read_is_ended_by_the_idle_check(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A refused publish (or the node stopping) closes gracefully, after what is queued is sent: to a peer
+    # that reads nothing that would never happen, and the connection would hold its place for ever.
+    protocol, server = publisher(rtmp_max_write_buffer_bytes=65536, rtmp_max_bytes_before_publish=1 << 24,
+                                 rtmp_idle_timeout=5.0)
+    transport = NeverRead(protocol)
+    protocol.connection_made(transport)
+    protocol.data_received(opening() + unknown_commands(2000))
+    await turns()
+    assert transport.writing_paused
+    protocol.close()
+    assert transport.closing and not transport.closed
+    protocol._write_paused_at = asyncio.get_running_loop().time() - 6.0
+    with caplog.at_level(logging.INFO, logger="streamsnap.server.rtmp"):
+        protocol._check()
+    assert transport.closed
+    assert "it read nothing it was sent for 5 s (rtmp.idle_timeout)" in caplog.text
+    protocol.connection_lost(None)
+    assert server.guard.open == {} and not server.connections

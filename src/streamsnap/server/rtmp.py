@@ -323,11 +323,11 @@ class RtmpPublisher(asyncio.Protocol):
             self._close(abort=True)
 
     def _close(self, abort: bool = False) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None:
             return
-        if abort:
+        if abort:  # also ends a close still waiting to flush to a peer that does not read (the idle check's)
             self.transport.abort()
-        else:
+        elif not self.transport.is_closing():
             self.transport.close()
 
     def _schedule_check(self) -> None:

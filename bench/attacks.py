@@ -42,6 +42,18 @@ sys.path.insert(0, str(ROOT))
 from tests.harness import free_port, serve_command, wait_listening  # noqa: E402
 from tests.harness.peer import real_offer, rtp_injector  # noqa: E402
 from tests.harness.redis import Redis  # noqa: E402
+from tests.harness.rtmp_peer import (  # noqa: E402
+    HostilePeer,
+    chunks,
+    connect,
+    null_array_command,
+    one_byte_nal_units,
+    publish,
+    sequence_header,
+    set_chunk_size,
+    unknown_command,
+    video_tag,
+)
 
 from bench.common import percentile  # noqa: E402
 from streamsnap.access import TokenPolicy  # noqa: E402
@@ -678,7 +690,8 @@ async def attack_mjpeg_stalled(bench: Bench, deadline: float) -> str:
         except ConnectionError:
             closed[f"{first[9:12].decode()} reset"] += 1
         sock.close()
-    return words(closed) + " after 15 s (200 reset: dropped at the write timeout once 512 KiB waited; 429: refused, let go)"
+    return words(closed) + (" after 15 s (200 reset: dropped at the write timeout once 512 KiB waited; "
+                            "429: refused, let go)")
 
 
 async def attack_mjpeg_sizes(bench: Bench, deadline: float) -> str:
@@ -717,6 +730,177 @@ async def attack_camera_names(bench: Bench, deadline: float) -> str:
     finally:
         await client.close()
     return words(seen)
+# Hostile encoders on the RTMP port (issue 22, item 4). Each attacker connects from a loopback address of
+# its own (127.0.0.x: the per-address cap meets only it), with a small receive window so that not reading
+# shows at once; payloads are built once (the attacker's memory stays flat).
+
+RTMP_PORT = free_port()
+SERVER_SETTINGS["STREAMSNAP_RTMP_PORT"] = str(RTMP_PORT)
+SERVER_SETTINGS["STREAMSNAP_RTMP_HANDSHAKE_TIMEOUT"] = "2"
+
+
+async def rtmp_peer(source: str, *, read_handshake: bool = True) -> HostilePeer:
+    peer = await HostilePeer.open(RTMP_PORT, source=source, receive_buffer=16384)
+    await peer.handshake(read=read_handshake)
+    return peer
+
+
+async def rtmp_publishing(bench: Bench, source: str, name: str) -> HostilePeer:
+    """A peer from `source` publishing `name` with a valid token (the server said NetStream.Publish.Start)."""
+    peer = await rtmp_peer(source)
+    token = bench.token("publish", subject="rtmp-attacker", streams=[name])
+    await peer.send(set_chunk_size(65536) + connect(chunk_size=65536) + publish(f"{name}?token={token}", 65536))
+    answers = b""
+    async with asyncio.timeout(5):
+        while b"NetStream.Publish.Start" not in answers:
+            answers += await peer.read_exactly(1)  # a byte at a time: nothing past the answer is taken
+    return peer
+
+
+async def rtmp_flood(peer: HostilePeer, message: bytes, deadline: float, seen: Counter[str],
+                     stalled: str = "server stopped reading (back-pressure)") -> None:
+    """Send `message` over and over, never reading, until the server closes or stops reading, or `deadline`."""
+    try:
+        while time.monotonic() < deadline:
+            await peer.send(message, timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+        seen["still open at the end"] += 1
+    except TimeoutError:
+        seen[stalled] += 1
+    except OSError:
+        seen["closed by the server"] += 1
+    finally:
+        peer.close()
+
+
+async def attack_rtmp_never_reads(bench: Bench, deadline: float) -> str:
+    seen: Counter[str] = Counter()
+    huge, largest, sent = unknown_command(1 << 20, chunk_size=65536), unknown_command(4000, chunk_size=65536), 0
+    rounds = 0
+    while time.monotonic() < deadline:
+        peer = await rtmp_peer("127.0.0.31", read_handshake=False)
+        await peer.send(set_chunk_size(65536) + connect(chunk_size=65536))
+        await rtmp_flood(peer, huge if rounds % 2 else largest, deadline, seen)
+        sent, rounds = sent + peer.sent, rounds + 1
+    return (words(seen) + f" (1 MiB and 4 kB command names in turn, never reading, before publish; "
+            f"{sent / 2**20:.0f} MiB sent)")
+
+
+async def attack_rtmp_never_reads_publishing(bench: Bench, deadline: float) -> str:
+    seen: Counter[str] = Counter()
+    huge = unknown_command(1 << 20, chunk_size=65536)
+    small = unknown_command(1, chunk_size=65536)
+    flood = small + (bytes([0xC3]) + small[12:]) * 4000  # one-byte headers: 15 bytes a command, ~110 answered
+    sent, rounds = 0, 0
+    while time.monotonic() < deadline:
+        peer = await rtmp_publishing(bench, "127.0.0.32", f"rtmp-echo-{uuid.uuid4().hex[:6]}")
+        if rounds % 2:
+            await rtmp_flood(peer, huge, deadline, seen)
+        else:  # until the server stops reading; then hold the connection, never reading, to the end
+            await rtmp_flood(peer, flood, deadline, seen, stalled="small commands: server stopped reading")
+        sent, rounds = sent + peer.sent, rounds + 1
+    return (words(seen) + f" (1 MiB command names, and small commands answered 7x their size, in turn, "
+            f"never reading, after publish; {sent / 2**20:.0f} MiB sent)")
+
+
+async def attack_rtmp_unknown_commands(bench: Bench, deadline: float) -> str:
+    seen: Counter[str] = Counter()
+    longest = 0
+    huge, largest = unknown_command(1 << 20, chunk_size=65536), unknown_command(4000, chunk_size=65536)
+    while time.monotonic() < deadline:
+        peer = await rtmp_peer("127.0.0.33")
+        try:
+            await peer.send(set_chunk_size(65536) + connect(chunk_size=65536))
+            await peer.read_all(0.2)
+            await peer.send(largest)
+            answer, _ = await peer.read_all(0.2)
+            longest = max(longest, len(answer))
+            await peer.send(huge)
+            answer, closed = await peer.read_all(2.0)
+            seen[f"closed by the server, {len(answer)} bytes answered" if closed else "still open"] += 1
+        except OSError:
+            seen["closed by the server"] += 1
+        finally:
+            peer.close()
+    return words(seen) + f" (a 4 kB name answered in {longest} bytes, then a 1 MiB name; reading)"
+
+
+async def attack_rtmp_nal_bomb(bench: Bench, deadline: float) -> str:
+    seen: Counter[str] = Counter()
+    tag = video_tag(one_byte_nal_units((4 << 20) - 64), chunk_size=65536)
+    while time.monotonic() < deadline:
+        peer = await rtmp_publishing(bench, "127.0.0.34", f"rtmp-nal-{uuid.uuid4().hex[:6]}")
+        try:
+            await peer.send(sequence_header(65536))
+            await peer.send(tag)
+            seen["closed by the server" if await peer.closed_by_server(5) else "still open"] += 1
+        except OSError:
+            seen["closed by the server"] += 1
+        finally:
+            peer.close()
+    return words(seen) + f" (a {len(tag) / 2**20:.1f} MiB tag of 1-byte NAL units a round, a new stream each)"
+
+
+async def attack_rtmp_null_array(bench: Bench, deadline: float) -> str:
+    seen: Counter[str] = Counter()
+    message = null_array_command(4_000_000, chunk_size=65536)
+    while time.monotonic() < deadline:
+        peer = await rtmp_peer("127.0.0.35")
+        try:
+            await peer.send(set_chunk_size(65536))
+            await peer.send(message)
+            seen["closed by the server" if await peer.closed_by_server(0.5) else "answered or held"] += 1
+        except OSError:
+            seen["closed by the server"] += 1
+        finally:
+            peer.close()  # and at once again
+    return words(seen) + " (connect with an AMF0 array of 4M nulls, reconnecting at once)"
+
+
+async def attack_rtmp_connections(bench: Bench, deadline: float) -> str:
+    seen: Counter[str] = Counter()
+    peers: list[HostilePeer] = []
+    try:
+        for _ in range(300):
+            try:
+                peers.append(await rtmp_peer("127.0.0.36"))
+            except OSError:
+                seen["closed on arrival"] += 1
+        held = [peer for peer, closed in zip(peers, await asyncio.gather(*(p.closed_by_server(0.2) for p in peers)),
+                                             strict=True) if not closed]
+        seen["closed on arrival"] += len(peers) - len(held)
+        seen["held"] += len(held)
+        closed = await asyncio.gather(*(peer.closed_by_server(max(0.5, deadline - time.monotonic())) for peer in held))
+        seen["then closed by the handshake deadline"] += sum(closed)
+    finally:
+        for peer in peers:
+            peer.close()
+    return words(seen) + " (300 connections from one address)"
+
+
+async def attack_rtmp_no_publish(bench: Bench, deadline: float) -> str:
+    seen: Counter[str] = Counter()
+
+    async def one(index: int) -> None:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            peer = await rtmp_peer(f"127.0.1.{index + 1}")
+            try:
+                await peer.send(connect())
+                while True:  # a small harmless message twice a second: never idle
+                    if time.monotonic() > deadline:
+                        seen["still open at the end"] += 1
+                        break
+                    await peer.send(chunks(2, 5, 0, (2_500_000).to_bytes(4, "big")))
+                    if await peer.closed_by_server(0.5):
+                        seen[f"closed after {round(time.monotonic() - started)} s"] += 1
+                        break
+            except OSError:
+                seen[f"closed after {round(time.monotonic() - started)} s"] += 1
+            finally:
+                peer.close()
+
+    await asyncio.gather(*(one(i) for i in range(20)))
+    return words(seen) + " (20 peers that connect and never publish, reconnecting)"
 
 
 ATTACKS: list[tuple[str, Attack]] = [
@@ -740,6 +924,13 @@ ATTACKS: list[tuple[str, Attack]] = [
     ("stalled MJPEG watchers", attack_mjpeg_stalled),
     ("MJPEG of 20 sizes", attack_mjpeg_sizes),
     ("camera-url names published", attack_camera_names),
+    ("RTMP: never reading, 1 MiB echoed commands before publish", attack_rtmp_never_reads),
+    ("RTMP: never reading, 1 MiB echoed commands after publish", attack_rtmp_never_reads_publishing),
+    ("RTMP: unknown commands with 1 MiB names", attack_rtmp_unknown_commands),
+    ("RTMP: 4 MiB tag of 1-byte NAL units", attack_rtmp_nal_bomb),
+    ("RTMP: AMF0 array of 4M nulls before auth", attack_rtmp_null_array),
+    ("RTMP: connections from one address", attack_rtmp_connections),
+    ("RTMP: connections that never publish", attack_rtmp_no_publish),
 ]
 
 

@@ -423,17 +423,43 @@ class RtmpSettings(Section):
     port: Port = _setting(0, "TCP port of the RTMP listener for encoders (1935 is the usual one); 0: off.")
     host: Text = _setting("", "Address the RTMP listener binds; empty: the same as `http.host`.")
     max_connections: Count = _setting(100, "RTMP connections held at once; more are closed on arrival.")
+    # A tenth of `max_connections`: one address cannot take the listener; an encoder farm behind one NAT
+    # (or a TCP proxy: RTMP does not say who is behind it) raises it.
+    max_connections_per_ip: Count = _setting(
+        10, "RTMP connections one client address (an IPv6 /64) may hold at once; more are closed on arrival."
+    )
     max_chunk_size: Annotated[int, Meta(ge=128, le=16_777_215)] = _setting(
         65536, "Largest chunk size an RTMP publisher may set (larger closes the connection)."
     )
     max_message_bytes: Annotated[int, Meta(ge=65536, le=64 * 1024 * 1024)] = _setting(
         4 * 1024 * 1024, "Largest RTMP message (one encoded video frame) accepted."
     )
+    # ffmpeg's and OBS's connect and publish are well under 1 kB, a token included.
+    max_command_bytes: Annotated[int, Meta(ge=512, le=65536)] = _setting(
+        4096, "Largest RTMP command (connect, publish, ...), and largest message of any kind before a publish is "
+        "accepted; larger closes the connection before it is read."
+    )
+    max_bytes_before_publish: Annotated[int, Meta(ge=8192, le=16 * 1024 * 1024)] = _setting(
+        65536, "Bytes an RTMP connection may send before its `publish` (handshake, connect and the rest); more "
+        "close it."
+    )
+    max_write_buffer_bytes: Annotated[int, Meta(ge=16384, le=64 * 1024 * 1024)] = _setting(
+        262144, "Bytes kept unsent to an RTMP peer that does not read: past a quarter of it the server stops "
+        "reading from the peer, past all of it the connection is closed."
+    )
+    max_nal_units_per_frame: Annotated[int, Meta(ge=16, le=65536)] = _setting(
+        1024, "NAL units one RTMP video frame may carry (encoders send a few, one slice per row at most); a frame "
+        "with more ends the stream."
+    )
     max_chunk_streams: Annotated[int, Meta(ge=2, le=65599)] = _setting(
         32, "Chunk streams one RTMP connection may use (an encoder uses a handful); more close the connection."
     )
-    handshake_timeout: Seconds = _setting(10.0, "Seconds an RTMP connection has from accept to `publish`.")
-    idle_timeout: Seconds = _setting(30.0, "An RTMP connection that sends nothing this many seconds is closed.")
+    handshake_timeout: Seconds = _setting(
+        10.0, "Seconds an RTMP connection has from accept to an accepted publish (handshake, connect, token check)."
+    )
+    idle_timeout: Seconds = _setting(
+        30.0, "An RTMP connection that sends nothing, or reads nothing it is sent, this many seconds is closed."
+    )
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamsnap.protocol.rtmp import amf0
-from streamsnap.protocol.rtmp.amf0 import AmfError, Undefined, decode_amf0, encode_amf0
+from streamsnap.protocol.rtmp.amf0 import MAX_AMF_VALUES, AmfError, Undefined, decode_amf0, encode_amf0
 from tests.syntax import parse
 
 pytestmark = pytest.mark.unit
@@ -57,6 +58,37 @@ def test_markers_an_encoder_may_send(data: bytes, value: object) -> None:
 def test_malformed_amf0_is_refused_in_our_words(data: bytes, words: str) -> None:
     with pytest.raises(AmfError, match=words):
         decode_amf0(data)
+
+
+def test_an_array_of_millions_is_refused_by_its_count_before_any_value_is_read() -> None:
+    nulls = b"\x0a" + (4_000_000).to_bytes(4, "big") + b"\x05" * 4_000_000
+    started = time.perf_counter()
+    with pytest.raises(AmfError, match="array of 4000000 values over the limit of 256"):
+        decode_amf0(encode_amf0("connect") + encode_amf0(1.0) + nulls)
+    assert time.perf_counter() - started < 0.05  # unbounded, it took 6-9 s of the event loop
+
+
+@pytest.mark.parametrize("data", [
+    b"\x0a" + (MAX_AMF_VALUES + 1).to_bytes(4, "big") + b"\x05" * (MAX_AMF_VALUES + 1),  # one array
+    (b"\x0a\x00\x00\x00\x64" + b"\x05" * 100) * 3,  # values of several arrays add up
+    b"\x03" + b"".join(b"\x00\x02k" + bytes([i % 10 + 48]) + b"\x05" for i in range(300)) + b"\x00\x00\x09",  # object
+    b"\x08\x00\x00\x00\x00" + b"".join(b"\x00\x01k\x05" for _ in range(300)) + b"\x00\x00\x09",  # ECMA
+    b"\x05" * (MAX_AMF_VALUES + 1),  # values side by side
+])
+def test_values_are_counted_across_a_message(data: bytes) -> None:
+    with pytest.raises(AmfError, match="over the limit of 256"):
+        decode_amf0(data)
+
+
+def test_what_encoders_send_fits_the_value_limit() -> None:
+    # ffmpeg's connect, with enhanced RTMP's codec list (OBS 30+, ffmpeg 7+) on top.
+    connect = {"app": "live", "flashVer": "FMLE/3.0 (compatible; Lavf61.7.100)", "tcUrl": "rtmp://h/live",
+               "fpad": False, "capabilities": 15.0, "audioCodecs": 4071.0, "videoCodecs": 252.0,
+               "videoFunction": 1.0, "type": "nonprivate", "fourCcList": ["av01", "vp09", "hvc1", "avc1"]}
+    data = b"".join(encode_amf0(v) for v in ("connect", 1.0, connect))
+    assert decode_amf0(data) == ["connect", 1.0, connect]
+    assert decode_amf0(b"\x05" * MAX_AMF_VALUES) == [None] * MAX_AMF_VALUES
+    assert decode_amf0(b"\x05" * 1000, max_values=1000) == [None] * 1000
 
 
 @given(st.binary(max_size=300))

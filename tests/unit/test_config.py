@@ -317,6 +317,11 @@ BAD_VALUES: dict[str, tuple[Any, str | None]] = {
     "rtmp_handshake_timeout": (0, "-1"),
     "rtmp_idle_timeout": (0, "inf"),
     "rtmp_max_chunk_streams": (1, "65600"),
+    "rtmp_max_connections_per_ip": (0, "-3"),
+    "rtmp_max_command_bytes": (511, "65537"),
+    "rtmp_max_bytes_before_publish": (8191, "16777217"),
+    "rtmp_max_write_buffer_bytes": (16383, "67108865"),
+    "rtmp_max_nal_units_per_frame": (15, "65537"),
     "cors_origins": ([7], None),
     # RTSP cameras
     "rtsp_transport": ("http", "rtp"),
@@ -389,7 +394,7 @@ def test_every_setting_declares_the_values_it_allows() -> None:
             assert any(m.ge is not None or m.gt is not None for m in metas), f"{path}: no lower bound"
     assert list(setting_ranges()) == list(declarations())
     assert all(setting_ranges().values())
-    assert len(NAMES) == len(set(NAMES)) == 109
+    assert len(NAMES) == len(set(NAMES)) == 114
 
 
 def test_every_setting_has_a_bad_value_below() -> None:

@@ -16,6 +16,7 @@ from streamsnap.protocol.rtmp import (
     COMMAND_AMF0,
     HANDSHAKE_SIZE,
     SET_CHUNK_SIZE,
+    USER_CONTROL,
     VIDEO,
     Connected,
     PublishRequested,
@@ -157,7 +158,7 @@ def test_limits() -> None:
         conn.receive_data(chunked(2, SET_CHUNK_SIZE, 0, (0x7FFFFFFF).to_bytes(4, "big")))
     conn = RtmpConnection(RtmpSettings(max_message_bytes=100_000))
     handshake(conn)
-    with pytest.raises(RtmpError, match="over the limit"):
+    with pytest.raises(RtmpError, match=r"over rtmp\.max_message_bytes"):
         conn.receive_data(b"\x06" + bytes(3) + (200_000).to_bytes(3, "big") + b"\x09" + bytes(4))
     conn = RtmpConnection(RtmpSettings(max_chunk_streams=4))
     handshake(conn)
@@ -205,6 +206,169 @@ def test_hostile_messages_after_connect(payloads: list[bytes], which: int) -> No
             conn.receive_data(chunked(5, type_id, 1, payload))
         except RtmpError:
             return
+
+
+# Issue 22, item 4: work bounded before it is done.
+
+
+def test_a_command_is_refused_by_the_length_its_header_announces() -> None:
+    conn = RtmpConnection(RtmpSettings())
+    handshake(conn)
+    conn.receive_data(command("connect", 1.0, {"app": "live"}))
+    header = bytes([3]) + bytes(3) + (1 << 20).to_bytes(3, "big") + bytes([COMMAND_AMF0]) + bytes(4)
+    with pytest.raises(RtmpError, match=r"command of 1048576 bytes over rtmp\.max_command_bytes \(4096\)"):
+        conn.receive_data(header)  # not one byte of the body was sent, nor kept
+    assert conn.state is State.CLOSED
+
+
+def test_a_type_3_header_starting_a_message_is_checked_too() -> None:
+    # A small message on a chunk stream, then the publish ends: a type-3 header repeats the old
+    # length for a new message, which must meet the limits of the state the connection is in now.
+    conn = RtmpConnection(RtmpSettings())
+    publishing(conn)
+    conn.accept_publish(1, "")
+    video = b"\x27\x01\x00\x00\x00" + bytes(9000)
+    assert len(conn.receive_data(chunked(6, VIDEO, 1, video, chunk_size=128))) == 1
+    assert conn.receive_data(command("FCUnpublish", 6.0, None, "cam")) == [PublishStopped(1)]
+    with pytest.raises(RtmpError, match="before publishing"):
+        conn.receive_data(bytes([0xC6]) + video[:128])
+
+
+def test_before_a_publish_is_accepted_every_message_is_command_sized() -> None:
+    conn = RtmpConnection(RtmpSettings())
+    handshake(conn)
+    conn.receive_data(command("connect", 1.0, {"app": "live"}))
+    with pytest.raises(RtmpError, match=r"message of 5000 bytes before publishing, over rtmp\.max_command_bytes"):
+        conn.receive_data(chunked(6, VIDEO, 0, bytes(5000)))
+    conn = RtmpConnection(RtmpSettings())
+    publishing(conn)
+    conn.accept_publish(1, "")
+    video = b"\x17\x01\x00\x00\x00" + bytes(100_000)  # a keyframe, once publishing
+    assert conn.receive_data(chunked(6, VIDEO, 1, video, chunk_size=128)) == [VideoData(0, video)]
+
+
+@pytest.mark.parametrize("size, refused", [(1, True), (127, True), (128, False), (65536, False), (65537, True)])
+def test_chunk_sizes_an_encoder_uses_and_no_smaller(size: int, refused: bool) -> None:
+    conn = RtmpConnection(RtmpSettings(max_chunk_size=65536))
+    handshake(conn)
+    message = chunked(2, SET_CHUNK_SIZE, 0, size.to_bytes(4, "big"))
+    if refused:
+        with pytest.raises(RtmpError, match=r"chunk size \d+ refused \(128 to rtmp\.max_chunk_size, 65536\)"):
+            conn.receive_data(message)
+    else:
+        assert conn.receive_data(message) == []
+
+
+def test_the_bytes_before_publish_are_bounded_and_not_after() -> None:
+    conn = RtmpConnection(RtmpSettings(max_bytes_before_publish=8192))
+    handshake(conn)
+    conn.receive_data(command("connect", 1.0, {"app": "live"}))
+    with pytest.raises(RtmpError, match=r"bytes before publish, over rtmp\.max_bytes_before_publish \(8192\)"):
+        for _ in range(1000):
+            conn.receive_data(command("getStreamLength", 0.0, None, "x" * 100))
+    conn = RtmpConnection(RtmpSettings(max_bytes_before_publish=8192))
+    publishing(conn)
+    conn.accept_publish(1, "")
+    for _ in range(100):
+        conn.receive_data(chunked(6, VIDEO, 1, b"\x27\x01\x00\x00\x00" + bytes(1000)))
+
+
+def test_nothing_after_publish_is_parsed_until_the_publish_is_accepted() -> None:
+    conn = RtmpConnection(RtmpSettings())
+    handshake(conn)
+    video = b"\x17\x01\x00\x00\x00" + bytes(3000)
+    pipelined = (command("connect", 1.0, {"app": "live"}) + command("publish", 5.0, None, "cam", "live", stream_id=1)
+                 + chunked(6, VIDEO, 1, video))
+    assert conn.receive_data(pipelined) == [Connected("live", ""), PublishRequested("cam", 1)]
+    assert conn.receive_data(b"") == [] and not conn.backlog  # waiting for the shell's answer
+    conn.accept_publish(1, "")
+    assert conn.receive_data(b"") == [VideoData(0, video)]
+
+
+def test_a_refused_publish_parses_nothing_more() -> None:
+    conn = RtmpConnection(RtmpSettings())
+    handshake(conn)
+    conn.receive_data(command("connect", 1.0, {"app": "live"}) + command("publish", 5.0, None, "cam", stream_id=1)
+                      + command("x" * 100, 7.0, None))
+    conn.data_to_send()
+    conn.refuse_publish(1, "NetStream.Publish.Denied", "Restricted access")
+    assert conn.receive_data(b"") == []
+    assert [r[0] for r in replies(conn.data_to_send())] == ["onStatus"]
+
+
+def test_parsing_in_bounded_steps() -> None:
+    conn = RtmpConnection(RtmpSettings())
+    publishing(conn)
+    conn.accept_publish(1, "")
+    conn.data_to_send()
+    # 600 one-chunk messages: a step of 128 takes 128 chunks and leaves the rest buffered.
+    ping = chunked(2, USER_CONTROL, 0, b"\x00\x06\x00\x00\x00\x01")
+    conn.receive_data(ping * 600, max_work=128)
+    steps = 1
+    while conn.backlog:
+        conn.receive_data(b"", max_work=128)
+        steps += 1
+    assert steps == 5 and not conn._buffer
+    # A completed message costs one unit per 512 of its bytes: a 64 KiB frame ends a step.
+    conn.receive_data(chunked(2, SET_CHUNK_SIZE, 0, (65536).to_bytes(4, "big")))
+    frame = b"\x27\x01\x00\x00\x00" + bytes(66000)
+    events = conn.receive_data(chunked(6, VIDEO, 1, frame, chunk_size=65536) * 3, max_work=128)
+    assert events == [VideoData(0, frame)] and conn.backlog
+    assert conn.receive_data(b"", max_work=128) == [VideoData(0, frame)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=1, max_value=64), st.lists(st.integers(min_value=1, max_value=3000), max_size=12))
+def test_steps_and_any_cut_of_the_bytes_give_the_same_events(max_work: int, cuts: list[int]) -> None:
+    data = b"\x03" + bytes(range(256)) * 6
+    key = "cam?token=abc"
+    session = (command("connect", 1.0, {"app": "live"}) + command("createStream", 4.0, None)
+               + command("publish", 5.0, None, key, "live", stream_id=1))
+    media = b"".join(chunked(6, VIDEO, 1, b"\x27\x01\x00\x00\x00" + bytes([i]) * (i * 97), timestamp=i * 40)
+                     for i in range(1, 12))
+    whole = RtmpConnection(RtmpSettings())
+    expected = whole.receive_data(data) + whole.receive_data(data[1:1 + HANDSHAKE_SIZE]) + whole.receive_data(session)
+    whole.accept_publish(1, "")
+    expected += whole.receive_data(media)
+    stepped = RtmpConnection(RtmpSettings())
+    events: list[object] = []
+    stream = data + data[1:1 + HANDSHAKE_SIZE] + session + media
+    pieces, pos = [], 0
+    for cut in cuts:
+        pieces.append(stream[pos:pos + cut])
+        pos += cut
+    pieces.append(stream[pos:])
+    for piece in pieces:  # as the shell does: a step per turn of its loop until no backlog is left
+        events += stepped.receive_data(piece, max_work=max_work)
+        while stepped.backlog or stepped.state is State.PUBLISH_ASKED:
+            if stepped.state is State.PUBLISH_ASKED:
+                stepped.accept_publish(1, "")
+            events += stepped.receive_data(b"", max_work=max_work)
+    assert events == expected
+
+
+def test_an_unknown_command_is_answered_without_repeating_its_name_at_length() -> None:
+    conn = RtmpConnection(RtmpSettings())
+    handshake(conn)
+    conn.receive_data(command("connect", 1.0, {"app": "live"}))
+    conn.data_to_send()
+    conn.receive_data(command("y" * 4000, 2.0, None))
+    answer = conn.data_to_send()
+    assert len(answer) < 200
+    error = replies(answer)[0]
+    assert error[:3] == ["_error", 2.0, None]
+    assert error[3] == {"level": "error", "code": "NetConnection.Call.Failed",
+                        "description": "y" * 64 + "… is not supported"}
+    conn.receive_data(command("z" * 4000, 0.0, None))  # no transaction id: no answer at all
+    assert conn.data_to_send() == b""
+
+
+def test_an_error_quotes_at_most_the_start_of_a_peers_string() -> None:
+    conn = RtmpConnection(RtmpSettings())
+    handshake(conn)
+    with pytest.raises(RtmpError) as raised:
+        conn.receive_data(command("p" * 3000, 1.0, None))
+    assert str(raised.value) == repr("p" * 64) + " before connect"
 
 
 @pytest.mark.parametrize("body, words", [

@@ -394,3 +394,44 @@ def largest_sps(access_unit: bytes) -> SequenceParameterSet | None:
             if largest is None or reading.coded_pixels > largest.coded_pixels:
                 largest = reading
     return largest
+class TooManyNalUnits(H264Error):
+    """A frame of more NAL units than the source allows."""
+
+
+def has_start_code(unit: bytes) -> bool:
+    """Whether a NAL unit holds `00 00 01`, which H.264 forbids inside one (7.4.1, emulation prevention):
+    in Annex-B every reader would split the unit there."""
+    return unit.find(b"\x00\x00\x01") != -1
+
+
+def avcc_access_unit(data: bytes, length_size: int, max_units: int, parameter_sets: bytes = b"") -> bytes:
+    """A length-prefixed (AVCC) access unit as Annex-B, with `parameter_sets` (Annex-B) in front when it
+    is a keyframe without an SPS of its own (see `with_parameter_sets`).
+
+    Bounded by `max_units` whatever the size of `data`: at most `max_units` + 1 lengths are read
+    before `TooManyNalUnits` is raised, and nothing is copied until all are read (then once).
+    Raises `H264Error` when a length overruns, a unit is empty, or a unit holds a start code (an
+    Annex-B reader would split it, and find far more units than were counted here).
+    """
+    spans: list[tuple[int, int]] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        if len(spans) == max_units:
+            raise TooManyNalUnits(f"more than {max_units} NAL units in a frame")
+        if pos + length_size > end:
+            raise H264Error("NAL length runs past the frame")
+        start = pos + length_size
+        pos = start + int.from_bytes(data[pos:start], "big")
+        if pos == start or pos > end:
+            raise H264Error("NAL unit runs past the frame")
+        if data.find(b"\x00\x00\x01", start, pos) != -1:
+            raise H264Error("start code inside a NAL unit")
+        spans.append((start, pos))
+    types = {data[start] & 0x1F for start, _ in spans}
+    view = memoryview(data)
+    parts: list[bytes | memoryview] = []
+    if parameter_sets and NalType.IDR in types and NalType.SPS not in types:
+        parts.append(parameter_sets)
+    for start, stop in spans:
+        parts += (START_CODE, view[start:stop])
+    return b"".join(parts)

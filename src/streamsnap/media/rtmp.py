@@ -5,9 +5,15 @@ once, then access units of length-prefixed NAL units (AVCC). The cache and the d
 want Annex-B access units whose keyframes carry SPS and PPS, so each NAL unit gets a start
 code and each IDR frame without its own SPS gets the sequence header's in front.
 
-The TCP connection belongs to the RTMP shell (`web/rtmp.py`); the source is told of each
+The TCP connection belongs to the RTMP shell (`server/rtmp.py`); the source is told of each
 video tag (`feed_video`) and closes the connection through `disconnect` when it is ended
 from here (REST terminate, RTP timeout, shutdown).
+
+A tag's work is bounded before it is done: at most `max_nal_units` lengths are read (more end
+the stream, `rtmp.max_nal_units_per_frame`), a unit or parameter set holding a start code is
+refused (an Annex-B reader, the cache's keyframe test among them, would split it into as many
+units as it has start codes), and the conversion is one copy. A tag's bytes are bounded by the
+connection's `rtmp.max_message_bytes`.
 """
 
 from __future__ import annotations
@@ -23,12 +29,10 @@ from streamsnap.media.frames import GopCache
 from streamsnap.media.h264 import (
     AvcConfig,
     H264Error,
-    NalType,
-    annex_b,
-    avcc_to_annex_b,
-    nal_type,
+    TooManyNalUnits,
+    avcc_access_unit,
+    has_start_code,
     parse_avc_config,
-    with_parameter_sets,
 )
 from streamsnap.media.source import SourceStats, video_stats
 from streamsnap.reasons import StreamEnd
@@ -52,6 +56,8 @@ class RtmpSource:
     disconnect: Callable[[], None]
     "Closes the publisher's TCP connection."
     clock: Callable[[], float] = time.monotonic
+    max_nal_units: int = 1024
+    "NAL units one tag may carry (`rtmp.max_nal_units_per_frame`)."
     kind: SourceKind = SourceKind.RTMP
     video: GopCache | None = None
     has_video: bool = False
@@ -89,9 +95,14 @@ class RtmpSource:
         packet_type = tag[1]
         try:
             if packet_type == AVC_SEQUENCE_HEADER:
-                self._config = parse_avc_config(tag[5:])
+                config = parse_avc_config(tag[5:])
+                if any(has_start_code(unit) for unit in (*config.sps, *config.pps)):
+                    raise H264Error("start code inside a parameter set")
+                self._config = config
             elif packet_type == AVC_NALU and len(tag) > 5:
                 self._frame(timestamp, int.from_bytes(tag[2:5], "big", signed=True), tag[5:])
+        except TooManyNalUnits as exc:
+            self._fail(StreamEnd.ERROR, f"bad H.264 from the encoder: {exc} (rtmp.max_nal_units_per_frame)")
         except H264Error as exc:
             self._fail(StreamEnd.ERROR, f"bad H.264 from the encoder: {exc}")
 
@@ -99,10 +110,7 @@ class RtmpSource:
         config = self._config
         if config is None:
             return  # no sequence header yet: nothing could decode it
-        units = avcc_to_annex_b(data, config.length_size)
-        access_unit = annex_b(units)
-        if any(nal_type(unit) == NalType.IDR for unit in units):
-            access_unit = with_parameter_sets(access_unit, config.annex_b())
+        access_unit = avcc_access_unit(data, config.length_size, self.max_nal_units, config.annex_b())
         video = self.video
         if video is None:
             video = self.video = GopCache("H264", max_frames=self.gop.max_frames,

@@ -2,10 +2,15 @@
 
 Each TCP connection runs the sans-I/O `protocol.rtmp.RtmpConnection` and, once the peer
 asks to publish, one `PublishingService.publish` whose source is an `RtmpSource` fed by this
-connection. The shell owns the limits that need a clock or a count: connections held at
-once, the time from accept to `publish`, and silence. Anything the protocol refuses, and
-every limit, ends in closing the connection; a refused publish is first told why
-(`onStatus` with the level `error`).
+connection. The shell owns the limits that need a clock, a count or a socket: connections
+held at once and per address (the public port's `ConnectionGuard`), the time from accept to
+an accepted publish, silence, and what is queued for a peer that does not read (past a quarter
+of `max_write_buffer_bytes` the peer is not read from until it reads; past all of it, it is
+closed). Parsing runs in bounded steps (`STEP_WORK`), each its own turn of the event loop, and
+reading waits while a step's backlog, a publish being decided, or an unread answer is pending:
+bytes are taken from the socket only as fast as they are dealt with. Anything the protocol
+refuses, and every limit, ends in closing the connection with the limit named in the log; a
+refused publish is first told why (`onStatus` with the level `error`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import urllib.parse
 from typing import cast
 
 from streamsnap.access import AccessDenied
+from streamsnap.logs import safe_line
 from streamsnap.media.rtmp import RtmpSource
 from streamsnap.protocol.rtmp import (
     HANDSHAKE_SIZE,
@@ -31,6 +37,7 @@ from streamsnap.protocol.rtmp import (
     VideoData,
 )
 from streamsnap.reasons import StreamEnd
+from streamsnap.server.connections import ConnectionGuard
 from streamsnap.service.node import Node
 from streamsnap.service.publishing import PublishHandle, PublishRequest
 from streamsnap.streams import SourceKind
@@ -41,6 +48,9 @@ logger = logging.getLogger(__name__)
 TOKEN_PARAMETERS = ("token", "access_token")
 "Query parameters of the stream key (or of the app) that may carry the access token."
 MAX_NAME_LENGTH = 256
+STEP_WORK = 128
+"""Work one parsing step does before the event loop runs others (`RtmpConnection.receive_data`'s
+`max_work`): about a millisecond at worst, 16-512 KiB of an encoder's video at its chunk sizes."""
 
 REFUSAL_CODES: dict[StreamEnd, str] = {
     StreamEnd.NAME_IN_USE: "NetStream.Publish.BadName",
@@ -65,6 +75,9 @@ class RtmpServer:
         self.settings = node.settings.rtmp
         self.connections: set[RtmpPublisher] = set()
         self.refused_connections = 0
+        # The public port's per-address count (IPv6 by /64). No address is exempt: behind a TCP proxy
+        # RTMP does not tell who the clients are, so an operator with one raises the cap instead.
+        self.guard = ConnectionGuard(self.settings.handshake_timeout, self.settings.max_connections_per_ip)
         self._server: asyncio.Server | None = None
 
     @property
@@ -107,8 +120,15 @@ class RtmpPublisher(asyncio.Protocol):
         self._app = ""
         self._stream_id = 0
         self._loop = asyncio.get_running_loop()
-        self._accepted_at = self._last_data = self._loop.time()
+        self._last_data = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._key: str | None = None
+        self._admitted = False
+        self._holds: set[str] = set()
+        "Why reading is paused: `parsing` (a backlog), `publish` (being decided), `writing` (the peer does not read)."
+        self._step_scheduled = False
+        self._write_paused_at: float | None = None
 
     # -- asyncio.Protocol --
 
@@ -116,35 +136,98 @@ class RtmpPublisher(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if isinstance(peer, tuple) else "unknown"
-        if len(self.server.connections) >= self.server.settings.max_connections:
+        settings = self.server.settings
+        if len(self.server.connections) >= settings.max_connections:
             self.server.refused_connections += 1
-            logger.info("RTMP connection from %s refused: %d connections held", self.address,
+            logger.info("RTMP connection from %s refused: %d connections held (rtmp.max_connections)", self.address,
                         len(self.server.connections))
             self.transport.abort()
             return
+        try:
+            self._key = self.server.guard.admit(peer[0] if isinstance(peer, tuple) else None)
+        except LookupError:
+            logger.info("RTMP connection from %s refused: %d connections from this address "
+                        "(rtmp.max_connections_per_ip)", self.address, settings.max_connections_per_ip)
+            self.transport.abort()
+            return
+        self._admitted = True
         self.server.connections.add(self)
+        self.transport.set_write_buffer_limits(high=settings.max_write_buffer_bytes // 4,
+                                               low=settings.max_write_buffer_bytes // 16)
+        self._deadline = self._loop.call_later(settings.handshake_timeout, self._publish_late)
         self._schedule_check()
 
     def data_received(self, data: bytes) -> None:
         self._last_data = self._loop.time()
+        self._step(data)
+
+    def pause_writing(self) -> None:
+        """The peer does not read what it is sent: read nothing more of it until it does."""
+        self._write_paused_at = self._loop.time()
+        self._hold("writing")
+
+    def resume_writing(self) -> None:
+        self._write_paused_at = None
+        self._release("writing")
+        self._step_soon()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if self._admitted:
+            self._admitted = False
+            self.server.guard.release(self._key)
+        for timer in (self._timer, self._deadline):
+            if timer is not None:
+                timer.cancel()
+        if self.source is not None:
+            self.source.publisher_left(StreamEnd.DISCONNECTED)
+        elif self.publication is not None:
+            self.publication.stop_soon(StreamEnd.DISCONNECTED)
+
+    # -- parsing, in steps --
+
+    def _step(self, data: bytes = b"") -> None:
+        """Parse `data` and what is left of earlier bytes, up to `STEP_WORK`; the rest in a later turn of the loop."""
+        self._step_scheduled = False
+        if self.transport is None or self.transport.is_closing():
+            return
         try:
-            events = self.connection.receive_data(data)
+            events = self.connection.receive_data(data, max_work=STEP_WORK)
         except RtmpError as exc:
-            logger.info("RTMP connection from %s closed: %s", self.address, exc)
+            # The message, not the exception: a kept record (a test's capture) would keep its frames and buffers.
+            logger.info("RTMP connection from %s closed: %s", self.address, str(exc))
             self._close(abort=True)
             return
         for event in events:
             self._handle(event)
         self._flush()
+        if self.connection.backlog:
+            self._hold("parsing")
+            self._step_soon()
+        else:
+            self._release("parsing")
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-        if self.source is not None:
-            self.source.publisher_left(StreamEnd.DISCONNECTED)
-        elif self.publication is not None:
-            self.publication.stop_soon(StreamEnd.DISCONNECTED)
+    def _step_soon(self) -> None:
+        """Parse on in the next turn of the loop, unless the peer does not read (its answers would pile up)."""
+        if self._step_scheduled or "writing" in self._holds or self.transport is None or self.transport.is_closing():
+            return
+        self._step_scheduled = True
+        self._loop.call_soon(self._step)
+
+    def _hold(self, reason: str) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if not self._holds:
+            self.transport.pause_reading()
+        self._holds.add(reason)
+
+    def _release(self, reason: str) -> None:
+        if reason not in self._holds:
+            return
+        self._holds.discard(reason)
+        if not self._holds and self.transport is not None and not self.transport.is_closing():
+            self._last_data = self._loop.time()  # a silence while not read from is not the peer's
+            self.transport.resume_reading()
 
     # -- events --
 
@@ -158,6 +241,7 @@ class RtmpPublisher(asyncio.Protocol):
             self._app = event.app
         elif isinstance(event, PublishRequested):
             self._stream_id = event.stream_id
+            self._hold("publish")  # nothing more of the peer is read until its publish is decided
             self.publication = self._publish(event.stream_key)
         elif isinstance(event, PublishStopped):
             if self.source is not None:
@@ -180,7 +264,8 @@ class RtmpPublisher(asyncio.Protocol):
             log.info("RTMP publish of %s from %s refused: %s", name, self.address, exc.detail)
             self._refuse(REFUSAL_CODES[StreamEnd.RESTRICTED], STREAM_END_INFO[StreamEnd.RESTRICTED])
             return None
-        log.info("RTMP publish of %s from %s (app %s)", name, self.address, self._app.partition("?")[0])
+        log.info("RTMP publish of %s from %s (app %s)", name, self.address,
+                 safe_line(self._app.partition("?")[0][:MAX_NAME_LENGTH]))
         request = PublishRequest(
             name=name, media_session_id=secrets.token_hex(8), grant=grant, make_source=self._make_source,
             kind=SourceKind.RTMP, client_address=self.address,
@@ -191,13 +276,17 @@ class RtmpPublisher(asyncio.Protocol):
 
     def _make_source(self, name: str) -> RtmpSource:
         self.source = RtmpSource(name, self.server.node.settings.gop, on_start=self._accept,
-                                 disconnect=self._close)
+                                 disconnect=self._close, max_nal_units=self.server.settings.max_nal_units_per_frame)
         return self.source
 
     def _accept(self) -> None:
         self._started = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.connection.accept_publish(self._stream_id, "Publishing")
         self._flush()
+        self._release("publish")
+        self._step_soon()  # what the peer sent after `publish` waits in the connection's buffer
 
     # -- PublishListener --
 
@@ -224,34 +313,46 @@ class RtmpPublisher(asyncio.Protocol):
 
     def _flush(self) -> None:
         data = self.connection.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        if not data or self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(data)
+        unsent, limit = self.transport.get_write_buffer_size(), self.server.settings.max_write_buffer_bytes
+        if unsent > limit:
+            logger.info("RTMP connection from %s closed: %d bytes unsent, over rtmp.max_write_buffer_bytes (%d): "
+                        "it does not read", self.address, unsent, limit)
+            self._close(abort=True)
 
     def _close(self, abort: bool = False) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None:
             return
-        if abort:
+        if abort:  # also ends a close still waiting to flush to a peer that does not read (the idle check's)
             self.transport.abort()
-        else:
+        elif not self.transport.is_closing():
             self.transport.close()
 
     def _schedule_check(self) -> None:
-        settings = self.server.settings
-        interval = min(settings.handshake_timeout, settings.idle_timeout) / 4
-        self._timer = self._loop.call_later(interval, self._check)
+        self._timer = self._loop.call_later(self.server.settings.idle_timeout / 4, self._check)
 
     def _check(self) -> None:
-        """The clock's limits: a publish within `handshake_timeout`, never silent for `idle_timeout`."""
-        now, settings = self._loop.time(), self.server.settings
-        if self.publication is None and now - self._accepted_at > settings.handshake_timeout:
-            logger.info("RTMP connection from %s closed: no publish within %.0f s", self.address,
-                        settings.handshake_timeout)
+        """The idle limit: never silent, and never reading nothing of what it is sent, for `idle_timeout`."""
+        now, idle = self._loop.time(), self.server.settings.idle_timeout
+        if self._write_paused_at is not None and now - self._write_paused_at > idle:
+            logger.info("RTMP connection from %s closed: it read nothing it was sent for %.0f s (rtmp.idle_timeout)",
+                        self.address, idle)
             self._close(abort=True)
-        elif now - self._last_data > settings.idle_timeout:
-            logger.info("RTMP connection from %s closed: silent for %.0f s", self.address, settings.idle_timeout)
+        elif not self._holds and now - self._last_data > idle:
+            logger.info("RTMP connection from %s closed: silent for %.0f s (rtmp.idle_timeout)", self.address, idle)
             self._close(abort=True)
         else:
             self._schedule_check()
+
+    def _publish_late(self) -> None:
+        """The deadline of `handshake_timeout`: handshake, connect, publish and its token check all within it."""
+        self._deadline = None
+        if not self._started:
+            logger.info("RTMP connection from %s closed: no accepted publish within %.0f s (rtmp.handshake_timeout)",
+                        self.address, self.server.settings.handshake_timeout)
+            self._close(abort=True)
 
     def close(self) -> None:
         """The node stopped: close the connection."""

@@ -4,7 +4,15 @@ events) over `amf0.py` (the values commands are written in, no connection state)
 The names the rest of streamsnap uses are re-exported here: `from streamsnap.protocol.rtmp import X`.
 """
 
-from streamsnap.protocol.rtmp.amf0 import MAX_AMF_DEPTH, AmfError, AmfValue, Undefined, decode_amf0, encode_amf0
+from streamsnap.protocol.rtmp.amf0 import (
+    MAX_AMF_DEPTH,
+    MAX_AMF_VALUES,
+    AmfError,
+    AmfValue,
+    Undefined,
+    decode_amf0,
+    encode_amf0,
+)
 from streamsnap.protocol.rtmp.connection import (
     ABORT,
     ACKNOWLEDGEMENT,
@@ -49,6 +57,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "HANDSHAKE_SIZE",
     "MAX_AMF_DEPTH",
+    "MAX_AMF_VALUES",
     "PUBLISH_STREAM_ID",
     "RTMP_VERSION",
     "SERVER_CHUNK_SIZE",

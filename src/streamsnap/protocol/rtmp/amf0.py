@@ -1,8 +1,10 @@
 """AMF0 (Action Message Format 0), sans I/O: the values RTMP commands and script data are written in.
 
 Values only, no connection state: `decode_amf0` reads every value of a message body and
-`encode_amf0` writes one. Decoding is bounded by the bytes given and by `MAX_AMF_DEPTH`;
-anything malformed raises `AmfError`, which the RTMP connection turns into its own error.
+`encode_amf0` writes one. Decoding is bounded by the bytes given, by `MAX_AMF_DEPTH` and by a
+count of values (`MAX_AMF_VALUES` unless told): an array's count is checked against it before
+any of its values is read, so a message of a million nulls costs one comparison. Anything
+malformed or over a bound raises `AmfError`, which the RTMP connection turns into its own error.
 """
 
 from __future__ import annotations
@@ -23,12 +25,23 @@ class Undefined(enum.Enum):
 
 AmfValue = float | bool | str | None | Undefined | dict[str, "AmfValue"] | list["AmfValue"]
 MAX_AMF_DEPTH = 16
+MAX_AMF_VALUES = 256
+"""Values one decoding reads at most (containers and object members included). ffmpeg's and OBS's
+`connect` hold about 15, enhanced RTMP's codec lists a few dozen more."""
 
 
 class _Reader:
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, max_values: int) -> None:
         self.data = data
         self.pos = 0
+        self.max_values = max_values
+        self.values_left = max_values
+
+    def count(self, values: int) -> None:
+        """Take `values` from what is left to read; raises `AmfError` past the bound."""
+        if values > self.values_left:
+            raise AmfError(f"AMF0 values over the limit of {self.max_values}")
+        self.values_left -= values
 
     def take(self, count: int) -> bytes:
         if count < 0 or self.pos + count > len(self.data):
@@ -68,6 +81,7 @@ def _amf_pairs(reader: _Reader, depth: int) -> dict[str, AmfValue]:
 def _amf_value(reader: _Reader, depth: int = 0) -> AmfValue:
     if depth > MAX_AMF_DEPTH:
         raise AmfError("AMF0 nested too deep")
+    reader.count(1)
     marker = reader.u8()
     if marker == 0x00:
         value: float = struct.unpack(">d", reader.take(8))[0]
@@ -92,6 +106,8 @@ def _amf_value(reader: _Reader, depth: int = 0) -> AmfValue:
         count = reader.u32()
         if count > reader.left:  # each value takes at least one byte
             raise AmfError("AMF0 array longer than the message")
+        if count > reader.values_left:
+            raise AmfError(f"AMF0 array of {count} values over the limit of {reader.max_values}")
         return [_amf_value(reader, depth + 1) for _ in range(count)]
     if marker == 0x0B:  # date: milliseconds and a time zone
         date: float = struct.unpack(">d", reader.take(8))[0]
@@ -102,9 +118,10 @@ def _amf_value(reader: _Reader, depth: int = 0) -> AmfValue:
     raise AmfError(f"AMF0 marker {marker:#x} not supported")
 
 
-def decode_amf0(data: bytes) -> list[AmfValue]:
-    """Every AMF0 value in `data`; raises `AmfError` on anything malformed."""
-    reader = _Reader(data)
+def decode_amf0(data: bytes, *, max_values: int = MAX_AMF_VALUES) -> list[AmfValue]:
+    """Every AMF0 value in `data`; raises `AmfError` on anything malformed, nested deeper than
+    `MAX_AMF_DEPTH` or holding more than `max_values` values."""
+    reader = _Reader(data, max_values)
     values: list[AmfValue] = []
     while reader.left:
         values.append(_amf_value(reader))

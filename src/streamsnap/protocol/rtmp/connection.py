@@ -6,6 +6,15 @@ ahead (`accept_publish` / `refuse_publish`). No sockets, no clock. Only what enc
 push (ffmpeg, OBS) send is understood; anything outside the limits or the grammar raises
 `RtmpError`, and the shell closes the connection. Command bodies are AMF0 (`amf0.py`).
 
+Work is bounded before it is done. A message's length is checked against the limits when its
+first chunk header announces it, before any of it is kept: commands are small always, and so
+is every message before a publish is accepted (nothing else is expected then); the bytes a
+peer sends before `publish` are counted. Parsing stops at `publish` until the shell answers it,
+so nothing more of an unauthorized peer is read. `receive_data(..., max_work=N)` parses a
+bounded step and keeps the rest (`backlog`), for a shell that must not hold its event loop;
+the answers a peer can make the server write are short (no string of the peer's is echoed
+longer than `MAX_ECHO_CHARS`), and the shell bounds what is queued for a peer that does not read.
+
 The plain handshake is enough for publishers: ffmpeg checks the server's digest only when
 it plays, and OBS's librtmp only warns when the echo differs.
 """
@@ -22,6 +31,14 @@ HANDSHAKE_SIZE = 1536
 RTMP_VERSION = 3
 DEFAULT_CHUNK_SIZE = 128
 SERVER_CHUNK_SIZE = 4096
+MIN_CHUNK_SIZE = 128
+"""Smallest chunk size a peer may set. The spec allows 1, but every chunk costs a header's parsing:
+encoders use 128 (the default) or more, and SRS refuses less, as here."""
+MAX_ECHO_CHARS = 64
+"Characters of a peer's string (an unknown command's name) an answer repeats at most."
+WORK_BYTES = 512
+"""A completed message counts one unit of work per this many bytes (see `receive_data`): decoding
+a command or converting a video frame costs about as much per byte as parsing a chunk header."""
 WINDOW_ACK_SIZE = 2_500_000
 PUBLISH_STREAM_ID = 1
 "The message stream id `createStream` hands out (one publish per connection)."
@@ -43,6 +60,12 @@ class RtmpLimits(Protocol):
     @property
     def max_chunk_streams(self) -> int:
         """Chunk stream ids one connection may use."""
+    @property
+    def max_command_bytes(self) -> int:
+        """Largest command message, and largest message of any kind before publishing."""
+    @property
+    def max_bytes_before_publish(self) -> int:
+        """Bytes the peer may send before its first `publish` (the handshake included)."""
 
 
 # Message types (RTMP spec 5.4, 7.1).
@@ -158,6 +181,16 @@ class RtmpConnection:
     _peer_window: int = 0
     _last_ack: int = 0
     _publish_stream_id: int = 0
+    _parsed: int = 0
+    "Bytes parsed (handshake and chunks), counted until the first `publish`."
+    _publish_asked_once: bool = False
+    _backlog: bool = False
+
+    @property
+    def backlog(self) -> bool:
+        """Whether the last `receive_data` stopped at its `max_work` with bytes left to parse
+        (call `receive_data(b"")` to go on)."""
+        return self._backlog
 
     def data_to_send(self) -> bytes:
         """Bytes the server must send now (then forgotten)."""
@@ -165,15 +198,20 @@ class RtmpConnection:
         self._out.clear()
         return out
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Take bytes from the peer; return what happened. Raises `RtmpError` (then the connection is done)."""
+    def receive_data(self, data: bytes, *, max_work: int | None = None) -> list[Event]:
+        """Take bytes from the peer; return what happened. Raises `RtmpError` (then the connection is done).
+
+        With `max_work`, parsing stops once that much work is done (a chunk is one unit, a completed
+        message one more per `WORK_BYTES` of it); the rest stays buffered and `backlog` says so.
+        Parsing also stops at a `publish` until `accept_publish` (then call `receive_data(b"")`).
+        """
         if self.state is State.CLOSED:
             return []
         self._buffer += data
         self.bytes_received += len(data)
         events: list[Event] = []
         try:
-            self._advance(events)
+            self._advance(events, max_work)
         except RtmpError:
             self.state = State.CLOSED
             self._buffer.clear()
@@ -184,7 +222,7 @@ class RtmpConnection:
         return events
 
     def accept_publish(self, stream_id: int, description: str) -> None:
-        """Tell the peer its publish started (it sends media after this)."""
+        """Tell the peer its publish started (it sends media after this; parse it with `receive_data`)."""
         if self.state is not State.PUBLISH_ASKED:
             return
         self.state = State.PUBLISHING
@@ -197,18 +235,51 @@ class RtmpConnection:
 
     # -- parsing --
 
-    def _advance(self, events: list[Event]) -> None:
-        while self.state is not State.CLOSED:
+    def _advance(self, events: list[Event], max_work: int | None) -> None:
+        self._backlog = False
+        work = 0
+        while self.state is not State.CLOSED and self.state is not State.PUBLISH_ASKED:
+            if max_work is not None and work >= max_work:
+                self._backlog = bool(self._buffer)
+                return
             if self.state is State.WAIT_C0C1:
                 if not self._handshake_c0c1():
                     return
+                self._count_parsed(1 + HANDSHAKE_SIZE)
+                work += 1
             elif self.state is State.WAIT_C2:
                 if len(self._buffer) < HANDSHAKE_SIZE:
                     return
                 del self._buffer[:HANDSHAKE_SIZE]  # C2 echoes S1; its content does not matter to a server
+                self._count_parsed(HANDSHAKE_SIZE)
                 self.state = State.WAIT_CONNECT
-            elif not self._chunk(events):
-                return
+                work += 1
+            else:
+                done = self._chunk(events)
+                if not done:
+                    return
+                work += done
+
+    def _count_parsed(self, count: int) -> None:
+        if self._publish_asked_once:
+            return
+        self._parsed += count
+        if self._parsed > self.limits.max_bytes_before_publish:
+            raise RtmpError(f"{self._parsed} bytes before publish, over rtmp.max_bytes_before_publish "
+                            f"({self.limits.max_bytes_before_publish})")
+
+    def _check_length(self, type_id: int, length: int) -> None:
+        """Refuse a message by the length its header announces, before any of it is kept."""
+        limits = self.limits
+        if length > limits.max_message_bytes:
+            raise RtmpError(f"message of {length} bytes over rtmp.max_message_bytes ({limits.max_message_bytes})")
+        if length <= limits.max_command_bytes:
+            return
+        if type_id in (COMMAND_AMF0, COMMAND_AMF3):
+            raise RtmpError(f"command of {length} bytes over rtmp.max_command_bytes ({limits.max_command_bytes})")
+        if self.state is not State.PUBLISHING:
+            raise RtmpError(f"message of {length} bytes before publishing, over rtmp.max_command_bytes "
+                            f"({limits.max_command_bytes})")
 
     def _handshake_c0c1(self) -> bool:
         if not self._buffer:
@@ -224,23 +295,23 @@ class RtmpConnection:
         self.state = State.WAIT_C2
         return True
 
-    def _chunk(self, events: list[Event]) -> bool:
-        """Parse one whole chunk from the buffer (False: not all of it is here yet)."""
+    def _chunk(self, events: list[Event]) -> int:
+        """Parse one whole chunk from the buffer; the work it took (at least 1; 0: not all of it is here yet)."""
         buf = self._buffer
         if not buf:
-            return False
+            return 0
         fmt, csid, pos = buf[0] >> 6, buf[0] & 0x3F, 1
         if csid == 0:
             if len(buf) < 2:
-                return False
+                return 0
             csid, pos = 64 + buf[1], 2
         elif csid == 1:
             if len(buf) < 3:
-                return False
+                return 0
             csid, pos = 64 + buf[1] + buf[2] * 256, 3
         header_size = (11, 7, 3, 0)[fmt]
         if len(buf) < pos + header_size:
-            return False
+            return 0
         stream = self._streams.get(csid)
         if stream is None:
             if fmt != 0:
@@ -259,18 +330,15 @@ class RtmpConnection:
         extended = ts_field == 0xFFFFFF if fmt < 3 else stream.extended
         if extended:
             if len(buf) < pos + 4:
-                return False
+                return 0
             ts_field = int.from_bytes(buf[pos:pos + 4], "big")
             pos += 4
-        if fmt < 2:
-            length = int.from_bytes(header[3:6], "big")
-            if length > self.limits.max_message_bytes:
-                raise RtmpError(f"message of {length} bytes is over the limit")
-        else:
-            length = stream.length
+        length = int.from_bytes(header[3:6], "big") if fmt < 2 else stream.length
+        if new_message:  # a type-3 header starts a message too: its inherited length is checked as well
+            self._check_length(header[6] if fmt < 2 else stream.type_id, length)
         piece = min(self._chunk_size, length - len(stream.payload))
         if len(buf) < pos + piece:
-            return False
+            return 0
         # The chunk is whole: commit.
         if fmt == 0:
             stream.timestamp = ts_field
@@ -291,14 +359,16 @@ class RtmpConnection:
         stream.payload += buf[pos:pos + piece]
         self._partial_bytes += piece
         del buf[:pos + piece]
+        self._count_parsed(pos + piece)
         if self._partial_bytes > self.limits.max_message_bytes + self.limits.max_chunk_size:
             raise RtmpError("too many bytes in unfinished messages")
-        if len(stream.payload) >= stream.length:
-            payload = bytes(stream.payload)
-            self._partial_bytes -= len(stream.payload)
-            stream.payload = bytearray()
-            self._message(stream.type_id, stream.stream_id, stream.timestamp, payload, events)
-        return True
+        if len(stream.payload) < stream.length:
+            return 1
+        payload = bytes(stream.payload)
+        self._partial_bytes -= len(stream.payload)
+        stream.payload = bytearray()
+        self._message(stream.type_id, stream.stream_id, stream.timestamp, payload, events)
+        return 1 + len(payload) // WORK_BYTES
 
     # -- messages --
 
@@ -307,8 +377,9 @@ class RtmpConnection:
             if len(payload) < 4:
                 raise RtmpError("short Set Chunk Size")
             size = int.from_bytes(payload[:4], "big")
-            if size < 1 or size > self.limits.max_chunk_size:
-                raise RtmpError(f"chunk size {size} refused")
+            if size < MIN_CHUNK_SIZE or size > self.limits.max_chunk_size:
+                raise RtmpError(f"chunk size {size} refused ({MIN_CHUNK_SIZE} to rtmp.max_chunk_size, "
+                                f"{self.limits.max_chunk_size})")
             self._chunk_size = size
         elif type_id == ABORT:
             if len(payload) >= 4:
@@ -360,7 +431,7 @@ class RtmpConnection:
             events.append(Connected(self.app, tc_url if isinstance(tc_url, str) else ""))
             return
         if self.state is State.WAIT_CONNECT:
-            raise RtmpError(f"{name} before connect")
+            raise RtmpError(f"{name[:MAX_ECHO_CHARS]!r} before connect")
         if name == "createStream":
             self._invoke(3, 0, "_result", txn, None, float(PUBLISH_STREAM_ID))
         elif name in ("releaseStream", "FCPublish"):
@@ -370,16 +441,18 @@ class RtmpConnection:
             if self.state is not State.CONNECTED:
                 raise RtmpError("publish twice on one connection")
             self.state = State.PUBLISH_ASKED
+            self._publish_asked_once = True
             self._publish_stream_id = stream_id
             events.append(PublishRequested(key, stream_id))
         elif name in ("FCUnpublish", "deleteStream", "closeStream"):
             if self.state in (State.PUBLISH_ASKED, State.PUBLISHING):
                 self.state = State.CONNECTED
                 events.append(PublishStopped(self._publish_stream_id))
-        elif txn:
+        elif txn:  # answered short: the name is the peer's, and only its start is repeated
+            shown = name[:MAX_ECHO_CHARS] + ("…" if len(name) > MAX_ECHO_CHARS else "")
             self._invoke(3, 0, "_error", txn, None,
                          {"level": "error", "code": "NetConnection.Call.Failed",
-                          "description": f"{name} is not supported"})
+                          "description": f"{shown} is not supported"})
 
     # -- sending --
 

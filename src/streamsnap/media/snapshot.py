@@ -75,15 +75,16 @@ PLI_INTERVAL = 0.5
 def oversize(size: PictureSize, max_width: int, max_height: int) -> str | None:
     """Why pictures of `size` are too large to decode under a cap of `max_width` x `max_height`, or None.
 
-    The cap holds in either orientation (a portrait stream costs what a landscape one does), and the
-    pixels a decoder allocates, coded in whole macroblocks (32 lines for interlaced pictures) before
-    the cropping, may not exceed the cap's: an SPS cannot hide a large picture behind a small crop.
+    What a decode costs (memory, time) goes with the pixels, so the cap is on them: a stream's pictures may
+    have at most `max_width` x `max_height` pixels, whatever their shape (a portrait or a tall stream is
+    decoded, and scaled into the output cap), and the pixels a decoder allocates, coded in whole macroblocks
+    (32 lines for interlaced pictures) before the cropping, may not exceed the cap's: an SPS cannot hide a
+    large picture behind a small crop.
     """
     cap = f"the limit {max_width}x{max_height}"
-    long_side, short_side = max(max_width, max_height), min(max_width, max_height)
-    if max(size.width, size.height) > long_side or min(size.width, size.height) > short_side:
+    if size.width * size.height > max_width * max_height:
         return f"the stream's pictures are {size.width}x{size.height}, larger than {cap}"
-    coded_limit = -(-long_side // 32) * 32 * (-(-short_side // 32) * 32)
+    coded_limit = -(-max_width // 32) * 32 * (-(-max_height // 32) * 32)
     if size.coded_pixels > coded_limit:
         return (f"the stream's pictures are coded at {size.coded_width}x{size.coded_height} "
                 f"({size.width}x{size.height} shown), more pixels than {cap}")

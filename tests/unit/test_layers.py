@@ -151,3 +151,34 @@ def test_no_part_keeps_settings_of_its_own() -> None:
                 if "Protocol" not in bases and defaults:
                     offenders.append(f"{relative(path)}:{node.lineno} {node.name} ({', '.join(defaults)})")
     assert offenders == []
+
+
+ANSWERED_BY_THE_MIDDLEWARE = {"SnapshotError", "AccessDenied", "NotAuthenticated", "BadQuery", "BadRequest"}
+"""Raised by HTTP handlers and answered in one place, web/errors.py, from one reason->status table (a
+camera's `PublishError` is turned into its picture's failure by the REST startup, which then raises that)."""
+PROTOCOL_TRANSLATIONS = {"web/websocket.py", "web/errors.py"}
+"The WCS session answers a refused picture in its own protocol (`snapshotFailed`), not in HTTP."
+
+
+def test_no_http_handler_answers_a_refusal_itself() -> None:
+    offenders = []
+    for path in modules("web"):
+        if relative(path) in PROTOCOL_TRANSLATIONS:
+            continue
+        for node in ast.walk(parse(path)):
+            if isinstance(node, ast.ExceptHandler) and node.type is not None:
+                caught = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
+                names = {c.id if isinstance(c, ast.Name) else getattr(c, "attr", "") for c in caught}
+                if names & ANSWERED_BY_THE_MIDDLEWARE:
+                    offenders.append(f"{relative(path)}:{node.lineno} catches {sorted(names)}")
+    assert offenders == []
+
+
+def test_every_reason_has_one_http_status() -> None:
+    from streamsnap.reasons import SnapshotFailure
+    from streamsnap.web.errors import STATUS
+
+    assert set(SnapshotFailure) <= set(STATUS)
+    tables = [relative(path) for path in modules("web") if "dict[StreamEnd, int]" in path.read_text()
+              or "dict[SnapshotFailure, int]" in path.read_text()]
+    assert tables == []  # the one table is STATUS, keyed by both kinds of reason

@@ -95,28 +95,48 @@ def test_a_publisher_that_sends_keyframes_only_when_asked_has_no_cadence() -> No
         cache.add(VP8_KEY, 0)
     assert cache.keyframe_interval() is None
 
+def test_under_load_the_choice_counts_cpu_and_keyframe_traffic() -> None:
+    clock = Clock()
+    engine = SnapshotEngine(SnapshotSettings(workers=1, keyframe_request_cost_frames=10.0), clock=clock)
+    try:
+        engine._keyframe_cpu, engine._frame_cpu = 0.002, 0.001
+        engine._picture_jobs = 1  # the workers are busy: CPU is what counts
+        cache = GopCache("VP8", max_frames=1000, max_bytes=1 << 20, clock=clock)
+        cache.add(VP8_KEY, 0)
+        # No cadence of its own: a PLI costs a keyframe decode plus a whole keyframe of traffic (10 frames).
+        assert engine._cache_is_better(cache, 10, None)
+        assert not engine._cache_is_better(cache, 12, None)
+        # A spent budget leaves the cached group, whatever it costs.
+        budget = KeyframeBudget(1.0, clock=clock)
+        budget.take()
+        assert engine._cache_is_better(cache, 300, budget)
+        # With its own keyframe due any moment, the PLI adds almost no traffic.
+        for _ in range(3):
+            clock.now += 1.0
+            cache.add(VP8_KEY, 0)
+        clock.now += 0.95
+        assert not engine._cache_is_better(cache, 3, None)
+    finally:
+        engine.close()
 
-def test_the_choice_counts_cpu_and_keyframe_traffic_never_waiting() -> None:
+
+def test_while_idle_a_group_that_decodes_within_a_frame_interval_beats_waiting_for_a_keyframe() -> None:
+    # Issue 23: the PLI's keyframe comes at the publisher's next frame slot at the soonest (21.8 ms of the
+    # idle picture's 32.5 ms at 30 fps); a group that decodes sooner is the sooner picture, and sends no PLI.
     clock = Clock()
     engine = SnapshotEngine(SnapshotSettings(workers=1, keyframe_request_cost_frames=10.0), clock=clock)
     try:
         engine._keyframe_cpu, engine._frame_cpu = 0.002, 0.001
         cache = GopCache("VP8", max_frames=1000, max_bytes=1 << 20, clock=clock)
         cache.add(VP8_KEY, 0)
-        # No cadence of its own: a PLI costs a keyframe decode plus a whole keyframe of traffic (10 frames).
-        assert engine._cache_is_cheaper(cache, 10, None)
-        assert not engine._cache_is_cheaper(cache, 12, None)
-        # A spent budget leaves the cached group, whatever it costs.
-        budget = KeyframeBudget(1.0, clock=clock)
-        budget.take()
-        assert engine._cache_is_cheaper(cache, 300, budget)
-        # With its own keyframe due any moment, the PLI adds almost no traffic.
-        for _ in range(3):
-            clock.now += 1.0
-            cache.add(VP8_KEY, 0)
-        clock.now += 0.95
-        assert not engine._cache_is_cheaper(cache, 3, None)
-        assert not hasattr(engine, "_keyframe_wait_seconds")  # waiting is no input of the choice
+        for _ in range(29):  # 30 frames a second
+            clock.now += 1 / 30
+            cache.add(VP8_DELTA, 0)
+        assert engine.backlog == 0
+        assert engine._cache_is_better(cache, 25, None)  # 26 ms of decoding < 33 ms to the next frame
+        assert not engine._cache_is_better(cache, 40, None)  # 41 ms: the keyframe comes first
+        engine._picture_jobs = 1  # busy workers: back to CPU alone, where 25 frames lose to a PLI
+        assert not engine._cache_is_better(cache, 25, None)
     finally:
         engine.close()
 

@@ -68,6 +68,8 @@ class KeyframeBudget:
 
 BACKGROUND_SHARE = 0.5
 "The part of the deadline's worth of queued work under which the server's own steady work is still taken."
+DEFAULT_FRAME_INTERVAL = 1 / 30
+"The publisher's frame interval assumed before its frame rate is known."
 PLI_INTERVAL = 0.5
 "Seconds between repeated keyframe requests while a picture waits for a keyframe."
 
@@ -335,23 +337,29 @@ class SnapshotEngine:
             if picture is not None:
                 self.stats.keyframe_only += 1
                 return picture
-        if group and now - group[-1].arrival <= max_age and self._cache_is_cheaper(video, len(group), budget):
+        if group and now - group[-1].arrival <= max_age and self._cache_is_better(video, len(group), budget):
             picture = await self._render_cached(source, video, group, deadline, job)
             if picture is not None:
                 return picture
         return await self._render_next_keyframe(source, video, budget, deadline,
                                                 max(max_age, self.settings.max_frame_age_ms / 1000), job)
 
-    def _cache_is_cheaper(self, video: GopCache, frames: int, budget: KeyframeBudget | None) -> bool:
-        """Whether decoding the `frames` cached frames costs less than a PLI and decoding its keyframe.
+    def _cache_is_better(self, video: GopCache, frames: int, budget: KeyframeBudget | None) -> bool:
+        """Whether to decode the `frames` cached frames rather than send a PLI and decode its keyframe.
 
-        Both are counted in CPU seconds measured inside the workers; the PLI also costs the keyframe
-        it makes the publisher send, the less so the sooner the publisher's own keyframe is due. When
-        the stream's keyframe budget is spent, there is no PLI to compare with.
+        While the workers are idle, the caller's wait counts: a PLI's keyframe comes at the publisher's
+        next frame slot at the soonest, so a group that decodes in less than one frame interval is the
+        sooner picture (and sends no PLI). Otherwise both ways are counted in CPU seconds measured inside
+        the workers; the PLI also costs the keyframe it makes the publisher send, the less so the sooner
+        the publisher's own keyframe is due. When the stream's keyframe budget is spent, there is no PLI
+        to compare with.
         """
         if budget is not None and not budget.available():
             return True
         cached = self._keyframe_cpu + (frames - 1) * self._frame_cpu
+        fps = video.fps
+        if self.backlog == 0 and cached <= (1 / fps if fps else DEFAULT_FRAME_INTERVAL):
+            return True
         interval = video.keyframe_interval()
         since = 0.0 if video.last_keyframe_arrival is None else self._clock() - video.last_keyframe_arrival
         # A PLI moves the next keyframe earlier: it adds a whole keyframe when the publisher sends none

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import pytest
@@ -41,19 +42,55 @@ def test_good_camera_url() -> None:
 
 
 async def test_host_policy() -> None:
-    open_policy = HostPolicy([])
-    await open_policy.check("anything.example")
+    closed = HostPolicy([])  # the default: nothing but [[cameras]], refused before any look-up
+    assert closed.closed
+    with pytest.raises(PublishError) as refused:
+        await closed.check("anything.example")
+    assert refused.value.reason is StreamEnd.SOURCE_NOT_ALLOWED and "rtsp.allowed_hosts" in refused.value.detail
     policy = HostPolicy(["cam.example", "10.1.0.0/16", "127.0.0.1"])
-    await policy.check("CAM.example")
-    await policy.check("10.1.2.3")
+    assert await policy.addresses("10.1.2.3") == [ipaddress.ip_address("10.1.2.3")]
     await policy.check("127.0.0.1")
+    await policy.check("[::ffff:10.1.2.3]".strip("[]"))  # IPv4-mapped: checked as the IPv4 address it reaches
     for host in ("10.2.0.1", "192.168.1.1", "::1"):
         with pytest.raises(PublishError) as refused:
             await policy.check(host)
         assert refused.value.reason is StreamEnd.SOURCE_NOT_ALLOWED
+        assert "rtsp.allowed_hosts" in refused.value.detail
     with pytest.raises(PublishError) as refused:
         await policy.check("no-such-host.invalid")
     assert refused.value.reason in (StreamEnd.SOURCE_UNREACHABLE, StreamEnd.SOURCE_NOT_ALLOWED)
+
+
+@pytest.mark.parametrize("address, entries, allowed", [
+    ("127.0.0.1", ["0.0.0.0/0"], False),  # a wide range never opens loopback...
+    ("127.0.0.1", ["127.0.0.0/8"], True),  # ...an entry inside it does
+    ("127.0.0.5", ["127.0.0.1/32"], False),
+    ("0.0.0.0", ["0.0.0.0/0"], False),
+    ("169.254.169.254", ["0.0.0.0/0"], False),
+    ("169.254.169.254", ["169.254.0.0/16"], False),  # link-local listed: the metadata address still is not
+    ("169.254.169.254", ["169.254.169.254"], True),
+    ("169.254.1.20", ["169.254.0.0/16"], True),
+    ("100.100.100.200", ["100.64.0.0/10"], False),
+    ("fd00:ec2::254", ["fd00::/8"], False),
+    ("fe80::1", ["::/0"], False),
+    ("::1", ["::/0"], False),
+    ("::1", ["::1"], True),
+    ("::ffff:127.0.0.1", ["::/0", "0.0.0.0/0"], False),
+    ("::ffff:127.0.0.1", ["::ffff:127.0.0.1"], True),
+    ("224.0.0.1", ["0.0.0.0/0"], False),
+    ("10.0.0.9", ["0.0.0.0/0"], True),
+    ("2001:db8::1", ["::/0"], True),
+])
+def test_special_addresses_need_an_entry_of_their_own(address: str, entries: list[str], allowed: bool) -> None:
+    assert HostPolicy(entries).allows(address, ipaddress.ip_address(address)) is allowed
+
+
+async def test_listed_names_do_not_open_special_addresses() -> None:
+    policy = HostPolicy(["localhost"])
+    with pytest.raises(PublishError) as refused:
+        await policy.check("localhost")  # resolves to loopback, which needs an entry of its own
+    assert refused.value.reason is StreamEnd.SOURCE_NOT_ALLOWED
+    assert await HostPolicy(["localhost", "127.0.0.1"]).addresses("localhost") == [ipaddress.ip_address("127.0.0.1")]
 
 
 def test_credentials_are_taken_out_of_log_lines(caplog: pytest.LogCaptureFixture) -> None:

@@ -113,6 +113,8 @@ class HostileCamera:
         self.udp_received: list[tuple[bytes, tuple[str, int]]] = []
         "Datagrams that reached the camera's own UDP ports."
         self.sessions: list[Session] = []
+        self.stream_ended = asyncio.Event()
+        "Set when a stream the camera played ended (the client went away, or was cut off)."
         self._server: asyncio.Server | None = None
         self._udp: list[asyncio.DatagramTransport] = []
         self.udp_ports: tuple[int, int] = (0, 0)
@@ -245,8 +247,11 @@ class HostileCamera:
         self.reply(session, request, headers=f"Session: 4711\r\nTransport: {transport}\r\n")
 
     async def _stream(self, session: Session) -> None:
-        with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
-            await self.stream(session)
+        try:
+            with contextlib.suppress(ConnectionError, OSError):
+                await self.stream(session)
+        finally:
+            self.stream_ended.set()
 
     def send_rtp(self, session: Session, packet: bytes) -> None:
         """One RTP packet to the client, interleaved or over UDP, as it asked."""

@@ -341,6 +341,26 @@ async def test_dripping_cameras_hold_no_thread_and_no_socket(
     assert server.node is not None and server.node.cameras.pulls() == []
 
 
+class SilentCamera(HostileCamera):
+    """Answers PLAY, then sends nothing."""
+
+    async def stream(self, session: Session) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_camera_silent_after_play_over_udp_holds_nothing(
+        start_server: Callable[..., Any], http: aiohttp.ClientSession, started: Callable[..., Any]) -> None:
+    server: RunningServer = await start_server(rtsp_allowed_hosts=LOOPBACK, rtsp_open_timeout=1.0,
+                                               rtsp_transport="udp")
+    await warm_up(http, server, started)
+    camera = await started(SilentCamera())
+    resources = Resources()
+    resources.baseline()
+    answers = await asyncio.gather(*(picture(http, server, camera.url(f"/silent-{i}")) for i in range(20)))
+    assert {(status, body["reason"]) for status, body in answers} == {(504, "source_timeout")}, answers
+    await eventually(resources.back, timeout=5, what=resources)
+
+
 async def test_a_huge_description_is_refused_unread(start_server: Callable[..., Any], http: aiohttp.ClientSession,
                                                     started: Callable[..., Any]) -> None:
     server: RunningServer = await start_server(rtsp_allowed_hosts=LOOPBACK)

@@ -48,6 +48,7 @@ from tests.hostile_rtsp import (  # noqa: E402
     ManyTracksCamera,
     RedirectingCamera,
     SourceAddressCamera,
+    TinyFrameCamera,
     TrapListener,
 )
 
@@ -676,6 +677,28 @@ async def attack_camera_tracks(bench: Bench, deadline: float) -> str:
     return "HTTP " + words(seen) + f" (500 tracks, TCP and UDP; SETUPs the camera got: {camera.setups})"
 
 
+async def attack_camera_tiny_frames(bench: Bench, deadline: float) -> str:
+    camera = await TinyFrameCamera(good_seconds=0.5).start()
+    seen: Counter[str] = Counter()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{bench.base}/rest-api/rtsp/startup", headers=camera_puller(bench),
+                                 json={"uri": camera.url(), "toStream": "tiny-frames"}) as response:
+                seen[f"startup {response.status}"] += 1
+            while time.monotonic() < deadline:
+                async with http.get(f"{bench.base}/streams/tiny-frames/snapshot.jpg",
+                                    headers=camera_puller(bench)) as response:
+                    await response.read()
+                    seen[f"picture {response.status}"] += 1
+                await asyncio.sleep(0.25)
+            async with http.post(f"{bench.base}/rest-api/rtsp/terminate", headers=camera_puller(bench),
+                                 json={"toStream": "tiny-frames"}):
+                pass
+    finally:
+        await camera.close()
+    return words(seen) + f" (2-byte frames as fast as taken: {camera.bytes_sent / 2**20:.0f} MiB written by the camera)"
+
+
 async def attack_camera_udp_source(bench: Bench, deadline: float) -> str:
     trap = await TrapListener("127.0.0.2").start()
     camera = await SourceAddressCamera("127.0.0.2", trap.udp_ports).start()
@@ -719,6 +742,7 @@ ATTACKS: list[tuple[str, Attack]] = [
     ("camera descriptions of 300 MB", attack_camera_huge_description),
     ("camera endless FU-A fragment", attack_camera_fragments),
     ("camera descriptions of 500 tracks", attack_camera_tracks),
+    ("camera packets at line rate", attack_camera_tiny_frames),
     ("camera UDP SETUP source= elsewhere", attack_camera_udp_source),
 ]
 

@@ -425,6 +425,28 @@ class FragmentFloodCamera(HostileCamera):
                 await asyncio.sleep(0.001)  # UDP has no back-pressure: do not fill the socket buffers blindly
 
 
+class TinyFrameCamera(HostileCamera):
+    """Plays real video for `good_seconds`, then valid RTP of 2-byte pictures (each a new frame) as fast as the
+    client takes them: the most packets a second a camera can send."""
+
+    def __init__(self, good_seconds: float = 1.0) -> None:
+        super().__init__()
+        self.good_seconds = good_seconds
+        self.flooding = asyncio.Event()
+
+    async def stream(self, session: Session) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(super().stream(session), self.good_seconds)
+        self.flooding.set()
+        burst = [rtp_packet(b"\x41\x88", sequence=i, timestamp=i * 10, marker=True) for i in range(4096)]
+        while True:
+            for packet in burst:
+                self.send_rtp(session, packet)
+            await session.writer.drain()
+            if session.client_ports is not None:
+                await asyncio.sleep(0.001)
+
+
 class SourceAddressCamera(HostileCamera):
     """Answers a UDP SETUP with `source=<source>` and the server ports `ports` (a trap's), as a camera that
     would make the server send its RTP and RTCP elsewhere."""

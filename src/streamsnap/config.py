@@ -463,6 +463,10 @@ class RtspSettings(Section):
         1024, "NAL units one video frame of a camera may hold (its bytes: `gop.max_bytes`; its packets: "
         "`webrtc.rtp_max_packets_per_frame`); a frame over any ends the pull."
     )
+    max_packets_per_second: Annotated[int, Meta(ge=100, le=1_000_000)] = _setting(
+        10_000, "Packets a camera may send a second (~110 Mbit/s of 1400-byte packets); more wait (TCP) or are "
+        "dropped (UDP)."
+    )
 
 
 @dataclass(frozen=True)

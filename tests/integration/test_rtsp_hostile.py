@@ -39,6 +39,7 @@ from tests.hostile_rtsp import (
     Request,
     Session,
     SourceAddressCamera,
+    TinyFrameCamera,
     TrapListener,
 )
 
@@ -397,6 +398,27 @@ async def test_an_endless_fragment_is_capped(start_server: Callable[..., Any], h
     assert peak < 32 * 2**20, f"RSS peak {peak / 2**20:.1f} MB"
     assert "sends a video frame of more than" in caplog.text  # the operator is told why
     await eventually(resources.back, timeout=5, what=resources)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+async def test_a_camera_is_read_at_its_packet_rate(start_server: Callable[..., Any], http: aiohttp.ClientSession,
+                                                   started: Callable[..., Any], transport: str) -> None:
+    rate = 1000
+    server: RunningServer = await start_server(rtsp_allowed_hosts=LOOPBACK, rtsp_transport=transport,
+                                               rtsp_max_packets_per_second=rate)
+    camera = await started(TinyFrameCamera(good_seconds=1.0))
+    status, body = await picture(http, server, camera.url())
+    assert status == 200, body
+    await asyncio.wait_for(camera.flooding.wait(), 5)
+    assert server.node is not None
+    source = server.node.sources.get(camera.url())
+    assert source is not None
+    before, began = source.stats().frames_received, time.monotonic()
+    await asyncio.sleep(3)
+    frames = source.stats().frames_received - before
+    sent = camera.bytes_sent // 14
+    assert frames <= rate * (time.monotonic() - began) * 1.25, (frames, sent)
+    assert sent > 3 * frames  # the camera tried far more
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])

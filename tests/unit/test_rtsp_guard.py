@@ -91,6 +91,19 @@ def test_bytes_in_any_chunks_give_the_same_result() -> None:
     assert b"".join(dripped.from_camera(data[i:i + 1])[0] for i in range(len(data))) == expected
 
 
+def test_a_frame_budget_leaves_the_rest_for_later() -> None:
+    guard = RtspGuard(LIMITS, "tcp")
+    set_up(guard)
+    packets = [interleaved(0, packet) for packets in frames_of(3) for packet in packets]
+    out, _ = guard.from_camera(b"".join(packets), frames=2)
+    assert out == b"".join(packets[:2]) and guard.backlog
+    out, _ = guard.from_camera(b"", frames=0)
+    assert out == b"" and guard.backlog
+    out, _ = guard.from_camera(b"", frames=len(packets))
+    assert out == b"".join(packets[2:]) and not guard.backlog
+    assert guard.camera_packets == len(packets)
+
+
 def test_a_redirect_is_reported_and_never_passed_on() -> None:
     guard = RtspGuard(LIMITS, "tcp")
     guard.from_client(request("DESCRIBE", 2))

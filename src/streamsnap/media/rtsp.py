@@ -170,7 +170,8 @@ class RtspSource:
         """What the relay lets through to FFmpeg."""
         return GuardLimits(sdp_bytes=self.settings.max_sdp_bytes, tracks=self.settings.max_tracks,
                            frame_bytes=self.gop.max_bytes, frame_packets=self.frame_packets,
-                           frame_nals=self.settings.max_frame_nals)
+                           frame_nals=self.settings.max_frame_nals,
+                           packets_per_second=self.settings.max_packets_per_second)
 
     async def start(self) -> None:
         """Connect to the camera and begin reading; raises `PublishError` with the reason it cannot.

@@ -49,6 +49,8 @@ class GuardLimits:
     "RTP packets one video frame may hold: its fragments pending (`webrtc.rtp_max_packets_per_frame`)."
     frame_nals: int
     "NAL units one video frame may hold (`rtsp.max_frame_nals`)."
+    packets_per_second: int = 10_000
+    "Packets (interleaved frames, UDP datagrams) a camera may send a second; more wait (TCP) or are dropped (UDP)."
 
 
 class GuardRefusal(Exception):
@@ -129,17 +131,26 @@ class _Framer:
     side: str
     body_max: int
     buffer: bytearray = field(default_factory=bytearray)
+    backlog: bool = False
+    "Whether the last `feed` stopped at its frame budget with bytes left to read."
     _searched: int = 0
     "Where the search for the end of a pending head goes on from (what was searched stays searched)."
 
-    def feed(self, data: bytes) -> list[_Message | bytes]:
-        """The messages and interleaved frames (`$`, channel, length and data, as sent) complete so far."""
+    def feed(self, data: bytes, frames: int | None = None) -> list[_Message | bytes]:
+        """The messages and interleaved frames (`$`, channel, length and data, as sent) complete so far; at most
+        `frames` interleaved frames (the rest stays buffered: `backlog`)."""
         self.buffer += data
         out: list[_Message | bytes] = []
         position = 0
+        self.backlog = False
         try:
             while position < len(self.buffer):
                 if self.buffer[position] == 0x24:  # "$": interleaved binary data
+                    if frames is not None:
+                        if frames <= 0:
+                            self.backlog = True
+                            break
+                        frames -= 1
                     if len(self.buffer) - position < 4:
                         break
                     end = position + 4 + int.from_bytes(self.buffer[position + 2:position + 4], "big")
@@ -347,6 +358,8 @@ class RtspGuard:
         self.client_ports: tuple[int, int] | None = None
         self._camera = _Framer("the camera", limits.sdp_bytes)
         self._client = _Framer("FFmpeg", limits.sdp_bytes)
+        self.camera_packets = 0
+        "Interleaved frames the camera sent (passed or not): what the relay's packet rate counts."
         self._asked: dict[str, str] = {}
         "Method of each request FFmpeg sent, by CSeq."
         self._setups = 0
@@ -368,12 +381,19 @@ class RtspGuard:
             out.append(item.render())
         return b"".join(out), events
 
-    def from_camera(self, data: bytes) -> tuple[bytes, list[Event]]:
-        """What to send FFmpeg of `data` from the camera, and what happened; raises `GuardRefusal`."""
+    @property
+    def backlog(self) -> bool:
+        """Whether camera bytes wait in the guard for the next budget (`from_camera(b"", frames)`)."""
+        return self._camera.backlog
+
+    def from_camera(self, data: bytes, frames: int | None = None) -> tuple[bytes, list[Event]]:
+        """What to send FFmpeg of `data` from the camera (at most `frames` interleaved frames of it; the rest
+        waits: `backlog`), and what happened; raises `GuardRefusal`."""
         out: list[bytes] = []
         events: list[Event] = []
-        for item in self._camera.feed(data):
+        for item in self._camera.feed(data, frames):
             if isinstance(item, bytes):
+                self.camera_packets += 1
                 channel = item[1]
                 if self.channels is None or channel not in self.channels:
                     continue  # nothing set up there: FFmpeg never asked for it

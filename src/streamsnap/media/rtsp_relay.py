@@ -42,6 +42,8 @@ from streamsnap.reasons import PublishError, StreamEnd
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+RATE_WINDOW = 0.25
+"Seconds over which a camera's packet rate is counted (a quarter of `packets_per_second` each)."
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -137,6 +139,9 @@ class CameraRelay:
         self._client_ports: tuple[int, int] | None = None
         self._server_ports: tuple[int, int] | None = None
         self._accepted = False
+        self._window = (0.0, 0)
+        "The packet rate's current window: when it ends (the loop's clock), and the camera's packets before it."
+        self._udp_packets = 0
 
     @classmethod
     async def open(cls, addresses: Sequence[IPAddress], port: int, *, transport: str, limits: GuardLimits,
@@ -266,7 +271,7 @@ class CameraRelay:
             return
         try:
             if side is self.camera:
-                out, events = self.guard.from_camera(data)
+                out, events = self.guard.from_camera(data, self._budget())
             else:
                 out, events = self.guard.from_client(data)
         except GuardRefusal as refusal:
@@ -278,6 +283,14 @@ class CameraRelay:
             peer.transport.write(out)
         for event in events:
             self._event(event)
+        if side is self.camera:
+            if self.guard.backlog:
+                # Over its packet rate: the rest waits for the next window, and the camera is not read meanwhile
+                # (TCP pushes back on it); the work of one read is bounded by the rate, whatever it holds.
+                self.camera.hold("rate")
+                asyncio.get_running_loop().call_at(self._window[0], self._received, self.camera, b"")
+            else:
+                self.camera.release("rate")
 
     def _event(self, event: Event) -> None:
         if isinstance(event, Redirected):
@@ -298,6 +311,14 @@ class CameraRelay:
         self._release_sockets()
         self.finished.set_result(None)
 
+    def _budget(self) -> int:
+        """The camera's packets (interleaved and UDP) left in this window of its `packets_per_second`."""
+        now = asyncio.get_running_loop().time()
+        sent = self.guard.camera_packets + self._udp_packets
+        if now >= self._window[0]:
+            self._window = (now + RATE_WINDOW, sent)
+        return max(0, int(self.guard.limits.packets_per_second * RATE_WINDOW) - (sent - self._window[1]))
+
     def _expire(self) -> None:
         logger.info("camera %s: no video within the open timeout", self.shown)
         self.close(PublishError(StreamEnd.SOURCE_TIMEOUT, f"{self.shown} did not describe and send its video "
@@ -313,6 +334,9 @@ class CameraRelay:
                 return
             if sender != self.camera_address or self._client_ports is None:
                 return  # only the checked camera address is heard
+            if self._budget() <= 0:
+                return  # over its packet rate: UDP has no back-pressure, the rest of the window is dropped
+            self._udp_packets += 1
             if role == "camera rtp":
                 try:
                     if not self.guard.check_udp_rtp(data):

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from streamsnap.media.h264 import annexb_parameter_sets
-from streamsnap.media.rtsp import public_uri
+from streamsnap.media.rtsp import public_uri, redirect_target, relay_uri
 from streamsnap.reasons import PublishError, SnapshotFailure, StreamEnd
 from streamsnap.service.cameras import HostPolicy, check_uri, picture_failure, redact_credentials
 from streamsnap.web.errors import STATUS
@@ -35,6 +35,30 @@ def test_bad_camera_urls_are_refused_without_echoing_them(uri: str) -> None:
         check_uri(uri)
     assert refused.value.reason is StreamEnd.BAD_SOURCE_URI
     assert uri not in str(refused.value) or len(uri) < 8
+
+
+def test_ffmpeg_is_given_the_relay_with_the_credentials_path_and_query() -> None:
+    assert relay_uri("rtsp://u:p%40x@cam.example:8554/live/1?sub=2", 40001) == \
+        "rtsp://u:p%40x@127.0.0.1:40001/live/1?sub=2"
+    assert relay_uri("rtsp://[fe80::1]/a", 40001) == "rtsp://127.0.0.1:40001/a"
+    assert relay_uri("rtsp://cam", 40001) == "rtsp://127.0.0.1:40001/"
+
+
+@pytest.mark.parametrize("uri, location, target", [
+    ("rtsp://u:p@cam/a", "/b", "rtsp://u:p@cam/b"),  # relative: same host, credentials kept
+    ("rtsp://u:p@cam/a", "rtsp://cam:8554/b", "rtsp://u:p@cam:8554/b"),
+    ("rtsp://u:p@cam/a", "rtsp://other/b", "rtsp://other/b"),  # another host never gets them
+    ("rtsp://cam/a", "rtsp://x:y@other/b", "rtsp://other/b"),  # nor credentials a camera names
+])
+def test_redirect_targets(uri: str, location: str, target: str) -> None:
+    assert redirect_target(uri, location) == target
+
+
+@pytest.mark.parametrize("location", ["http://cam/b", "rtsp://cam:99999/b", "file:///etc/passwd", "rtsp://:554/b"])
+def test_redirects_to_what_is_not_an_rtsp_url_are_refused(location: str) -> None:
+    with pytest.raises(PublishError) as refused:
+        redirect_target("rtsp://cam/a", location)
+    assert refused.value.reason is StreamEnd.BAD_SOURCE_URI
 
 
 def test_good_camera_url() -> None:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -34,12 +35,23 @@ from typing import Any
 
 import aiohttp
 import psutil
+import yarl
 from aiortc import RTCPeerConnection
 from aiortc.rtp import RtpPacket
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.harness import free_port, serve_command, wait_listening  # noqa: E402
+from tests.harness.hostile_rtsp import (  # noqa: E402
+    DrippingCamera,
+    FragmentFloodCamera,
+    HugeDescriptionCamera,
+    ManyTracksCamera,
+    RedirectingCamera,
+    SourceAddressCamera,
+    TinyFrameCamera,
+    TrapListener,
+)
 from tests.harness.peer import real_offer, rtp_injector  # noqa: E402
 from tests.harness.redis import Redis  # noqa: E402
 from tests.harness.rtmp_peer import (  # noqa: E402
@@ -79,6 +91,7 @@ SERVER_SETTINGS = {
     "STREAMSNAP_CLUSTER_PORT": str(free_port()),
     "STREAMSNAP_MAX_STREAMS_PER_ADDRESS": "4",
     "STREAMSNAP_MJPEG_WRITE_TIMEOUT": "2",
+    "STREAMSNAP_RTSP_ALLOWED_HOSTS": "127.0.0.1",  # the hostile cameras' address; their traps are on 127.0.0.2
 }
 REDIS_PORT = free_port()
 NORMAL_ADDRESS = "198.51.100.10"
@@ -901,6 +914,192 @@ async def attack_rtmp_no_publish(bench: Bench, deadline: float) -> str:
 
     await asyncio.gather(*(one(i) for i in range(20)))
     return words(seen) + " (20 peers that connect and never publish, reconnecting)"
+# Hostile cameras (issue 22): each attack's cameras run in this process; the server may pull 127.0.0.1 only.
+
+def camera_puller(bench: Bench) -> dict[str, str]:
+    """Headers of a client that may take pictures of cameras and start their pulls (no subject: no quota)."""
+    return {"Authorization": f"Bearer {bench.tokens.issue(['snapshot', 'pull'])}", "X-Forwarded-For": "203.0.113.9"}
+
+
+async def camera_picture(http: aiohttp.ClientSession, bench: Bench, uri: str) -> str:
+    """The image url's answer for camera `uri`: "200", or the status and reason."""
+    url = yarl.URL(f"{bench.base}/streams/{urllib.parse.quote(uri, safe='')}/snapshot.jpg", encoded=True)
+    async with http.get(url, headers=camera_puller(bench)) as response:
+        if response.status == 200:
+            await response.read()
+            return "200"
+        body = await response.json(content_type=None)
+        return f"{response.status} {body.get('reason')}"
+
+
+def server_counts(bench: Bench) -> str:
+    """The server's threads and open descriptors now."""
+    port = int(bench.base.rsplit(":", 1)[1])
+    server = psutil.Process(next(c.pid for c in psutil.net_connections("tcp")
+                                 if c.laddr and c.laddr.port == port and c.status == "LISTEN"))
+    return f"threads {server.num_threads()}, fds {server.num_fds()}"
+
+
+async def attack_camera_ssrf(bench: Bench, deadline: float) -> str:
+    trap = await TrapListener("127.0.0.2").start()
+    names = [f"rtsp://127.0.0.2:{trap.port}/x?probe=1", f"rtsp://127.0.0.2:{free_port()}/x",
+             "rtsp://169.254.169.254/latest/meta-data", "rtsp://[::1]:554/x", f"rtsp://[::ffff:127.0.0.2]:{trap.port}/x"]
+    seen: Counter[str] = Counter()
+    try:
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                for answer in await asyncio.gather(*(camera_picture(http, bench, name) for name in names)):
+                    seen[answer] += 1
+                await asyncio.sleep(0.02)
+    finally:
+        trap.close()
+    return "HTTP " + words(seen) + f" (unlisted hosts, open and closed ports; trap connections {trap.connections})"
+
+
+async def attack_camera_redirects(bench: Bench, deadline: float) -> str:
+    trap = await TrapListener("127.0.0.2").start()
+    away = await RedirectingCamera(f"rtsp://127.0.0.2:{trap.port}/cam", after_auth=True).start()
+    loop = await RedirectingCamera("rtsp://{self}/again-{n}", after_auth=True).start()
+    seen: Counter[str] = Counter()
+    pulls = 0
+    try:
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                answers = await asyncio.gather(*(camera_picture(http, bench, camera.url(f"/p{pulls}", "u:pw"))
+                                                 for camera in (away, loop)))
+                for answer in answers:
+                    seen[answer] += 1
+                pulls += 1
+    finally:
+        for camera in (away, loop):
+            await camera.close()
+        trap.close()
+    return (words(seen) + f" (after auth; trap connections {trap.connections}, the loop redirected "
+            f"{loop.redirects / max(pulls, 1):.1f} times a pull)")
+
+
+async def attack_camera_drip(bench: Bench, deadline: float) -> str:
+    cameras = [await DrippingCamera(phase).start() for phase in ("head", "body", "media")]
+    before = server_counts(bench)
+    seen: Counter[str] = Counter()
+    count = 0
+
+    async def worker(index: int) -> None:
+        nonlocal count
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                count += 1
+                seen[await camera_picture(http, bench, cameras[index % 3].url(f"/drip-{count}"))] += 1
+
+    try:
+        await asyncio.gather(*(worker(index) for index in range(25)))
+        await asyncio.sleep(2)
+        after = server_counts(bench)
+    finally:
+        for camera in cameras:
+            await camera.close()
+    return words(seen) + f" (25 pulls at a time dripping 1 byte / 2 s; server {before}, 2 s after: {after})"
+
+
+async def attack_camera_huge_description(bench: Bench, deadline: float) -> str:
+    camera = await HugeDescriptionCamera(300 * 1024 * 1024).start()
+    seen: Counter[str] = Counter()
+    rounds = 0
+    try:
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                for answer in await asyncio.gather(*(camera_picture(http, bench, camera.url(f"/h{rounds}-{i}"))
+                                                     for i in range(4))):
+                    seen[answer] += 1
+                rounds += 1
+    finally:
+        await camera.close()
+    sent = camera.bytes_sent / max(1, sum(seen.values())) / 2**20
+    return words(seen) + f" (300 MB descriptions, 4 at once; {sent:.1f} MB written per pull before the close)"
+
+
+async def attack_camera_fragments(bench: Bench, deadline: float) -> str:
+    seen: Counter[str] = Counter()
+    floods = 0
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline - 2:
+            camera = await FragmentFloodCamera(good_seconds=0.5).start()
+            try:
+                seen["picture " + await camera_picture(http, bench, camera.url())] += 1
+                await asyncio.wait_for(camera.flooding.wait(), 5)
+                floods += 1
+                try:
+                    await asyncio.wait_for(camera.stream_ended.wait(), 8)
+                    seen["flood cut off"] += 1
+                except TimeoutError:
+                    seen["flood went on"] += 1
+            finally:
+                await camera.close()
+    return words(seen) + f" ({floods} endless FU-A floods after 0.5 s of real video)"
+
+
+async def attack_camera_tracks(bench: Bench, deadline: float) -> str:
+    camera = await ManyTracksCamera(500).start()
+    seen: Counter[str] = Counter()
+    pulls = 0
+    try:
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                async with http.post(f"{bench.base}/rest-api/rtsp/startup", headers=camera_puller(bench),
+                                     json={"uri": camera.url(f"/t{pulls}"), "toStream": f"tracks-{pulls}",
+                                           "transport": "udp" if pulls % 2 else "tcp"}) as response:
+                    body = await response.json(content_type=None)
+                    seen[f"{response.status} {body.get('reason') if isinstance(body, dict) else ''}"] += 1
+                pulls += 1
+    finally:
+        await camera.close()
+    return "HTTP " + words(seen) + f" (500 tracks, TCP and UDP; SETUPs the camera got: {camera.setups})"
+
+
+async def attack_camera_tiny_frames(bench: Bench, deadline: float) -> str:
+    camera = await TinyFrameCamera(good_seconds=0.5).start()
+    seen: Counter[str] = Counter()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{bench.base}/rest-api/rtsp/startup", headers=camera_puller(bench),
+                                 json={"uri": camera.url(), "toStream": "tiny-frames"}) as response:
+                seen[f"startup {response.status}"] += 1
+            while time.monotonic() < deadline:
+                async with http.get(f"{bench.base}/streams/tiny-frames/snapshot.jpg",
+                                    headers=camera_puller(bench)) as response:
+                    await response.read()
+                    seen[f"picture {response.status}"] += 1
+                await asyncio.sleep(0.25)
+            async with http.post(f"{bench.base}/rest-api/rtsp/terminate", headers=camera_puller(bench),
+                                 json={"toStream": "tiny-frames"}):
+                pass
+    finally:
+        await camera.close()
+    return words(seen) + f" (2-byte frames as fast as taken: {camera.bytes_sent / 2**20:.0f} MiB written by the camera)"
+
+
+async def attack_camera_udp_source(bench: Bench, deadline: float) -> str:
+    trap = await TrapListener("127.0.0.2").start()
+    camera = await SourceAddressCamera("127.0.0.2", trap.udp_ports).start()
+    seen: Counter[str] = Counter()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{bench.base}/rest-api/rtsp/startup", headers=camera_puller(bench),
+                                 json={"uri": camera.url(), "toStream": "udp-source", "transport": "udp"}) as response:
+                seen[f"startup {response.status}"] += 1
+            while time.monotonic() < deadline:
+                async with http.get(f"{bench.base}/streams/udp-source/snapshot.jpg",
+                                    headers=camera_puller(bench)) as response:
+                    await response.read()
+                    seen[f"picture {response.status}"] += 1
+                await asyncio.sleep(0.25)
+            async with http.post(f"{bench.base}/rest-api/rtsp/terminate", headers=camera_puller(bench),
+                                 json={"toStream": "udp-source"}):
+                pass
+    finally:
+        await camera.close()
+        trap.close()
+    return words(seen) + f" (SETUP reply source=127.0.0.2; datagrams at the trap: {len(trap.datagrams)})"
 
 
 ATTACKS: list[tuple[str, Attack]] = [
@@ -931,6 +1130,14 @@ ATTACKS: list[tuple[str, Attack]] = [
     ("RTMP: AMF0 array of 4M nulls before auth", attack_rtmp_null_array),
     ("RTMP: connections from one address", attack_rtmp_connections),
     ("RTMP: connections that never publish", attack_rtmp_no_publish),
+    ("camera urls at unlisted hosts", attack_camera_ssrf),
+    ("camera redirects (elsewhere, in a loop)", attack_camera_redirects),
+    ("cameras dripping a byte every 2 s", attack_camera_drip),
+    ("camera descriptions of 300 MB", attack_camera_huge_description),
+    ("camera endless FU-A fragment", attack_camera_fragments),
+    ("camera descriptions of 500 tracks", attack_camera_tracks),
+    ("camera packets at line rate", attack_camera_tiny_frames),
+    ("camera UDP SETUP source= elsewhere", attack_camera_udp_source),
 ]
 
 

@@ -132,7 +132,8 @@ def idle_cost(pid: int, row: KindRow, rss_empty: float, seconds: float) -> None:
 def measure_rtsp(size: str, streams: int, seconds: float, warmup: float, rounds: int) -> KindRow:
     row = KindRow("rtsp", size, streams)
     port = free_port()
-    with running(receiver_command("streamsnap", port), RECEIVER_CPU) as server, ExitStack() as stack:
+    with running(receiver_command("streamsnap", port), RECEIVER_CPU, {"STREAMSNAP_RTSP_ALLOWED_HOSTS": "127.0.0.1"}) \
+            as server, ExitStack() as stack:
         wait_listening(port)
         time.sleep(1)
         rss_empty = rss_mb(server.pid)

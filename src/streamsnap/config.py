@@ -471,20 +471,40 @@ class RtspSettings(Section):
     transport: Literal["tcp", "udp"] = _setting(
         "tcp", "RTSP transport of pulls that name none: tcp (interleaved in the RTSP connection) or udp."
     )
-    open_timeout: Seconds = _setting(5.0, "Seconds a camera has to answer and describe its stream.")
+    open_timeout: Seconds = _setting(
+        5.0, "Seconds a pull has to connect, follow redirects, get the camera's description and its first video; "
+        "then its connections close."
+    )
     packet_timeout: Seconds = _setting(5.0, "A camera that sends no packet for this many seconds has failed.")
-    on_demand: bool = _setting(True, "Pull a camera when a picture of an `rtsp://` stream name is asked.")
+    on_demand: bool = _setting(
+        True, "Pull a camera when a picture of an `rtsp://` stream name is asked (only hosts in `allowed_hosts`)."
+    )
     idle_timeout: Seconds = _setting(
         60.0, "A pull started by a picture of an `rtsp://` name stops after this many seconds without pictures."
     )
     allowed_hosts: RtspHosts = _setting(
-        [], "Hosts (names, addresses, CIDR networks) cameras may be pulled from; empty: any."
+        [], "Hosts (names, addresses, CIDR networks) pictures and REST may pull from; empty: only `[[cameras]]`. "
+        "Loopback, link-local and cloud metadata addresses need an entry inside their own range."
     )
     reconnect_max: Seconds = _setting(
         30.0, "Longest wait between reconnections of a configured camera (exponential back-off with jitter)."
     )
     max_redirects: Annotated[int, Meta(ge=0, le=10)] = _setting(
-        3, "RTSP redirects a pull follows (each target host checked against `rtsp.allowed_hosts`)."
+        3, "RTSP redirects a pull follows (each target checked against `rtsp.allowed_hosts`)."
+    )
+    max_sdp_bytes: Annotated[int, Meta(ge=1024, le=1024 * 1024)] = _setting(
+        65536, "Largest body (the description) a camera's answer may have; a larger one ends the pull unread."
+    )
+    max_tracks: Annotated[int, Meta(ge=1, le=256)] = _setting(
+        8, "Media sections (m= lines) a camera's description may have; more end the pull before any SETUP."
+    )
+    max_frame_nals: Annotated[int, Meta(ge=16, le=65536)] = _setting(
+        1024, "NAL units one video frame of a camera may hold (its bytes: `gop.max_bytes`; its packets: "
+        "`webrtc.rtp_max_packets_per_frame`); a frame over any ends the pull."
+    )
+    max_packets_per_second: Annotated[int, Meta(ge=100, le=1_000_000)] = _setting(
+        10_000, "Packets a camera may send a second (~110 Mbit/s of 1400-byte packets); more wait (TCP) or are "
+        "dropped (UDP)."
     )
 
 

@@ -119,7 +119,8 @@ PARTS = {"SnapshotService", "PublishingService", "SnapshotEngine", "CameraPulls"
 "The parts of a node: made by `server/node.py` alone."
 LISTENERS = {"AppRunner", "SockSite", "TCPSite", "RtmpServer", "serve_guarded", "create_server"}
 "What binds a socket: only the listeners (server/listeners.py and the two servers it starts)."
-LISTENER_MODULES = {"server/listeners.py", "server/rtmp.py", "server/connections.py"}
+LISTENER_MODULES = {"server/listeners.py", "server/rtmp.py", "server/connections.py", "media/rtsp_relay.py"}
+"The public listeners, and the loopback relay a camera pull puts between FFmpeg and the camera."
 
 
 def test_only_the_builder_makes_the_parts_of_a_node() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import pytest
 
 from streamsnap.media.h264 import annexb_parameter_sets
-from streamsnap.media.rtsp import public_uri
+from streamsnap.media.rtsp import public_uri, redirect_target, relay_uri
 from streamsnap.reasons import PublishError, SnapshotFailure, StreamEnd
 from streamsnap.service.cameras import HostPolicy, check_uri, picture_failure, redact_credentials
 from streamsnap.web.errors import STATUS
@@ -36,24 +37,84 @@ def test_bad_camera_urls_are_refused_without_echoing_them(uri: str) -> None:
     assert uri not in str(refused.value) or len(uri) < 8
 
 
+def test_ffmpeg_is_given_the_relay_with_the_credentials_path_and_query() -> None:
+    assert relay_uri("rtsp://u:p%40x@cam.example:8554/live/1?sub=2", 40001) == \
+        "rtsp://u:p%40x@127.0.0.1:40001/live/1?sub=2"
+    assert relay_uri("rtsp://[fe80::1]/a", 40001) == "rtsp://127.0.0.1:40001/a"
+    assert relay_uri("rtsp://cam", 40001) == "rtsp://127.0.0.1:40001/"
+
+
+@pytest.mark.parametrize("uri, location, target", [
+    ("rtsp://u:p@cam/a", "/b", "rtsp://u:p@cam/b"),  # relative: same host, credentials kept
+    ("rtsp://u:p@cam/a", "rtsp://cam:8554/b", "rtsp://u:p@cam:8554/b"),
+    ("rtsp://u:p@cam/a", "rtsp://other/b", "rtsp://other/b"),  # another host never gets them
+    ("rtsp://cam/a", "rtsp://x:y@other/b", "rtsp://other/b"),  # nor credentials a camera names
+])
+def test_redirect_targets(uri: str, location: str, target: str) -> None:
+    assert redirect_target(uri, location) == target
+
+
+@pytest.mark.parametrize("location", ["http://cam/b", "rtsp://cam:99999/b", "file:///etc/passwd", "rtsp://:554/b"])
+def test_redirects_to_what_is_not_an_rtsp_url_are_refused(location: str) -> None:
+    with pytest.raises(PublishError) as refused:
+        redirect_target("rtsp://cam/a", location)
+    assert refused.value.reason is StreamEnd.BAD_SOURCE_URI
+
+
 def test_good_camera_url() -> None:
     assert check_uri("rtsp://u:p@cam.example:8554/stream1").hostname == "cam.example"
 
 
 async def test_host_policy() -> None:
-    open_policy = HostPolicy([])
-    await open_policy.check("anything.example")
+    closed = HostPolicy([])  # the default: nothing but [[cameras]], refused before any look-up
+    assert closed.closed
+    with pytest.raises(PublishError) as refused:
+        await closed.check("anything.example")
+    assert refused.value.reason is StreamEnd.SOURCE_NOT_ALLOWED and "rtsp.allowed_hosts" in refused.value.detail
     policy = HostPolicy(["cam.example", "10.1.0.0/16", "127.0.0.1"])
-    await policy.check("CAM.example")
-    await policy.check("10.1.2.3")
+    assert await policy.addresses("10.1.2.3") == [ipaddress.ip_address("10.1.2.3")]
     await policy.check("127.0.0.1")
+    await policy.check("[::ffff:10.1.2.3]".strip("[]"))  # IPv4-mapped: checked as the IPv4 address it reaches
     for host in ("10.2.0.1", "192.168.1.1", "::1"):
         with pytest.raises(PublishError) as refused:
             await policy.check(host)
         assert refused.value.reason is StreamEnd.SOURCE_NOT_ALLOWED
+        assert "rtsp.allowed_hosts" in refused.value.detail
     with pytest.raises(PublishError) as refused:
         await policy.check("no-such-host.invalid")
     assert refused.value.reason in (StreamEnd.SOURCE_UNREACHABLE, StreamEnd.SOURCE_NOT_ALLOWED)
+
+
+@pytest.mark.parametrize("address, entries, allowed", [
+    ("127.0.0.1", ["0.0.0.0/0"], False),  # a wide range never opens loopback...
+    ("127.0.0.1", ["127.0.0.0/8"], True),  # ...an entry inside it does
+    ("127.0.0.5", ["127.0.0.1/32"], False),
+    ("0.0.0.0", ["0.0.0.0/0"], False),
+    ("169.254.169.254", ["0.0.0.0/0"], False),
+    ("169.254.169.254", ["169.254.0.0/16"], False),  # link-local listed: the metadata address still is not
+    ("169.254.169.254", ["169.254.169.254"], True),
+    ("169.254.1.20", ["169.254.0.0/16"], True),
+    ("100.100.100.200", ["100.64.0.0/10"], False),
+    ("fd00:ec2::254", ["fd00::/8"], False),
+    ("fe80::1", ["::/0"], False),
+    ("::1", ["::/0"], False),
+    ("::1", ["::1"], True),
+    ("::ffff:127.0.0.1", ["::/0", "0.0.0.0/0"], False),
+    ("::ffff:127.0.0.1", ["::ffff:127.0.0.1"], True),
+    ("224.0.0.1", ["0.0.0.0/0"], False),
+    ("10.0.0.9", ["0.0.0.0/0"], True),
+    ("2001:db8::1", ["::/0"], True),
+])
+def test_special_addresses_need_an_entry_of_their_own(address: str, entries: list[str], allowed: bool) -> None:
+    assert HostPolicy(entries).allows(address, ipaddress.ip_address(address)) is allowed
+
+
+async def test_listed_names_do_not_open_special_addresses() -> None:
+    policy = HostPolicy(["localhost"])
+    with pytest.raises(PublishError) as refused:
+        await policy.check("localhost")  # resolves to loopback, which needs an entry of its own
+    assert refused.value.reason is StreamEnd.SOURCE_NOT_ALLOWED
+    assert await HostPolicy(["localhost", "127.0.0.1"]).addresses("localhost") == [ipaddress.ip_address("127.0.0.1")]
 
 
 def test_credentials_are_taken_out_of_log_lines(caplog: pytest.LogCaptureFixture) -> None:

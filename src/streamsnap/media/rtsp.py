@@ -1,10 +1,17 @@
 """RTSP sources: a camera pulled with PyAV, its packets demuxed (never decoded) into the frame cache.
 
-One thread per camera opens the url and reads packets; each packet is handed to the event
+FFmpeg never reaches a camera by itself: each attempt resolves the camera's host once (through
+`destinations`, which checks every address), and a relay (`media/rtsp_relay.py`) connects to a
+checked address and lets through only what `media/rtsp_guard.py` allows. FFmpeg is given the
+relay's `rtsp://127.0.0.1:<port>/...` url; a redirect ends the attempt and the next one starts at
+its target, checked again, at most `max_redirects` times.
+
+One thread per camera opens the relay's url and reads packets; each packet is handed to the event
 loop (`call_soon_threadsafe`) and added to a bounded `GopCache`, so a camera nobody asks a
-picture of costs a demux and a list append per frame. PyAV's read timeout does not fire
-when a camera accepts and then sends nothing (PyAV #584), so a no-packet watchdog on the
-loop ends the source itself; FFmpeg's socket timeout (`timeout` option) then frees the thread.
+picture of costs a demux and a list append per frame. The thread ends when the relay closes: at
+the probe deadline (`open_timeout`, for the whole open), when the source is closed, and when a
+no-packet watchdog on the loop ends the source (PyAV's read timeout does not fire when a camera
+accepts and then sends nothing, PyAV #584).
 
 The url may carry credentials: they go to FFmpeg and nowhere else. Every word logged or
 raised here names the url without them (`public_uri`), and FFmpeg's own messages, which
@@ -14,12 +21,12 @@ quote the url, are never passed on.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
-import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +36,8 @@ import av.error
 from streamsnap.config import GopSettings, RtspSettings
 from streamsnap.media.frames import GopCache
 from streamsnap.media.h264 import annexb_parameter_sets, with_parameter_sets
+from streamsnap.media.rtsp_guard import GuardLimits
+from streamsnap.media.rtsp_relay import CameraRelay
 from streamsnap.media.source import SourceStats, video_stats
 from streamsnap.reasons import PublishError, StreamEnd
 from streamsnap.streams import SourceKind
@@ -75,74 +84,40 @@ def _open_failure(exc: BaseException) -> StreamEnd:
     return StreamEnd.ERROR
 
 
-REDIRECTS = frozenset({301, 302, 303, 305, 307})
-MAX_REPLY_BYTES = 64 * 1024
 DEFAULT_PORT = 554
+CLOSE_GRACE = 2.0
+"Seconds FFmpeg has, after its relay closed at the probe deadline, to return from its open."
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Destinations = Callable[[str, int], Awaitable[list[IPAddress]]]
+"""Resolves a camera host once and returns the addresses a pull may connect to (`hop` 0: the url the
+pull was started with; then each redirect's target); raises `PublishError` (SOURCE_NOT_ALLOWED,
+SOURCE_UNREACHABLE) with words that name the host as written, never what it resolved to."""
 
 
-def _describe(uri: str, timeout: float) -> tuple[socket.socket, tuple[int, dict[str, str]] | None]:
-    """A connection to the camera and the status and headers of its answer to a DESCRIBE without
-    credentials (None when the answer is not RTSP)."""
+def relay_uri(uri: str, port: int) -> str:
+    """`uri` pointed at the relay on 127.0.0.1:`port`: its credentials, path and query kept."""
     parts = urllib.parse.urlsplit(uri)
-    sock = socket.create_connection((parts.hostname or "", parts.port or DEFAULT_PORT), timeout=timeout)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
+    return urllib.parse.urlunsplit(("rtsp", netloc, parts.path or "/", parts.query, ""))
+
+
+def redirect_target(uri: str, location: str) -> str:
+    """Where a redirect of the camera at `uri` leads (credentials kept only for the same host as written);
+    raises `PublishError(BAD_SOURCE_URI)` when it is not an rtsp:// url with a host."""
+    here = urllib.parse.urlsplit(uri)
     try:
-        sock.settimeout(timeout)
-        sock.sendall(f"DESCRIBE {public_uri(uri)} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n"
-                     f"User-Agent: streamsnap\r\n\r\n".encode())
-        reply = b""
-        while b"\r\n\r\n" not in reply and len(reply) < MAX_REPLY_BYTES:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    except BaseException:
-        sock.close()
-        raise
-    lines = reply.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    words = lines[0].split(" ", 2)
-    if len(words) < 2 or not words[0].startswith("RTSP/") or not words[1].isdigit():
-        return sock, None
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return sock, (int(words[1]), headers)
-
-
-def follow_redirects(uri: str, *, max_redirects: int, timeout: float,
-                     host_allowed: Callable[[str], bool]) -> tuple[str, socket.socket]:
-    """The url FFmpeg should open, `uri` or where its camera redirects, and the connection that asked
-    it (blocking; raises `PublishError`).
-
-    FFmpeg follows RTSP redirects itself, to any host and without a count; so redirects are
-    followed here first, each target checked against `host_allowed`, at most `max_redirects`.
-    Credentials go along only to the same host. Failures FFmpeg words better (401, 404, junk) are
-    left to it. The caller closes the connection once FFmpeg has opened the camera: a server that
-    prepares a shared stream on DESCRIBE (GStreamer's) tears it down when its only client leaves,
-    and answers 503 to the next DESCRIBE while it does.
-    """
-    for _ in range(max_redirects + 1):
-        try:
-            sock, head = _describe(uri, timeout)
-        except TimeoutError:
-            raise PublishError(StreamEnd.SOURCE_TIMEOUT, f"{public_uri(uri)} did not answer") from None
-        except OSError as exc:
-            raise PublishError(StreamEnd.SOURCE_UNREACHABLE, f"{public_uri(uri)}: {_words(exc)}") from None
-        if head is None or head[0] not in REDIRECTS or "location" not in head[1]:
-            return uri, sock
-        sock.close()
-        here = urllib.parse.urlsplit(uri)
-        target = urllib.parse.urlsplit(urllib.parse.urljoin(public_uri(uri), head[1]["location"]))
-        if target.scheme.lower() != "rtsp" or not target.hostname:
-            raise PublishError(StreamEnd.BAD_SOURCE_URI, f"{public_uri(uri)} redirects to a url that is not rtsp://")
-        if not host_allowed(target.hostname):
-            raise PublishError(StreamEnd.SOURCE_NOT_ALLOWED, f"{public_uri(uri)} redirects to {target.hostname}")
-        netloc = target.netloc.rsplit("@", 1)[-1]
-        if target.hostname == here.hostname and "@" in here.netloc:
-            netloc = here.netloc.rsplit("@", 1)[0] + "@" + netloc
-        uri = urllib.parse.urlunsplit((target.scheme, netloc, target.path, target.query, target.fragment))
-        logger.info("camera redirects to %s", public_uri(uri))
-    raise PublishError(StreamEnd.SOURCE_UNREACHABLE, f"more than {max_redirects} redirects")
+        target = urllib.parse.urlsplit(urllib.parse.urljoin(public_uri(uri), location))
+        target.port  # noqa: B018  # a bad port raises here
+    except ValueError:
+        raise PublishError(StreamEnd.BAD_SOURCE_URI, f"{public_uri(uri)} redirects to a url that is not one") from None
+    if target.scheme.lower() != "rtsp" or not target.hostname:
+        raise PublishError(StreamEnd.BAD_SOURCE_URI, f"{public_uri(uri)} redirects to a url that is not rtsp://")
+    netloc = target.netloc.rsplit("@", 1)[-1]
+    if target.hostname == here.hostname and "@" in here.netloc:
+        netloc = here.netloc.rsplit("@", 1)[0] + "@" + netloc
+    return urllib.parse.urlunsplit(("rtsp", netloc, target.path, target.query, ""))
 
 
 def _words(exc: BaseException) -> str:
@@ -160,10 +135,12 @@ class RtspSource:
     "The camera's url, credentials included (never shown)."
     settings: RtspSettings
     gop: GopSettings
-    transport: str = "tcp"
+    transport: str
     "RTSP lower transport: tcp (interleaved) or udp."
-    host_allowed: Callable[[str], bool] = lambda host: True
-    "Whether a host a camera redirects to may be pulled (blocking: called in the reader thread)."
+    destinations: Destinations
+    "Where the camera (and each redirect target) may be connected: resolved once and checked."
+    frame_packets: int
+    "RTP packets one video frame may hold (`webrtc.rtp_max_packets_per_frame`)."
     clock: Callable[[], float] = time.monotonic
     video: GopCache | None = None
     has_video: bool = False
@@ -174,7 +151,7 @@ class RtspSource:
     "The engine's name of the camera's video codec, once opened."
     _parameter_sets: bytes = b""
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _relay: CameraRelay | None = None
     _watchdog: asyncio.Task[None] | None = None
     _started_at: float = 0.0
 
@@ -188,25 +165,32 @@ class RtspSource:
         """The url as logs and listings show it (no credentials)."""
         return public_uri(self.uri)
 
+    @property
+    def limits(self) -> GuardLimits:
+        """What the relay lets through to FFmpeg."""
+        return GuardLimits(sdp_bytes=self.settings.max_sdp_bytes, tracks=self.settings.max_tracks,
+                           frame_bytes=self.gop.max_bytes, frame_packets=self.frame_packets,
+                           frame_nals=self.settings.max_frame_nals,
+                           packets_per_second=self.settings.max_packets_per_second)
+
     async def start(self) -> None:
-        """Connect to the camera and begin reading; raises `PublishError` with the reason it cannot."""
-        opened: asyncio.Future[tuple[str, bytes]] = self._loop.create_future()
+        """Connect to the camera and begin reading; raises `PublishError` with the reason it cannot.
+
+        The whole probe (resolving, connecting, redirects, the camera's description, FFmpeg's first
+        packets) has `open_timeout` seconds: then the relay closes, which ends FFmpeg's open and its thread.
+        """
         self._started_at = self.clock()
-        self._thread = threading.Thread(target=self._run, args=(opened,), name=f"rtsp {self.shown_uri}",
-                                        daemon=True)
-        self._thread.start()
+        deadline = self._loop.time() + self.settings.open_timeout
         try:
-            # The interrupt callback bounds the open; the margin covers DNS, which it does not.
-            await asyncio.wait_for(asyncio.shield(opened), self.settings.open_timeout + 5)
+            async with asyncio.timeout_at(deadline + CLOSE_GRACE):
+                await self._open(deadline)
         except TimeoutError:
-            self._stop.set()
-            opened.add_done_callback(lambda late: late.cancelled() or late.exception())  # nobody awaits it now
+            self._abort()
             raise PublishError(StreamEnd.SOURCE_TIMEOUT, f"{self.shown_uri} did not answer") from None
-        except asyncio.CancelledError:
-            self._stop.set()
+        except BaseException:
+            self._abort()
             raise
         self._watchdog = asyncio.ensure_future(self._watch())
-        return None
 
     async def request_keyframe(self) -> bool:
         """RTSP has no way to ask a camera for a keyframe."""
@@ -217,8 +201,8 @@ class RtspSource:
         return video_stats(self.video)
 
     async def close(self, reason: StreamEnd = StreamEnd.STOPPED_BY_PUBLISHER) -> None:
-        """Stop pulling (the reader thread leaves at its next packet or socket timeout); idempotent."""
-        self._stop.set()
+        """Stop pulling: the relay closes, so the reader thread's read ends at once; idempotent."""
+        self._abort()
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
         if self.video is not None:
@@ -228,10 +212,55 @@ class RtspSource:
 
     # The loop's side.
 
+    async def _open(self, deadline: float) -> None:
+        """Open the camera through a relay, following its redirects (each target checked, at most `max_redirects`)."""
+        uri = self.uri
+        for hop in range(self.settings.max_redirects + 1):
+            parts = urllib.parse.urlsplit(uri)
+            host = parts.hostname or ""
+            try:
+                addresses = await self.destinations(host, hop)
+            except PublishError as refused:
+                if hop == 0:
+                    raise
+                raise PublishError(refused.reason, f"{self.shown_uri} redirects to {host}: {refused.detail}") from None
+            relay = self._relay = await CameraRelay.open(
+                addresses, parts.port or DEFAULT_PORT, transport=self.transport, limits=self.limits,
+                deadline=deadline, shown=public_uri(uri))
+            opened: asyncio.Future[tuple[str, bytes]] = self._loop.create_future()
+            threading.Thread(target=self._run, args=(relay_uri(uri, relay.port), opened),
+                             name=f"rtsp {self.shown_uri}", daemon=True).start()
+            try:
+                await asyncio.shield(opened)
+            except PublishError:
+                relay.close()
+                if relay.redirect is not None:
+                    uri = redirect_target(uri, relay.redirect)
+                    logger.info("camera %s redirects to %s", public_uri(parts.geturl()), public_uri(uri),
+                                extra={"stream": self.name})
+                    continue
+                if relay.failure is not None:
+                    raise relay.failure from None
+                raise
+            relay.opened()
+            return
+        raise PublishError(StreamEnd.SOURCE_UNREACHABLE,
+                           f"{self.shown_uri} redirects more than {self.settings.max_redirects} times "
+                           f"(rtsp.max_redirects)")
+
+    def _abort(self) -> None:
+        """End the reader thread: the stop flag, and the relay closed under FFmpeg."""
+        self._stop.set()
+        if self._relay is not None:
+            self._relay.close()
+
     def _end(self, reason: StreamEnd, words: str) -> None:
         if not self.ended.done():
+            failure = self._relay.failure if self._relay is not None else None
+            if failure is not None:  # the relay cut the camera off: its words, not FFmpeg's read error
+                reason, words = failure.reason, failure.detail
             logger.info("camera %s ended: %s (%s)", self.shown_uri, reason, words, extra={"stream": self.name})
-            self._stop.set()
+            self._abort()
             if self.video is not None:
                 self.video.close()
             if self._watchdog is not None and self._watchdog is not asyncio.current_task():
@@ -264,9 +293,9 @@ class RtspSource:
         except RuntimeError:  # the loop closed under us: nobody is left to tell
             self._stop.set()
 
-    # The reader thread's side.
+    # The reader thread's side: FFmpeg, given the relay's url only.
 
-    def _run(self, opened: asyncio.Future[tuple[str, bytes]]) -> None:
+    def _run(self, uri: str, opened: asyncio.Future[tuple[str, bytes]]) -> None:
         def answer_open(result: tuple[str, bytes] | None, failure: PublishError | None) -> None:
             if opened.done():
                 return
@@ -281,29 +310,25 @@ class RtspSource:
 
         timeouts = (self.settings.open_timeout, self.settings.packet_timeout)
         options = {"rtsp_transport": self.transport,
-                   # FFmpeg's own socket timeout (microseconds) frees this thread from a silent camera.
+                   # FFmpeg's own socket timeout (microseconds): a second line behind the relay's deadline.
                    "timeout": str(int(self.settings.packet_timeout * 1_000_000)),
                    # The SDP names the codec (and usually carries SPS/PPS); probing a second of packets
                    # only delays the first picture: the reader hands on what arrives, keyframe or not.
-                   "analyzeduration": "100000", "probesize": "32768"}
-        try:
-            uri, asked = follow_redirects(self.uri, max_redirects=self.settings.max_redirects,
-                                          timeout=self.settings.open_timeout, host_allowed=self.host_allowed)
-        except PublishError as failure:
-            self._post(answer_open, None, failure)
-            return
+                   "analyzeduration": "100000", "probesize": "32768",
+                   "allowed_media_types": "video"}
+        if self.transport == "udp":
+            # FFmpeg binds its RTP ports on every interface: it takes datagrams from the relay's only.
+            options["rtsp_flags"] = "filter_src"
         began = time.monotonic()
         try:
             container = av.open(uri, options=options, timeout=timeouts)
         except Exception as exc:  # FFmpeg says more kinds of "no" than PyAV names
-            asked.close()
             reason = _open_failure(exc)
             if reason is StreamEnd.INVALID_SDP and time.monotonic() - began >= min(timeouts) * 0.9:
                 # FFmpeg reports a camera that never answers as invalid data once its socket timeout fires.
                 reason = StreamEnd.SOURCE_TIMEOUT
             self._post(answer_open, None, PublishError(reason, f"{self.shown_uri}: {_words(exc)}"))
             return
-        asked.close()
         try:
             self._read(container, answer_open)
         finally:

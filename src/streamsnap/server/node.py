@@ -81,8 +81,9 @@ async def build(settings: Settings, *, cluster_url: str = "", registry: StreamRe
     sources = LocalSources()
     engine = SnapshotEngine(settings.snapshots)
     publishing = PublishingService(settings.publishing, registry, sources, access, state, router=router, clock=clock)
-    cameras = CameraPulls(settings.rtsp, publishing, lambda name, uri, transport: RtspSource(
-        name, uri, settings.rtsp, settings.gop, transport, host_allowed=cameras.hosts.permits), clock=clock)
+    cameras = CameraPulls(settings.rtsp, publishing, lambda name, uri, transport, destinations: RtspSource(
+        name, uri, settings.rtsp, settings.gop, transport, destinations, settings.webrtc.rtp_max_packets_per_frame),
+        clock=clock)
     snapshots = SnapshotService(settings.snapshots, registry, sources, engine, access, state,
                                 on_demand=cameras.on_demand, router=router, clock=clock)
     mjpeg = MjpegFeeds(settings.mjpeg, snapshots)

@@ -8,10 +8,15 @@
   exponential back-off and jitter whatever ended it (except a terminate or the shutdown).
 
 A pull's stream name is the name it was given, or else its url without credentials: the
-credentials go to the camera only, never to names, listings, logs or metrics. Before any
-connection the url is checked (scheme, host, port) and its host against `allowed_hosts`
-(names as written, addresses and networks after resolution), so that a client cannot make
-the server connect anywhere it names.
+credentials go to the camera only, never to names, listings, logs or metrics.
+
+No request makes the server connect where the operator did not say: pictures and REST may pull
+only hosts in `rtsp.allowed_hosts` (empty, the default: none; the refusal names the setting),
+and a configured camera is the operator's own. Every attempt resolves the host once and connects
+to a checked address itself (`media/rtsp_relay.py`: FFmpeg never resolves, never follows a
+redirect); each redirect target is checked the same way (for a configured camera, its own
+addresses are allowed too). Loopback, link-local and cloud metadata addresses are only ever
+allowed by an entry inside their own range, however wide the others.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 
 from streamsnap.access import Grant, Right
 from streamsnap.config import RtspSettings
-from streamsnap.media.rtsp import public_uri
+from streamsnap.media.rtsp import Destinations, public_uri
 from streamsnap.media.source import Source
 from streamsnap.reasons import PublishError, SnapshotError, SnapshotFailure, StreamEnd
 from streamsnap.service.publishing import STOP_WAIT, PublishingService, PublishRequest
@@ -142,8 +147,8 @@ class PullInfo:
     attempts: int
 
 
-SourceFactory = Callable[[str, str, str], Source]
-"Builds a camera's source from (stream name, url with credentials, transport)."
+SourceFactory = Callable[[str, str, str, Destinations], Source]
+"Builds a camera's source from (stream name, url with credentials, transport, where it may connect)."
 
 
 @dataclass(eq=False)
@@ -210,55 +215,122 @@ def check_uri(uri: str) -> urllib.parse.SplitResult:
     return parts
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+SPECIAL_NETWORKS: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(network) for network in (
+    "169.254.169.254/32", "fd00:ec2::254/128", "100.100.100.200/32", "192.0.0.192/32",  # cloud metadata
+    "127.0.0.0/8", "::1/128",  # loopback
+    "169.254.0.0/16", "fe80::/10",  # link-local
+    "0.0.0.0/8", "::/128",  # "this host": a connection to 0.0.0.0 reaches loopback
+    "224.0.0.0/4", "255.255.255.255/32", "ff00::/8",  # multicast, broadcast
+))
+"""Addresses a wider allowed range never covers: an entry inside the range itself is needed (metadata
+addresses first: link-local `169.254.0.0/16` listed does not cover `169.254.169.254`)."""
+
+OFF_WORDS = "pulling cameras not in [[cameras]] is off: list the hosts that may be pulled in rtsp.allowed_hosts"
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _special(address: IPAddress) -> IPNetwork | None:
+    return next((network for network in SPECIAL_NETWORKS if address in network), None)
+
+
+def _mapped(address: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 address as the IPv4 address it maps (what a connection to it reaches)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _plain(address: IPAddress) -> IPAddress:
+    """`address` as the allow-list sees it: mapped IPv4 as IPv4, without an IPv6 scope."""
+    address = _mapped(address)
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return ipaddress.IPv6Address(str(address).split("%", 1)[0])
+    return address
+
+
+async def resolve(host: str) -> list[IPAddress]:
+    """The addresses of `host` (one look-up; none for an address); raises `PublishError(SOURCE_UNREACHABLE)`."""
+    try:
+        return [_mapped(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        raise PublishError(StreamEnd.SOURCE_UNREACHABLE, f"cannot resolve {host}") from None
+    addresses: list[IPAddress] = []
+    for info in infos:
+        address = _mapped(ipaddress.ip_address(str(info[4][0])))
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise PublishError(StreamEnd.SOURCE_UNREACHABLE, f"cannot resolve {host}")
+    return addresses
+
+
 class HostPolicy:
-    """Which camera hosts may be pulled: names as written, addresses and networks once resolved."""
+    """Which camera hosts pictures and REST may pull (`rtsp.allowed_hosts`): names as written, addresses and
+    networks; loopback, link-local and metadata addresses only by an entry inside their own range."""
 
     def __init__(self, allowed: Sequence[str]) -> None:
         self.names: set[str] = set()
-        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.networks: list[IPNetwork] = []
         for entry in allowed:
             try:
-                self.networks.append(ipaddress.ip_network(entry, strict=False))
+                network = ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 self.names.add(entry.lower().rstrip("."))
+                continue
+            if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96 and \
+                    network.network_address.ipv4_mapped is not None:
+                network = ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}")
+            self.networks.append(network)
 
     @property
-    def open(self) -> bool:
-        """Whether any host may be pulled."""
+    def closed(self) -> bool:
+        """Whether nothing may be pulled but the configured cameras (nothing is listed)."""
         return not self.names and not self.networks
 
-    async def check(self, host: str) -> None:
-        """Raise `PublishError(SOURCE_NOT_ALLOWED)` unless `host` may be pulled (every address it resolves to)."""
-        if self.open or host.lower().rstrip(".") in self.names:
-            return
-        try:
-            addresses = [ipaddress.ip_address(host)]
-        except ValueError:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-            except OSError:
-                raise PublishError(StreamEnd.SOURCE_UNREACHABLE, f"cannot resolve {host}") from None
-            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-        if not self._covered(addresses):
-            raise PublishError(StreamEnd.SOURCE_NOT_ALLOWED, f"{host} is not among the hosts that may be pulled")
-
-    def permits(self, host: str) -> bool:
-        """Whether `host` may be pulled, resolving it here (blocking: for the reader threads, on redirects)."""
-        if self.open or host.lower().rstrip(".") in self.names:
+    def allows(self, host: str, address: IPAddress) -> bool:
+        """Whether `address` (one of `host`'s) may be connected."""
+        address = _plain(address)
+        special = _special(address)
+        if special is not None:  # only an entry inside its own range: 0.0.0.0/0 does not open loopback
+            return any(address in network and network.subnet_of(special)  # type: ignore[arg-type]
+                       for network in self.networks if network.version == special.version)
+        if host.lower().rstrip(".") in self.names:
             return True
-        try:
-            addresses = [ipaddress.ip_address(host)]
-        except ValueError:
-            try:
-                infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-            except OSError:
-                return False
-            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-        return self._covered(addresses)
+        return any(address in network for network in self.networks)
 
-    def _covered(self, addresses: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
-        return bool(addresses) and all(any(address in network for network in self.networks)
-                                       for address in addresses)
+    async def addresses(self, host: str, also: Sequence[IPAddress] = ()) -> list[IPAddress]:
+        """The addresses of `host` that may be connected (resolved once; `also`: allowed besides the list);
+        raises `PublishError(SOURCE_NOT_ALLOWED)` when there is none, naming the host as written only."""
+        if self.closed and not also:
+            raise PublishError(StreamEnd.SOURCE_NOT_ALLOWED, OFF_WORDS)
+        refusal = PublishError(StreamEnd.SOURCE_NOT_ALLOWED, f"{host} is not among rtsp.allowed_hosts (loopback, "
+                                                             "link-local and metadata addresses need their own entry)")
+        literal = _is_address(host)
+        if not also and not self.networks and not literal and host.lower().rstrip(".") not in self.names:
+            raise refusal  # refused without a look-up: a client cannot make the server ask its resolver either
+        allowed = [address for address in await resolve(host)
+                   if _plain(address) in also or self.allows(host, address)]
+        if not allowed:
+            raise refusal
+        return allowed
+
+    async def check(self, host: str) -> None:
+        """Raise `PublishError(SOURCE_NOT_ALLOWED)` unless `host` may be pulled (some address of it allowed)."""
+        await self.addresses(host)
 
 
 class CameraPulls:
@@ -374,7 +446,11 @@ class CameraPulls:
         if self._closing:
             raise PublishError(StreamEnd.SHUTTING_DOWN)
         parts = check_uri(uri)
-        await self.hosts.check(parts.hostname or "")
+        try:
+            await self.hosts.check(parts.hostname or "")
+        except PublishError as refused:
+            logger.info("pull of %s refused: %s", public_uri(uri), refused.detail, extra={"stream": name})
+            raise
         pull = self._pulls.get(name)
         if pull is not None:  # started by someone else while the host was checked
             return pull
@@ -391,9 +467,26 @@ class CameraPulls:
 
     def _source_of(self, pull: _Pull) -> Callable[[str], Source]:
         def make(name: str) -> Source:
-            pull.source = self.make_source(name, pull.uri, pull.transport)
+            pull.source = self.make_source(name, pull.uri, pull.transport, self._destinations(pull))
             return pull.source
         return make
+
+    def _destinations(self, pull: _Pull) -> Destinations:
+        """Where `pull`'s attempt may connect: its camera's addresses, then each redirect target's.
+
+        A configured camera is the operator's own: its host is connected whatever it resolves to, and
+        its redirects may go to `rtsp.allowed_hosts` and to that camera's own addresses. Anything else is
+        held to `rtsp.allowed_hosts` at every hop.
+        """
+        own: list[IPAddress] = []
+
+        async def destinations(host: str, hop: int) -> list[IPAddress]:
+            if hop == 0 and pull.origin is PullOrigin.CONFIG:
+                addresses = await resolve(host)
+                own[:] = [_plain(address) for address in addresses]
+                return addresses
+            return await self.hosts.addresses(host, also=own)
+        return destinations
 
     async def _run(self, pull: _Pull) -> None:
         """Run `pull`'s stream; a configured camera again and again, with back-off, until stopped."""

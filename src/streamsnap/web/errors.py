@@ -62,8 +62,9 @@ RETRY_LATER = frozenset({SnapshotFailure.NOT_READY, SnapshotFailure.SERVER_BUSY,
                          SnapshotFailure.SUBJECT_BUSY, SnapshotFailure.SHUTTING_DOWN, SnapshotFailure.OVERLOADED})
 "Reasons answered with a Retry-After header."
 
-DETAILED = frozenset({SnapshotFailure.TOO_LARGE, SnapshotFailure.UNREACHABLE})
-"Reasons whose detail (sizes, node) helps the caller and tells nothing it should not know."
+DETAILED = frozenset({SnapshotFailure.TOO_LARGE, SnapshotFailure.UNREACHABLE, SnapshotFailure.SOURCE_NOT_ALLOWED})
+"""Reasons whose detail (sizes, node, the setting that closes a camera pull) helps the caller and tells nothing it
+should not know."""
 
 
 class BadRequest(Exception):

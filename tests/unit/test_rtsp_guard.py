@@ -191,7 +191,8 @@ def frames_of(count: int) -> list[list[bytes]]:
 
 
 def test_real_frames_pass_the_frame_bounds() -> None:
-    bounds = FrameBounds(GuardLimits(65536, 8, frame_bytes=2000, frame_packets=16, frame_nals=16, packets_per_second=10_000))
+    bounds = FrameBounds(GuardLimits(65536, 8, frame_bytes=2000, frame_packets=16, frame_nals=16,
+                                     packets_per_second=10_000))
     for packets in frames_of(60):
         assert all(bounds.check(packet) for packet in packets)
 

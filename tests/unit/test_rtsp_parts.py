@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from urllib.parse import unquote
 
 import pytest
 
+from streamsnap.credentials import public_url, redact
 from streamsnap.media.h264 import annexb_parameter_sets
-from streamsnap.media.rtsp import public_uri, redirect_target, relay_uri
+from streamsnap.media.rtsp import redirect_target, relay_uri
 from streamsnap.reasons import PublishError, SnapshotFailure, StreamEnd
-from streamsnap.service.cameras import HostPolicy, check_uri, picture_failure, redact_credentials
+from streamsnap.service.cameras import HostPolicy, check_uri, picture_failure
 from streamsnap.web.errors import STATUS
 from streamsnap.web.wcs import SNAPSHOT_INFO, STREAM_END_INFO
 
@@ -23,9 +25,12 @@ pytestmark = pytest.mark.unit
     ("rtsp://u:p@[fe80::1]:8554/a", "rtsp://[fe80::1]:8554/a"),
     ("rtsp://cam.example/a", "rtsp://cam.example/a"),
     ("rtsp://u:p%40x@h/a", "rtsp://h/a"),
+    ("rtsp://h/cam?user=admin&password=pw&channel=1", "rtsp://h/cam?channel=1"),
+    ("rtsp://h/cam?channel=1&PassWord=pw&%75ser=admin", "rtsp://h/cam?channel=1"),
+    ("rtsp://a:b@h/cam?token=t", "rtsp://h/cam"),
 ])
-def test_public_uri_drops_the_credentials(uri: str, shown: str) -> None:
-    assert public_uri(uri) == shown
+def test_public_url_drops_the_credentials(uri: str, shown: str) -> None:
+    assert public_url(uri) == shown
 
 
 @pytest.mark.parametrize("uri", ["http://cam/a", "rtsp://", "rtsp:///path", "rtsp://h:99999/a", "rtsp://h:0/a",
@@ -118,11 +123,17 @@ async def test_listed_names_do_not_open_special_addresses() -> None:
 
 
 def test_credentials_are_taken_out_of_log_lines(caplog: pytest.LogCaptureFixture) -> None:
-    assert redact_credentials("GET /streams/rtsp%3A%2F%2Fu%3Apw%40h%3A554%2Fcam/snapshot.png") == \
-        "GET /streams/rtsp%3A%2F%2Fh%3A554%2Fcam/snapshot.png"
-    assert redact_credentials("snapshot of rtsp://u:pw@h/cam and RTSP://a:b@c/d") == \
-        "snapshot of rtsp://h/cam and RTSP://c/d"
-    assert redact_credentials("rtsp://h/path@x") == "rtsp://h/path@x"
+    assert redact("GET /streams/rtsp%3A%2F%2Fu%3Apw%40h%3A554%2Fcam/snapshot.png") == \
+        "GET /streams/rtsp://h:554/cam/snapshot.png"
+    assert redact("snapshot of rtsp://u:pw@h/cam and RTSP://a:b@c/d") == "snapshot of rtsp://h/cam and RTSP://c/d"
+    assert redact("rtsp://h/path@x") == "rtsp://h/path@x"
+    assert redact("GET /streams/rtsp%3A%2F%2Fh%2Fcam/snapshot.png") == "GET /streams/rtsp%3A%2F%2Fh%2Fcam/snapshot.png"
+    # Issue 22: mixed and repeated encodings, and credentials in the query, are found by parsing each url.
+    for written in ("rtsp:%2F%2Fadmin:PW@h/x", "rtsp%253A%252F%252Fadmin%253APW%2540h%252Fx", "RTSP%3A//admin%3APW@h/x",
+                    "rtsp://h/x?user=admin&password=PW", "rtsp%3A%2F%2Fh%2Fx%3Fuser%3Dadmin%26password%3DPW"):
+        line = redact(f'127.0.0.1 "GET /streams/{written}/snapshot.png HTTP/1.1" 403')
+        assert "PW" not in line and "admin" not in line, line
+        assert line.endswith(' HTTP/1.1" 403') and ("?" in unquote(written) or "/snapshot.png HTTP" in line)
     from streamsnap.service.cameras import redact_credentials_in_logs
     redact_credentials_in_logs()
     redact_credentials_in_logs()  # idempotent

@@ -14,7 +14,7 @@ no-packet watchdog on the loop ends the source (PyAV's read timeout does not fir
 accepts and then sends nothing, PyAV #584).
 
 The url may carry credentials: they go to FFmpeg and nowhere else. Every word logged or
-raised here names the url without them (`public_uri`), and FFmpeg's own messages, which
+raised here names the url without them (`credentials.public_url`), and FFmpeg's own messages, which
 quote the url, are never passed on.
 """
 
@@ -34,6 +34,7 @@ import av
 import av.error
 
 from streamsnap.config import GopSettings, RtspSettings
+from streamsnap.credentials import public_url
 from streamsnap.media.frames import GopCache
 from streamsnap.media.h264 import annexb_parameter_sets, with_parameter_sets
 from streamsnap.media.rtsp_guard import GuardLimits
@@ -46,25 +47,6 @@ logger = logging.getLogger(__name__)
 
 CODECS = {"h264": "H264"}
 "FFmpeg codec names the snapshot engine decodes, and the engine's names for them."
-
-
-def public_uri(uri: str) -> str:
-    """`uri` without its user information (credentials): what logs, listings and names may show."""
-    try:
-        parts = urllib.parse.urlsplit(uri)
-    except ValueError:
-        return "<invalid url>"
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{host}:{port}" if port is not None else host
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _open_failure(exc: BaseException) -> StreamEnd:
@@ -108,12 +90,12 @@ def redirect_target(uri: str, location: str) -> str:
     raises `PublishError(BAD_SOURCE_URI)` when it is not an rtsp:// url with a host."""
     here = urllib.parse.urlsplit(uri)
     try:
-        target = urllib.parse.urlsplit(urllib.parse.urljoin(public_uri(uri), location))
+        target = urllib.parse.urlsplit(urllib.parse.urljoin(public_url(uri), location))
         target.port  # noqa: B018  # a bad port raises here
     except ValueError:
-        raise PublishError(StreamEnd.BAD_SOURCE_URI, f"{public_uri(uri)} redirects to a url that is not one") from None
+        raise PublishError(StreamEnd.BAD_SOURCE_URI, f"{public_url(uri)} redirects to a url that is not one") from None
     if target.scheme.lower() != "rtsp" or not target.hostname:
-        raise PublishError(StreamEnd.BAD_SOURCE_URI, f"{public_uri(uri)} redirects to a url that is not rtsp://")
+        raise PublishError(StreamEnd.BAD_SOURCE_URI, f"{public_url(uri)} redirects to a url that is not rtsp://")
     netloc = target.netloc.rsplit("@", 1)[-1]
     if target.hostname == here.hostname and "@" in here.netloc:
         netloc = here.netloc.rsplit("@", 1)[0] + "@" + netloc
@@ -163,7 +145,7 @@ class RtspSource:
     @property
     def shown_uri(self) -> str:
         """The url as logs and listings show it (no credentials)."""
-        return public_uri(self.uri)
+        return public_url(self.uri)
 
     @property
     def limits(self) -> GuardLimits:
@@ -226,7 +208,7 @@ class RtspSource:
                 raise PublishError(refused.reason, f"{self.shown_uri} redirects to {host}: {refused.detail}") from None
             relay = self._relay = await CameraRelay.open(
                 addresses, parts.port or DEFAULT_PORT, transport=self.transport, limits=self.limits,
-                deadline=deadline, shown=public_uri(uri))
+                deadline=deadline, shown=public_url(uri))
             opened: asyncio.Future[tuple[str, bytes]] = self._loop.create_future()
             threading.Thread(target=self._run, args=(relay_uri(uri, relay.port), opened),
                              name=f"rtsp {self.shown_uri}", daemon=True).start()
@@ -236,7 +218,7 @@ class RtspSource:
                 relay.close()
                 if relay.redirect is not None:
                     uri = redirect_target(uri, relay.redirect)
-                    logger.info("camera %s redirects to %s", public_uri(parts.geturl()), public_uri(uri),
+                    logger.info("camera %s redirects to %s", public_url(parts.geturl()), public_url(uri),
                                 extra={"stream": self.name})
                     continue
                 if relay.failure is not None:

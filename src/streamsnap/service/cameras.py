@@ -26,7 +26,6 @@ import enum
 import ipaddress
 import logging
 import random
-import re
 import secrets
 import socket
 import time
@@ -37,7 +36,8 @@ from typing import Any
 
 from streamsnap.access import Grant, Right
 from streamsnap.config import RtspSettings
-from streamsnap.media.rtsp import Destinations, public_uri
+from streamsnap.credentials import public_url, redact
+from streamsnap.media.rtsp import Destinations
 from streamsnap.media.source import Source
 from streamsnap.reasons import PublishError, SnapshotError, SnapshotFailure, StreamEnd
 from streamsnap.service.publishing import STOP_WAIT, PublishingService, PublishRequest
@@ -69,17 +69,6 @@ PICTURE_FAILURES: dict[StreamEnd, SnapshotFailure] = {
 "Why no picture was made, when a pull started for it failed."
 
 
-_USERINFO = re.compile(r"(rtsps?://)[^/@\s]*@", re.IGNORECASE)
-_USERINFO_ENCODED = re.compile(r"(rtsps?%3A%2F%2F)(?:(?!%2F)[^/\s])*%40", re.IGNORECASE)
-
-
-def redact_credentials(text: str) -> str:
-    """`text` with the credentials of every rtsp:// url in it (plain or percent-encoded) taken out."""
-    if "rtsp" not in text.lower():
-        return text
-    return _USERINFO_ENCODED.sub(r"\1", _USERINFO.sub(r"\1", text))
-
-
 def redact_credentials_in_logs() -> None:
     """Take camera credentials out of every log record made from now on (idempotent).
 
@@ -93,9 +82,9 @@ def redact_credentials_in_logs() -> None:
     def redacting(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
         if isinstance(record.msg, str):
-            record.msg = redact_credentials(record.msg)
+            record.msg = redact(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(redact_credentials(arg) if isinstance(arg, str) else arg for arg in record.args)
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
         return record
 
     redacting.redacts_credentials = True  # type: ignore[attr-defined]
@@ -170,7 +159,7 @@ class _Pull:
     "None once publishing, or why the attempt ended first."
 
     def info(self) -> PullInfo:
-        return PullInfo(self.name, public_uri(self.uri), self.transport, self.origin, self.status, self.reason,
+        return PullInfo(self.name, public_url(self.uri), self.transport, self.origin, self.status, self.reason,
                         self.attempts)
 
 
@@ -361,7 +350,7 @@ class CameraPulls:
         """The snapshot service's hook: for an rtsp:// name, the stream to picture once its pull publishes."""
         if not self.settings.on_demand or not name[:7].lower() == "rtsp://":
             return None
-        stream = public_uri(name)
+        stream = public_url(name)
         pull = self._pulls.get(stream)
         if pull is not None and pull.origin is PullOrigin.ON_DEMAND and pull.task is not None and (
                 pull.stopping or pull.status is PullStatus.ENDED):
@@ -388,7 +377,7 @@ class CameraPulls:
 
         Returns once it publishes; raises `PublishError` with the reason it did not.
         """
-        stream = name or public_uri(uri)
+        stream = name or public_url(uri)
         if stream in self._pulls:
             raise PublishError(StreamEnd.NAME_IN_USE)
         pull = await self._start(uri, stream, PullOrigin.REST, grant, hook_fields, transport or self.settings.transport)
@@ -421,7 +410,7 @@ class CameraPulls:
             for pull in list(self._pulls.values()):
                 if (pull.origin is PullOrigin.ON_DEMAND and pull.status is PullStatus.PUBLISHING
                         and now - pull.last_used > limit and not pull.stopping):
-                    logger.info("camera %s idle for %.0f s: stopping", public_uri(pull.uri), limit,
+                    logger.info("camera %s idle for %.0f s: stopping", public_url(pull.uri), limit,
                                 extra={"stream": pull.name})
                     pull.stopping = True
                     if pull.source is not None:
@@ -436,8 +425,8 @@ class CameraPulls:
     def _find(self, name_or_uri: str) -> _Pull | None:
         pull = self._pulls.get(name_or_uri)
         if pull is None:
-            shown = public_uri(name_or_uri)
-            pull = next((p for p in self._pulls.values() if public_uri(p.uri) == shown), None)
+            shown = public_url(name_or_uri)
+            pull = next((p for p in self._pulls.values() if public_url(p.uri) == shown), None)
         return pull
 
     async def _start(self, uri: str, name: str, origin: PullOrigin, grant: Grant,
@@ -449,7 +438,7 @@ class CameraPulls:
         try:
             await self.hosts.check(parts.hostname or "")
         except PublishError as refused:
-            logger.info("pull of %s refused: %s", public_uri(uri), refused.detail, extra={"stream": name})
+            logger.info("pull of %s refused: %s", public_url(uri), refused.detail, extra={"stream": name})
             raise
         pull = self._pulls.get(name)
         if pull is not None:  # started by someone else while the host was checked
@@ -491,7 +480,7 @@ class CameraPulls:
     async def _run(self, pull: _Pull) -> None:
         """Run `pull`'s stream; a configured camera again and again, with back-off, until stopped."""
         delay = RECONNECT_MIN
-        shown = public_uri(pull.uri)
+        shown = public_url(pull.uri)
         try:
             while True:
                 if pull.ready.done():

@@ -14,6 +14,7 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
   || missing+=(python3-gst-1.0 gir1.2-gst-rtsp-server-1.0)
 gst-inspect-1.0 x264enc >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-ugly gstreamer1.0-tools)
 gst-inspect-1.0 rtph264pay >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-good)
+gst-inspect-1.0 x265enc >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-bad)  # H.265 cameras
 gst-inspect-1.0 videotestsrc >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-base)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}"

@@ -90,13 +90,22 @@ class Camera(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     name: Annotated[str, Meta(min_length=1, max_length=256)]
     "The stream name its pictures are asked by."
-    uri: Annotated[str, Meta(pattern=r"^rtsp://\S+\Z")]
-    "The camera's rtsp:// url (credentials in it are never shown)."
+    uri: Annotated[str, Meta(pattern=r"^[Rr][Tt][Ss][Pp][Ss]?://\S+\Z")]
+    "The camera's rtsp:// or rtsps:// url (credentials in it are never shown)."
     transport: Literal["tcp", "udp"] | None = None
-    "RTSP transport; None: `rtsp_transport`."
+    "RTSP transport; None: `rtsp_transport` (rtsps:// is always tcp)."
+    tls_verify: bool = True
+    "For rtsps://: verify the camera's certificate (system CAs, or `rtsp.ca_file`); false: accept any."
+
+    def __post_init__(self) -> None:
+        if self.transport == "udp" and self.uri[:8].lower() == "rtsps://":
+            raise ValueError("an rtsps:// camera is pulled over tcp (its media inside the TLS connection), "
+                             "not transport = \"udp\"")
 
 
-Cameras = Annotated[list[Camera], Meta(extra={"range": "`[[cameras]]` tables: name, uri (rtsp://), transport"})]
+Cameras = Annotated[
+    list[Camera], Meta(extra={"range": "`[[cameras]]` tables: name, uri (rtsp:// or rtsps://), transport, tls_verify"})
+]
 
 
 def _setting(default: Any, help: str, *, flat: str | None = None) -> Any:
@@ -506,6 +515,9 @@ class RtspSettings(Section):
         10_000, "Packets a camera may send a second (~110 Mbit/s of 1400-byte packets); more wait (TCP) or are "
         "dropped (UDP)."
     )
+    ca_file: Text = _setting(
+        "", "PEM file of the certificate authorities rtsps:// cameras are verified against; empty: the system's."
+    )
 
 
 @dataclass(frozen=True)
@@ -562,8 +574,8 @@ SECTIONS: tuple[type[Section], ...] = (
 )
 "Every section, in the order the reference and the sample config show them."
 
-CAMERAS_HELP = ("Cameras pulled from start and kept up: `[[cameras]]` tables of `name`, `uri`, `transport` "
-                "(config file only).")
+CAMERAS_HELP = ("Cameras pulled from start and kept up: `[[cameras]]` tables of `name`, `uri`, `transport`, "
+                "`tls_verify` (config file only).")
 
 
 @dataclass(frozen=True)
@@ -744,7 +756,7 @@ def _type_words(kind: Any) -> str:
     if bare is bool:
         return "true or false"
     if typing.get_origin(bare) is list and typing.get_args(bare)[0] is Camera:
-        return "`[[cameras]]` tables (name, uri rtsp://..., transport tcp or udp)"
+        return "`[[cameras]]` tables (name, uri rtsp://... or rtsps://..., transport tcp or udp, tls_verify)"
     if typing.get_origin(bare) is list:
         return "a list of strings"
     return str(bare.__name__)

@@ -36,7 +36,9 @@ class RtspCamera:
     password: str = ""
     path: str = "/cam"
     extra: list[str] = field(default_factory=list)
-    "More rtsp_camera.py arguments (size, frame rate, keyframe interval, bitrate, pattern)."
+    "More rtsp_camera.py arguments (size, frame rate, keyframe interval, bitrate, pattern, `--codec h265`)."
+    tls: tuple[Path, Path] | None = None
+    "(certificate, key) PEM files: the camera serves rtsps://."
     cpus: set[int] | None = None
     "CPUs the camera is pinned to (benchmarks keep it off the server's), None for any."
     process: subprocess.Popen[str] | None = None
@@ -45,11 +47,15 @@ class RtspCamera:
     def url(self) -> str:
         """The camera's url, with credentials when it has some."""
         userinfo = f"{self.user}:{self.password}@" if self.user else ""
-        return f"rtsp://{userinfo}{LOOPBACK}:{self.port}{self.path}"
+        return f"{self.scheme}://{userinfo}{LOOPBACK}:{self.port}{self.path}"
 
     @property
     def public_url(self) -> str:
-        return f"rtsp://{LOOPBACK}:{self.port}{self.path}"
+        return f"{self.scheme}://{LOOPBACK}:{self.port}{self.path}"
+
+    @property
+    def scheme(self) -> str:
+        return "rtsps" if self.tls else "rtsp"
 
     def spawn(self) -> subprocess.Popen[str]:
         """Start the process; it prints "ready <port>" once it listens (see `start` and `start_blocking`)."""
@@ -57,6 +63,8 @@ class RtspCamera:
                 "--colour", hex(self.colour), *self.extra]
         if self.user:
             args += ["--user", self.user, "--password", self.password]
+        if self.tls:
+            args += ["--cert", str(self.tls[0]), "--key", str(self.tls[1])]
         cpus = self.cpus
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)

@@ -6,7 +6,9 @@ project's venv, so never imported (tests and benchmarks start it with tests/harn
     /usr/bin/python3 tests/harness/rtsp_camera.py --port 8554 --path /cam --colour 0xff0000 [--user u --password p]
 
 It prints "ready <port>" on stdout once it listens, and serves until killed. `--colour`
-paints a solid picture (0xRRGGBB); `--pattern` serves another videotestsrc pattern instead.
+paints a solid picture (0xRRGGBB); `--pattern` serves another videotestsrc pattern instead;
+`--codec h265` encodes H.265 (x265) instead of H.264; `--cert FILE --key FILE` serve rtsps://
+(RTSP over TLS, media interleaved in it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def pipeline(args: argparse.Namespace) -> str:
@@ -28,11 +31,15 @@ def pipeline(args: argparse.Namespace) -> str:
     else:
         source = f"videotestsrc is-live=true pattern=solid-color foreground-color=0xff{args.colour:06x}"
     gop = max(1, round(args.gop * args.fps))
+    if args.codec == "h265":
+        encode = (f"x265enc tune=zerolatency speed-preset=ultrafast bitrate={args.kbps} key-int-max={gop} "
+                  f"! video/x-h265,profile=main ! rtph265pay name=pay0 pt=96 config-interval=-1")
+    else:
+        encode = (f"x264enc tune=zerolatency speed-preset=ultrafast bitrate={args.kbps} key-int-max={gop} "
+                  f"! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1")
     return (
         f"( {source} ! video/x-raw,width={args.width},height={args.height},framerate={args.fps}/1 "
-        f"! videoconvert ! video/x-raw,format=I420 "
-        f"! x264enc tune=zerolatency speed-preset=ultrafast bitrate={args.kbps} key-int-max={gop} "
-        f"! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        f"! videoconvert ! video/x-raw,format=I420 ! {encode} )"
     )
 
 
@@ -49,6 +56,9 @@ def main() -> None:
     parser.add_argument("--kbps", type=int, default=500)
     parser.add_argument("--user", default="")
     parser.add_argument("--password", default="")
+    parser.add_argument("--codec", choices=["h264", "h265"], default="h264")
+    parser.add_argument("--cert", default="", help="PEM certificate: serve rtsps://")
+    parser.add_argument("--key", default="", help="PEM private key of --cert")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -69,6 +79,19 @@ def main() -> None:
         permissions.add_role_from_structure(Gst.Structure.new_from_string(
             "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"))
         factory.set_permissions(permissions)
+    if args.cert:
+        tls = server.get_auth() or GstRtspServer.RTSPAuth()
+        tls.set_tls_certificate(Gio.TlsCertificate.new_from_files(args.cert, args.key))
+        if not args.user:  # TLS only: everyone may play
+            token = GstRtspServer.RTSPToken()
+            token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anyone")
+            tls.set_default_token(token)
+            permissions = GstRtspServer.RTSPPermissions()
+            permissions.add_role_from_structure(Gst.Structure.new_from_string(
+                "anyone, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"))
+            factory.set_permissions(permissions)
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
+        server.set_auth(tls)
     if server.attach(None) == 0:
         sys.exit(f"cannot listen on port {args.port}")
     loop = GLib.MainLoop()

@@ -336,6 +336,7 @@ BAD_VALUES: dict[str, tuple[Any, str | None]] = {
     "rtsp_max_tracks": (0, "257"),
     "rtsp_max_frame_nals": (15, "70000"),
     "rtsp_max_packets_per_second": (99, "2000000"),
+    "rtsp_ca_file": ([], None),
     "cameras": (["rtsp://camera.example/"], "rtsp://camera.example/"),
     # Dashboards: thumbnails served, MJPEG
     "thumbnail_remove_ended": ("sometimes", "2"),
@@ -398,7 +399,7 @@ def test_every_setting_declares_the_values_it_allows() -> None:
             assert any(m.ge is not None or m.gt is not None for m in metas), f"{path}: no lower bound"
     assert list(setting_ranges()) == list(declarations())
     assert all(setting_ranges().values())
-    assert len(NAMES) == len(set(NAMES)) == 118
+    assert len(NAMES) == len(set(NAMES)) == 119
 
 
 def test_every_setting_has_a_bad_value_below() -> None:

@@ -8,11 +8,12 @@ from urllib.parse import unquote
 
 import pytest
 
+from streamsnap.config import Camera
 from streamsnap.credentials import public_url, redact
 from streamsnap.media.h264 import annexb_parameter_sets
 from streamsnap.media.rtsp import redirect_target, relay_uri
 from streamsnap.reasons import PublishError, SnapshotFailure, StreamEnd
-from streamsnap.service.cameras import HostPolicy, check_uri, picture_failure
+from streamsnap.service.cameras import HostPolicy, check_uri, is_camera_url, picture_failure, pull_transport
 from streamsnap.web.errors import STATUS
 from streamsnap.web.wcs import SNAPSHOT_INFO, STREAM_END_INFO
 
@@ -54,6 +55,8 @@ def test_ffmpeg_is_given_the_relay_with_the_credentials_path_and_query() -> None
     ("rtsp://u:p@cam/a", "rtsp://cam:8554/b", "rtsp://u:p@cam:8554/b"),
     ("rtsp://u:p@cam/a", "rtsp://other/b", "rtsp://other/b"),  # another host never gets them
     ("rtsp://cam/a", "rtsp://x:y@other/b", "rtsp://other/b"),  # nor credentials a camera names
+    ("rtsps://u:p@cam/a", "/b", "rtsps://u:p@cam/b"),  # TLS stays TLS
+    ("rtsps://cam/a", "RTSPS://other:8322/b", "rtsps://other:8322/b"),
 ])
 def test_redirect_targets(uri: str, location: str, target: str) -> None:
     assert redirect_target(uri, location) == target
@@ -64,6 +67,34 @@ def test_redirects_to_what_is_not_an_rtsp_url_are_refused(location: str) -> None
     with pytest.raises(PublishError) as refused:
         redirect_target("rtsp://cam/a", location)
     assert refused.value.reason is StreamEnd.BAD_SOURCE_URI
+
+
+@pytest.mark.parametrize("uri, location", [
+    ("rtsps://cam/a", "rtsp://cam/b"),  # an rtsps:// camera never leads to plain RTSP
+    ("rtsp://cam/a", "rtsps://cam/b"),  # nor plain RTSP to a TLS camera the pull was not set up for
+])
+def test_redirects_keep_the_scheme(uri: str, location: str) -> None:
+    with pytest.raises(PublishError) as refused:
+        redirect_target(uri, location)
+    assert refused.value.reason is StreamEnd.BAD_SOURCE_URI
+
+
+@pytest.mark.parametrize("name, camera", [
+    ("rtsp://cam/a", True), ("RTSPS://cam/a", True), ("rtspx://cam/a", False), ("lobby", False),
+    ("rtsp:/cam", False), ("http://cam/a", False),
+])
+def test_camera_url_names(name: str, camera: bool) -> None:
+    assert is_camera_url(name) is camera
+
+
+def test_rtsps_is_pulled_over_tcp() -> None:
+    assert pull_transport("rtsps://cam/a", None, "udp") == "tcp"
+    assert pull_transport("rtsp://cam/a", None, "udp") == "udp"
+    with pytest.raises(PublishError) as refused:
+        pull_transport("rtsps://cam/a", "udp", "tcp")
+    assert refused.value.reason is StreamEnd.BAD_SOURCE_URI
+    with pytest.raises(ValueError, match="tcp"):
+        Camera(name="gate", uri="rtsps://cam/a", transport="udp")
 
 
 def test_good_camera_url() -> None:

@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         return _check(args)
     from streamsnap.logs import configure_logging
-    from streamsnap.server.listeners import Server, ServerError
+    from streamsnap.server.listeners import Server
+    from streamsnap.server.node import ServerError
 
     try:
         settings = load_settings(args.config, _overrides(args))

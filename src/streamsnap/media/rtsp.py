@@ -13,6 +13,10 @@ the probe deadline (`open_timeout`, for the whole open), when the source is clos
 no-packet watchdog on the loop ends the source (PyAV's read timeout does not fire when a camera
 accepts and then sends nothing, PyAV #584).
 
+An `rtsps://` camera is reached the same way, the relay speaking TLS to it (`tls`: verified or not, as
+the pull was told) while FFmpeg speaks plain RTSP to the relay on 127.0.0.1; its redirects must stay
+on rtsps://.
+
 The url may carry credentials: they go to FFmpeg and nowhere else. Every word logged or
 raised here names the url without them (`credentials.public_url`), and FFmpeg's own messages, which
 quote the url, are never passed on.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import ssl
 import threading
 import time
 import urllib.parse
@@ -66,7 +71,8 @@ def _open_failure(exc: BaseException) -> StreamEnd:
     return StreamEnd.ERROR
 
 
-DEFAULT_PORT = 554
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322}
+"RTSP's ports (RFC 2326, RFC 7826) when a url names none."
 CLOSE_GRACE = 2.0
 "Seconds FFmpeg has, after its relay closed at the probe deadline, to return from its open."
 
@@ -87,19 +93,21 @@ def relay_uri(uri: str, port: int) -> str:
 
 def redirect_target(uri: str, location: str) -> str:
     """Where a redirect of the camera at `uri` leads (credentials kept only for the same host as written);
-    raises `PublishError(BAD_SOURCE_URI)` when it is not an rtsp:// url with a host."""
+    raises `PublishError(BAD_SOURCE_URI)` when it is not a url of `uri`'s scheme (rtsp:// or rtsps://) with a
+    host: an rtsps:// camera never leads to plain RTSP."""
     here = urllib.parse.urlsplit(uri)
+    scheme = here.scheme.lower()
     try:
         target = urllib.parse.urlsplit(urllib.parse.urljoin(public_url(uri), location))
         target.port  # noqa: B018  # a bad port raises here
     except ValueError:
         raise PublishError(StreamEnd.BAD_SOURCE_URI, f"{public_url(uri)} redirects to a url that is not one") from None
-    if target.scheme.lower() != "rtsp" or not target.hostname:
-        raise PublishError(StreamEnd.BAD_SOURCE_URI, f"{public_url(uri)} redirects to a url that is not rtsp://")
+    if target.scheme.lower() != scheme or not target.hostname:
+        raise PublishError(StreamEnd.BAD_SOURCE_URI, f"{public_url(uri)} redirects to a url that is not {scheme}://")
     netloc = target.netloc.rsplit("@", 1)[-1]
     if target.hostname == here.hostname and "@" in here.netloc:
         netloc = here.netloc.rsplit("@", 1)[0] + "@" + netloc
-    return urllib.parse.urlunsplit(("rtsp", netloc, target.path, target.query, ""))
+    return urllib.parse.urlunsplit((scheme, netloc, target.path, target.query, ""))
 
 
 def _words(exc: BaseException) -> str:
@@ -123,6 +131,8 @@ class RtspSource:
     "Where the camera (and each redirect target) may be connected: resolved once and checked."
     frame_packets: int
     "RTP packets one video frame may hold (`webrtc.rtp_max_packets_per_frame`)."
+    tls: ssl.SSLContext | None = None
+    "How an rtsps:// camera's certificate is checked (None: rtsps:// is refused)."
     clock: Callable[[], float] = time.monotonic
     video: GopCache | None = None
     has_video: bool = False
@@ -200,6 +210,9 @@ class RtspSource:
         for hop in range(self.settings.max_redirects + 1):
             parts = urllib.parse.urlsplit(uri)
             host = parts.hostname or ""
+            scheme = parts.scheme.lower()
+            if scheme == "rtsps" and self.tls is None:
+                raise PublishError(StreamEnd.BAD_SOURCE_URI, f"{self.shown_uri}: no TLS context for rtsps://")
             try:
                 addresses = await self.destinations(host, hop)
             except PublishError as refused:
@@ -207,8 +220,8 @@ class RtspSource:
                     raise
                 raise PublishError(refused.reason, f"{self.shown_uri} redirects to {host}: {refused.detail}") from None
             relay = self._relay = await CameraRelay.open(
-                addresses, parts.port or DEFAULT_PORT, transport=self.transport, limits=self.limits,
-                deadline=deadline, shown=public_url(uri))
+                addresses, parts.port or DEFAULT_PORTS[scheme], transport=self.transport, limits=self.limits,
+                deadline=deadline, shown=public_url(uri), tls=self.tls if scheme == "rtsps" else None, host=host)
             opened: asyncio.Future[tuple[str, bytes]] = self._loop.create_future()
             threading.Thread(target=self._run, args=(relay_uri(uri, relay.port), opened),
                              name=f"rtsp {self.shown_uri}", daemon=True).start()

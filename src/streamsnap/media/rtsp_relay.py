@@ -5,6 +5,8 @@ resolves the camera's host once, checks the addresses, and `CameraRelay.open` co
 address itself; FFmpeg is given `rtsp://[user:pass@]127.0.0.1:<relay port>/<path>` (the credentials
 stay in the url so that its basic and digest authentication work) and talks to the relay only.
 Every byte the camera sends passes `RtspGuard` (`media/rtsp_guard.py`) before FFmpeg sees it.
+An rtsps:// camera is connected with TLS (its certificate checked against the host as written, unless
+the pull opted out); FFmpeg still speaks plain RTSP, to the relay on 127.0.0.1 only.
 
 For UDP transport the relay holds two UDP port pairs: one towards the camera (its SETUP names
 them as the client ports) that takes datagrams from the checked camera address only, and one on
@@ -24,6 +26,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -145,16 +148,17 @@ class CameraRelay:
 
     @classmethod
     async def open(cls, addresses: Sequence[IPAddress], port: int, *, transport: str, limits: GuardLimits,
-                   deadline: float, shown: str) -> CameraRelay:
+                   deadline: float, shown: str, tls: ssl.SSLContext | None = None, host: str = "") -> CameraRelay:
         """Connect to the first of `addresses` that answers and listen for FFmpeg; raises `PublishError`.
 
-        `deadline` (the loop's clock) ends the attempt unless `opened` was called before it.
+        `deadline` (the loop's clock) ends the attempt unless `opened` was called before it. With `tls` the
+        camera is spoken to over TLS, its certificate checked against `host` (the name as written).
         """
         loop = asyncio.get_running_loop()
         relay = cls(RtspGuard(limits, transport), shown)
         relay._deadline = loop.call_at(deadline, relay._expire)
         try:
-            await relay._connect(addresses, port, deadline)
+            await relay._connect(addresses, port, deadline, tls, host)
             if transport == "udp":
                 relay.guard.udp = await relay._bind_udp()
             relay._listener = await loop.create_server(relay._accept, LOOPBACK, 0, backlog=1)
@@ -193,15 +197,28 @@ class CameraRelay:
 
     # Setting up.
 
-    async def _connect(self, addresses: Sequence[IPAddress], port: int, deadline: float) -> None:
+    async def _connect(self, addresses: Sequence[IPAddress], port: int, deadline: float,
+                       tls: ssl.SSLContext | None, host: str) -> None:
         loop = asyncio.get_running_loop()
         words = "no address"
         for address in addresses:
             try:
                 async with asyncio.timeout_at(deadline):
-                    await loop.create_connection(lambda: self.camera, str(address), port)
+                    if tls is None:
+                        await loop.create_connection(lambda: self.camera, str(address), port)
+                    else:
+                        await loop.create_connection(lambda: self.camera, str(address), port, ssl=tls,
+                                                     server_hostname=host,
+                                                     ssl_handshake_timeout=max(0.1, deadline - loop.time()))
             except TimeoutError:
                 raise PublishError(StreamEnd.SOURCE_TIMEOUT, f"{self.shown} did not answer") from None
+            except ssl.SSLCertVerificationError as exc:
+                raise PublishError(StreamEnd.SOURCE_UNTRUSTED,
+                                   f"{self.shown}: certificate not trusted ({exc.verify_message}); the authorities "
+                                   f"are rtsp.ca_file or the system's") from None
+            except ssl.SSLError as exc:
+                words = f"TLS: {exc.reason or type(exc).__name__}"
+                continue
             except OSError as exc:
                 words = exc.strerror or type(exc).__name__
                 continue

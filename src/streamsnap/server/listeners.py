@@ -21,7 +21,7 @@ from streamsnap.addresses import TrustedProxies
 from streamsnap.config import Settings
 from streamsnap.media.webrtc import local_ipv4_addresses
 from streamsnap.server.connections import ConnectionGuard, http_error_logger, safe_access_logger, serve_guarded
-from streamsnap.server.node import Built, build, close, drain, start
+from streamsnap.server.node import Built, ServerError, build, close, drain, start
 from streamsnap.server.rtmp import RtmpServer
 from streamsnap.server.tls import Certificate, local_certificate, server_context, server_context_from_files
 from streamsnap.service.node import Node
@@ -30,10 +30,6 @@ from streamsnap.web.cluster import create_cluster_app
 from streamsnap.web.metrics import create_metrics_app
 
 logger = logging.getLogger(__name__)
-
-
-class ServerError(Exception):
-    """The server cannot start as configured (the message says why)."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from streamsnap.media.source import LocalSources
 from streamsnap.media.webrtc import announce_addresses
 from streamsnap.reasons import StreamEnd
 from streamsnap.server.heap import HeapKeeper
+from streamsnap.server.tls import camera_context
 from streamsnap.service.cameras import CameraPulls, redact_credentials_in_logs
 from streamsnap.service.mjpeg import MjpegFeeds
 from streamsnap.service.node import Node, NodeState
@@ -39,6 +41,10 @@ from streamsnap.streams import LocalStreamRegistry, StreamRecord, StreamRegistry
 from streamsnap.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
+
+
+class ServerError(Exception):
+    """The server cannot start as configured (the message says why)."""
 
 
 def node_name(configured: str) -> str:
@@ -66,6 +72,10 @@ async def build(settings: Settings, *, cluster_url: str = "", registry: StreamRe
     nodes of one process sharing one).
     """
     redact_credentials_in_logs()  # camera urls reach log lines from many places: a name, a request path
+    try:
+        camera_tls = {verify: camera_context(settings.rtsp.ca_file, verify) for verify in (True, False)}
+    except (OSError, ssl.SSLError) as exc:
+        raise ServerError(f"rtsp.ca_file: cannot use {settings.rtsp.ca_file}: {exc}") from None
     state = NodeState(node_name(settings.node.name))
     redis = router = None
     if settings.cluster.redis_url:
@@ -81,9 +91,9 @@ async def build(settings: Settings, *, cluster_url: str = "", registry: StreamRe
     sources = LocalSources()
     engine = SnapshotEngine(settings.snapshots)
     publishing = PublishingService(settings.publishing, registry, sources, access, state, router=router, clock=clock)
-    cameras = CameraPulls(settings.rtsp, publishing, lambda name, uri, transport, destinations: RtspSource(
-        name, uri, settings.rtsp, settings.gop, transport, destinations, settings.webrtc.rtp_max_packets_per_frame),
-        clock=clock)
+    cameras = CameraPulls(settings.rtsp, publishing, lambda name, uri, transport, destinations, verify: RtspSource(
+        name, uri, settings.rtsp, settings.gop, transport, destinations, settings.webrtc.rtp_max_packets_per_frame,
+        tls=camera_tls[verify]), clock=clock)
     snapshots = SnapshotService(settings.snapshots, registry, sources, engine, access, state,
                                 on_demand=cameras.on_demand, router=router, clock=clock)
     mjpeg = MjpegFeeds(settings.mjpeg, snapshots)
@@ -115,7 +125,7 @@ def start(built: Built) -> None:
                     built.redis.node.id, built.redis.node.url, built.redis.ttl)
     built.tasks = [asyncio.ensure_future(coroutine) for coroutine in work]
     for camera in settings.cameras:
-        node.cameras.start_camera(camera.name, camera.uri, camera.transport, OPEN_GRANT)
+        node.cameras.start_camera(camera, OPEN_GRANT)
     node.state.ready = True
 
 

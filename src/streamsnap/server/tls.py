@@ -1,4 +1,5 @@
-"""TLS for https + wss: a context from the operator's files, or a throwaway self-signed certificate."""
+"""TLS for https + wss (a context from the operator's files, or a throwaway self-signed certificate), and the
+client context of rtsps:// camera pulls."""
 
 from __future__ import annotations
 
@@ -67,6 +68,18 @@ def local_certificate() -> Certificate:
 
     names = list(dict.fromkeys(["localhost", socket.gethostname()]))
     return self_signed_certificate(names, list(dict.fromkeys(["127.0.0.1", *local_ipv4_addresses()])))
+
+
+def camera_context(ca_file: str, verify: bool) -> ssl.SSLContext:
+    """The client context of rtsps:// camera pulls: certificates verified against `ca_file` (a PEM bundle) or,
+    when empty, the system's authorities; with `verify` false, any certificate is taken (the camera's own
+    opt-out). Raises OSError/ssl.SSLError when `ca_file` is unusable."""
+    if not verify:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
 
 
 def server_context_from_files(cert_file: str, key_file: str) -> ssl.SSLContext:

@@ -1,11 +1,15 @@
 """Camera pulls: RTSP cameras run as streams of the publishing service, started three ways.
 
-- On demand: a picture of a stream name that is an `rtsp://` url starts a pull (the snapshot
+- On demand: a picture of a stream name that is an `rtsp://` or `rtsps://` url starts a pull (the snapshot
   service's `on_demand` hook), waits for it to publish, and the pull stops after
   `idle_timeout` seconds without pictures.
 - By REST (`/rest-api/rtsp/startup`): pulled until it ends or is terminated.
 - From the config file (`[[cameras]]`): pulled from start and kept up, reconnecting with
   exponential back-off and jitter whatever ended it (except a terminate or the shutdown).
+
+An `rtsps://` camera is pulled over TCP inside TLS (default port 322), its certificate verified
+against the system's authorities or `rtsp.ca_file`; a configured or REST camera may opt out
+(`tls_verify = false`, `"tlsVerify": false`), a picture's on-demand pull never does.
 
 A pull's stream name is the name it was given, or else its url without credentials: the
 credentials go to the camera only, never to names, listings, logs or metrics.
@@ -35,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamsnap.access import Grant, Right
-from streamsnap.config import RtspSettings
+from streamsnap.config import Camera, RtspSettings
 from streamsnap.credentials import public_url, redact
 from streamsnap.media.rtsp import Destinations
 from streamsnap.media.source import Source
@@ -47,7 +51,7 @@ from streamsnap.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
-SCHEMES = ("rtsp",)
+SCHEMES = ("rtsp", "rtsps")
 MAX_URI_LENGTH = 2048
 
 PICTURE_FAILURES: dict[StreamEnd, SnapshotFailure] = {
@@ -56,6 +60,7 @@ PICTURE_FAILURES: dict[StreamEnd, SnapshotFailure] = {
     StreamEnd.SOURCE_UNREACHABLE: SnapshotFailure.SOURCE_UNREACHABLE,
     StreamEnd.SOURCE_CLOSED: SnapshotFailure.SOURCE_UNREACHABLE,
     StreamEnd.SOURCE_UNAUTHORIZED: SnapshotFailure.SOURCE_UNAUTHORIZED,
+    StreamEnd.SOURCE_UNTRUSTED: SnapshotFailure.SOURCE_UNTRUSTED,
     StreamEnd.SOURCE_NOT_FOUND: SnapshotFailure.SOURCE_NOT_FOUND,
     StreamEnd.SOURCE_TIMEOUT: SnapshotFailure.SOURCE_TIMEOUT,
     StreamEnd.ICE_TIMEOUT: SnapshotFailure.SOURCE_TIMEOUT,  # the publishing service's "no media in time"
@@ -129,6 +134,8 @@ class PullInfo:
     uri: str
     "The url without credentials."
     transport: str
+    tls_verify: bool
+    "For rtsps://: whether the camera's certificate is verified."
     origin: PullOrigin
     status: PullStatus
     reason: StreamEnd | None
@@ -136,8 +143,9 @@ class PullInfo:
     attempts: int
 
 
-SourceFactory = Callable[[str, str, str, Destinations], Source]
-"Builds a camera's source from (stream name, url with credentials, transport, where it may connect)."
+SourceFactory = Callable[[str, str, str, Destinations, bool], Source]
+"""Builds a camera's source from (stream name, url with credentials, transport, where it may connect, whether an
+rtsps:// camera's certificate is verified)."""
 
 
 @dataclass(eq=False)
@@ -145,6 +153,7 @@ class _Pull:
     name: str
     uri: str
     transport: str
+    tls_verify: bool
     origin: PullOrigin
     grant: Grant
     hook_fields: Mapping[str, Any]
@@ -159,8 +168,8 @@ class _Pull:
     "None once publishing, or why the attempt ended first."
 
     def info(self) -> PullInfo:
-        return PullInfo(self.name, public_url(self.uri), self.transport, self.origin, self.status, self.reason,
-                        self.attempts)
+        return PullInfo(self.name, public_url(self.uri), self.transport, self.tls_verify, self.origin, self.status,
+                         self.reason, self.attempts)
 
 
 class _PullListener:
@@ -202,6 +211,22 @@ def check_uri(uri: str) -> urllib.parse.SplitResult:
     if port == 0:
         raise PublishError(StreamEnd.BAD_SOURCE_URI, "port 0")
     return parts
+
+
+def is_camera_url(name: str) -> bool:
+    """Whether a stream name is a camera url (`rtsp://…`, `rtsps://…`, any case)."""
+    scheme, colon_slashes, _ = name.partition("://")
+    return bool(colon_slashes) and scheme.lower() in SCHEMES
+
+
+def pull_transport(uri: str, asked: str | None, default: str) -> str:
+    """The transport a pull of `uri` uses: an rtsps:// camera's media stay inside its TLS connection (tcp);
+    raises `PublishError(BAD_SOURCE_URI)` when udp is asked of one."""
+    if uri[:8].lower() != "rtsps://":
+        return asked or default
+    if asked == "udp":
+        raise PublishError(StreamEnd.BAD_SOURCE_URI, "an rtsps:// camera is pulled over tcp, not udp")
+    return "tcp"
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -348,7 +373,7 @@ class CameraPulls:
 
     async def on_demand(self, name: str, requester: Requester) -> str | None:
         """The snapshot service's hook: for an rtsp:// name, the stream to picture once its pull publishes."""
-        if not self.settings.on_demand or not name[:7].lower() == "rtsp://":
+        if not self.settings.on_demand or not is_camera_url(name):
             return None
         stream = public_url(name)
         pull = self._pulls.get(stream)
@@ -359,7 +384,7 @@ class CameraPulls:
         try:
             if pull is None:
                 pull = await self._start(name, stream, PullOrigin.ON_DEMAND, requester.grant,
-                                         requester.hook_fields, self.settings.transport)
+                                         requester.hook_fields, None, tls_verify=True)
         except PublishError as exc:
             raise SnapshotError(picture_failure(exc.reason), exc.detail) from None
         reason = await self._wait(pull)
@@ -372,7 +397,7 @@ class CameraPulls:
         return stream
 
     async def start(self, uri: str, name: str | None, grant: Grant, hook_fields: Mapping[str, Any],
-                    transport: str | None = None) -> PullInfo:
+                    transport: str | None = None, *, tls_verify: bool = True) -> PullInfo:
         """Pull `uri` as stream `name` (default: the url without credentials) until it ends or is terminated.
 
         Returns once it publishes; raises `PublishError` with the reason it did not.
@@ -380,17 +405,18 @@ class CameraPulls:
         stream = name or public_url(uri)
         if stream in self._pulls:
             raise PublishError(StreamEnd.NAME_IN_USE)
-        pull = await self._start(uri, stream, PullOrigin.REST, grant, hook_fields, transport or self.settings.transport)
+        pull = await self._start(uri, stream, PullOrigin.REST, grant, hook_fields, transport, tls_verify=tls_verify)
         reason = await self._wait(pull)
         if reason is not None:
             raise PublishError(reason)
         return pull.info()
 
-    def start_camera(self, name: str, uri: str, transport: str | None, grant: Grant) -> None:
+    def start_camera(self, camera: Camera, grant: Grant) -> None:
         """Pull a configured camera from now on, reconnecting whatever ends it (until `close`)."""
-        pull = _Pull(name, uri, transport or self.settings.transport, PullOrigin.CONFIG, grant,
+        transport = pull_transport(camera.uri, camera.transport, self.settings.transport)
+        pull = _Pull(camera.name, camera.uri, transport, camera.tls_verify, PullOrigin.CONFIG, grant,
                      {"source": "config"}, self.clock())
-        self._pulls[name] = pull
+        self._pulls[camera.name] = pull
         pull.task = asyncio.ensure_future(self._run(pull))
 
     async def terminate(self, name_or_uri: str) -> bool:
@@ -430,11 +456,12 @@ class CameraPulls:
         return pull
 
     async def _start(self, uri: str, name: str, origin: PullOrigin, grant: Grant,
-                     hook_fields: Mapping[str, Any], transport: str) -> _Pull:
+                     hook_fields: Mapping[str, Any], transport: str | None, *, tls_verify: bool) -> _Pull:
         """Check the url and its host, then run the pull in its own task; raises `PublishError`."""
         if self._closing:
             raise PublishError(StreamEnd.SHUTTING_DOWN)
         parts = check_uri(uri)
+        transport = pull_transport(uri, transport, self.settings.transport)
         try:
             await self.hosts.check(parts.hostname or "")
         except PublishError as refused:
@@ -443,7 +470,7 @@ class CameraPulls:
         pull = self._pulls.get(name)
         if pull is not None:  # started by someone else while the host was checked
             return pull
-        pull = self._pulls[name] = _Pull(name, uri, transport, origin, grant, hook_fields, self.clock())
+        pull = self._pulls[name] = _Pull(name, uri, transport, tls_verify, origin, grant, hook_fields, self.clock())
         pull.task = asyncio.ensure_future(self._run(pull))
         return pull
 
@@ -456,7 +483,7 @@ class CameraPulls:
 
     def _source_of(self, pull: _Pull) -> Callable[[str], Source]:
         def make(name: str) -> Source:
-            pull.source = self.make_source(name, pull.uri, pull.transport, self._destinations(pull))
+            pull.source = self.make_source(name, pull.uri, pull.transport, self._destinations(pull), pull.tls_verify)
             return pull.source
         return make
 

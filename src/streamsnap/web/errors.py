@@ -42,6 +42,7 @@ STATUS: dict[SnapshotFailure | StreamEnd, int] = {
     SnapshotFailure.SOURCE_NOT_ALLOWED: 403,
     SnapshotFailure.SOURCE_UNREACHABLE: 502,
     SnapshotFailure.SOURCE_UNAUTHORIZED: 502,  # the camera's 401, not ours: a 401 would ask the client to log in
+    SnapshotFailure.SOURCE_UNTRUSTED: 502,
     SnapshotFailure.SOURCE_NOT_FOUND: 404,
     SnapshotFailure.SOURCE_TIMEOUT: 504,
     SnapshotFailure.UNSUPPORTED_SOURCE: 502,

@@ -1,10 +1,11 @@
 """WCS REST for RTSP cameras: `/rest-api/rtsp/startup`, `/find_all` and `/terminate`.
 
 Bodies as WCS names them: startup `{"uri": "rtsp://…", "toStream": "name"}` (`toStream`
-optional: the url without credentials is the stream name then; `transport` "tcp"/"udp" is
-streamsnap's own), terminate `{"uri"}` or `{"toStream"}`. startup answers once the camera
-publishes: 200 with the pull, 409 when that stream is pulled already, else the status and
-words of the reason (answered by `web/errors.py`). Listings show urls without credentials.
+optional: the url without credentials is the stream name then; `transport` "tcp"/"udp" and, for an
+`rtsps://` camera, `tlsVerify` false (accept any certificate) are streamsnap's own), terminate
+`{"uri"}` or `{"toStream"}`. startup answers once the camera publishes: 200 with the pull, 409 when
+that stream is pulled already, else the status and words of the reason (answered by
+`web/errors.py`). Listings show urls without credentials.
 
 Rights (with access control on): startup and terminate need `pull` on the stream name;
 find_all lists the pulls the token may see.
@@ -38,6 +39,7 @@ class StartupBody(msgspec.Struct, frozen=True, rename="camel"):
     uri: NonEmpty
     to_stream: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     transport: Literal["tcp", "udp"] | None = None
+    tls_verify: bool = True
 
 
 class TargetBody(msgspec.Struct, frozen=True, rename="camel"):
@@ -55,6 +57,7 @@ class PullAnswer(msgspec.Struct, frozen=True, rename="camel"):
     to_stream: str
     status: str
     transport: str
+    tls_verify: bool
     origin: str
     reason: str | None
     attempts: int
@@ -62,7 +65,7 @@ class PullAnswer(msgspec.Struct, frozen=True, rename="camel"):
 
 def describe(pull: PullInfo) -> PullAnswer:
     """The REST description of a pull."""
-    return PullAnswer(pull.uri, pull.name, pull.status.value, pull.transport, pull.origin.value,
+    return PullAnswer(pull.uri, pull.name, pull.status.value, pull.transport, pull.tls_verify, pull.origin.value,
                       pull.reason.value if pull.reason is not None else None, pull.attempts)
 
 
@@ -80,7 +83,8 @@ async def startup(request: web.Request) -> web.Response:
     body = await read_body(request, StartupBody, empty_ok=False)
     hook_fields = {"clientAddress": request.remote, "origin": request.headers.get("Origin"), "source": "http"}
     try:
-        pull = await _cameras(request).start(body.uri, body.to_stream, grant, hook_fields, body.transport)
+        pull = await _cameras(request).start(body.uri, body.to_stream, grant, hook_fields, body.transport,
+                                             tls_verify=body.tls_verify)
     except PublishError as exc:
         if exc.reason is StreamEnd.NAME_IN_USE:
             raise

@@ -10,6 +10,7 @@ CAMERA_BAD_URI = "bad camera url"
 CAMERA_NOT_ALLOWED = "camera host not allowed"
 CAMERA_UNREACHABLE = "camera unreachable"
 CAMERA_UNAUTHORIZED = "camera refused the credentials"
+CAMERA_UNTRUSTED = "camera certificate not trusted"
 CAMERA_NOT_FOUND = "no stream at that camera path"
 CAMERA_TIMEOUT = "camera timeout"
 CAMERA_UNSUPPORTED = "unsupported camera stream or codec"
@@ -37,6 +38,7 @@ SNAPSHOT_INFO: dict[SnapshotFailure, str] = {
     SnapshotFailure.SOURCE_NOT_ALLOWED: f"{Info.RESTRICTED_ACCESS}: {CAMERA_NOT_ALLOWED}",
     SnapshotFailure.SOURCE_UNREACHABLE: f"{Info.FAILED_BY_ERROR}: {CAMERA_UNREACHABLE}",
     SnapshotFailure.SOURCE_UNAUTHORIZED: f"{Info.FAILED_BY_ERROR}: {CAMERA_UNAUTHORIZED}",
+    SnapshotFailure.SOURCE_UNTRUSTED: f"{Info.FAILED_BY_ERROR}: {CAMERA_UNTRUSTED}",
     SnapshotFailure.SOURCE_NOT_FOUND: f"{Info.STREAM_NOT_FOUND}: {CAMERA_NOT_FOUND}",
     SnapshotFailure.SOURCE_TIMEOUT: f"{Info.FAILED_BY_ERROR}: {CAMERA_TIMEOUT}",
     SnapshotFailure.UNSUPPORTED_SOURCE: f"{Info.FAILED_BY_ERROR}: {CAMERA_UNSUPPORTED}",
@@ -66,6 +68,7 @@ STREAM_END_INFO: dict[StreamEnd, str] = {
     StreamEnd.SOURCE_NOT_ALLOWED: f"{Info.RESTRICTED_ACCESS}: {CAMERA_NOT_ALLOWED}",
     StreamEnd.SOURCE_UNREACHABLE: f"{Info.FAILED_BY_ERROR}: {CAMERA_UNREACHABLE}",
     StreamEnd.SOURCE_UNAUTHORIZED: f"{Info.FAILED_BY_ERROR}: {CAMERA_UNAUTHORIZED}",
+    StreamEnd.SOURCE_UNTRUSTED: f"{Info.FAILED_BY_ERROR}: {CAMERA_UNTRUSTED}",
     StreamEnd.SOURCE_NOT_FOUND: f"{Info.STREAM_NOT_FOUND}: {CAMERA_NOT_FOUND}",
     StreamEnd.SOURCE_TIMEOUT: f"{Info.FAILED_BY_ERROR}: {CAMERA_TIMEOUT}",
     StreamEnd.SOURCE_CLOSED: f"{Info.FAILED_BY_ERROR}: {CAMERA_CLOSED}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from streamsnap.media.pattern import SECOND_COLOURS, PatternTrack
 from streamsnap.wcsclient import WcsClient
 from tests.conftest import RunningServer
 from tests.e2e.conftest import write_y4m
+from tests.harness import RtspCamera, free_port, gstreamer_missing
+from tests.integration.test_whip import WhipClient
 
 pytestmark = pytest.mark.e2e
 
@@ -167,3 +171,67 @@ async def test_landing_page_with_access_tokens(
     assert await page.locator("li.stream").count() == 0
     await page.click("#forgetToken")
     assert await page.evaluate("sessionStorage.getItem('streamsnap.token')") is None
+
+
+@pytest.fixture
+async def other_sources() -> AsyncIterator[list[Any]]:
+    """Publishers of the other kinds (WHIP clients, ffmpeg processes, RTSP cameras), ended at teardown."""
+    started: list[Any] = []
+    yield started
+    for source in started:
+        if isinstance(source, WhipClient):
+            await source.close()
+        elif isinstance(source, RtspCamera):
+            source.kill()
+        elif source.returncode is None:
+            source.kill()
+            await source.wait()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg (scripts/system-deps.sh)")
+@pytest.mark.skipif(gstreamer_missing(), reason="needs GStreamer's RTSP server (scripts/system-deps.sh)")
+async def test_each_stream_says_how_it_comes_in_and_the_blurb_names_every_way(
+    start_server: Callable[..., Any], launch_chromium: Callable[[Path], Any], tmp_path: Path,
+    publishers: Publishers, other_sources: list[Any], http: aiohttp.ClientSession, artifacts: Path,
+) -> None:
+    rtmp_port = free_port()
+    server: RunningServer = await start_server(rtmp_port=rtmp_port)
+    await publishers.publish(server, "from-browser")  # the WCS protocol, as a browser page publishes
+
+    whip = WhipClient()
+    other_sources.append(whip)
+    assert (await whip.publish(http, f"{server.http_url}/whip/from-whip")).status == 201
+
+    encoder = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi",
+        "-i", "testsrc2=size=320x240:rate=15", "-t", "120", "-c:v", "libx264", "-preset", "ultrafast",
+        "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", "15", "-f", "flv",
+        f"rtmp://127.0.0.1:{rtmp_port}/live/from-encoder",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    other_sources.append(encoder)
+
+    camera = RtspCamera(free_port())
+    other_sources.append(camera)
+    await camera.start()
+    async with http.post(f"{server.http_url}/rest-api/rtsp/startup",
+                         json={"uri": camera.url, "toStream": "from-camera"}) as answer:
+        assert answer.status == 200, await answer.text()
+
+    page = await open_landing(server, launch_chromium, tmp_path)
+    expected = {"from-browser": ("WebRTC", "browser"), "from-whip": ("WHIP", "WHIP client"),
+                "from-encoder": ("RTMP", "encoder"), "from-camera": ("RTSP", "camera")}
+    for name, (label, meaning) in expected.items():
+        badge = f"{item(name)} .kind"
+        await page.wait_for_selector(badge, state="visible", timeout=20000)
+        assert (await page.text_content(badge)) == label, name
+        assert meaning in (await page.get_attribute(badge, "title") or ""), name
+        assert (await page.text_content(f"{item(name)} .stream-name")) == name
+    await page.screenshot(path=str(artifacts / "landing-page-kinds.png"), full_page=True)
+
+    ways = [" ".join((await li.text_content() or "").split()) for li in await page.query_selector_all("#waysIn li")]
+    for way, words in zip(ways, [("browser", "WebRTC"), ("camera", "RTSP"), ("encoder", "RTMP"), ("WHIP",)],
+                          strict=True):
+        assert all(word in way for word in words), (way, words)
+    assert "rtmp://127.0.0.1:1935/live/NAME" in ways[2]
+    assert f"{server.http_url}/whip/NAME" in ways[3]  # this very server's WHIP address

@@ -71,6 +71,27 @@ export type StreamEventType = (typeof STREAM_EVENT_TYPE)[keyof typeof STREAM_EVE
 /** Constraints `publish()` uses when the stream has none: 320x240 video and audio. */
 export declare const DEFAULT_CONSTRAINTS: Readonly<MediaStreamConstraints>;
 
+/**
+ * Most a publisher sends (kbit/s) unless `constraints.video.maxBitrate` says otherwise: the
+ * bandwidth a streamsnap server tells publishers by default (`webrtc.max_publish_bitrate`).
+ */
+export declare const DEFAULT_MAX_BITRATE_KBPS: 2500;
+
+/** What the browser gives up first when it cannot keep up: frames, not pixels. */
+export declare const DEFAULT_DEGRADATION_PREFERENCE: "maintain-resolution";
+
+/** The values of RTCRtpSendParameters.degradationPreference. */
+export type DegradationPreference = "maintain-framerate" | "maintain-resolution" | "balanced";
+
+/**
+ * getUserMedia constraints, with the WCS SDK's bitrate fields on `video` (kbit/s; taken out
+ * before getUserMedia): `maxBitrate` caps the video encoder (default DEFAULT_MAX_BITRATE_KBPS),
+ * and both are sent to the server in `publishStream`.
+ */
+export interface PublishConstraints extends MediaStreamConstraints {
+    video?: boolean | (MediaTrackConstraints & { minBitrate?: number; maxBitrate?: number });
+}
+
 export declare const constants: Readonly<{
     SESSION_STATUS: typeof SESSION_STATUS;
     STREAM_STATUS: typeof STREAM_STATUS;
@@ -107,8 +128,19 @@ export interface StreamOptions {
     receiveVideo?: boolean;
     /** Accepted for SDK compatibility; a published stream receives nothing. */
     receiveAudio?: boolean;
-    /** getUserMedia constraints; default DEFAULT_CONSTRAINTS. Audio is dropped if the microphone fails. */
-    constraints?: MediaStreamConstraints;
+    /**
+     * getUserMedia constraints; default DEFAULT_CONSTRAINTS (320x240, as the WCS SDK). Ask for the
+     * camera's size, e.g. `{video: {width: {ideal: 1280}, height: {ideal: 720}}}`, to publish it.
+     * Audio is dropped if the microphone fails.
+     */
+    constraints?: PublishConstraints;
+    /**
+     * What the browser gives up first when the link or the CPU cannot keep up; default
+     * DEFAULT_DEGRADATION_PREFERENCE ("maintain-resolution": the picture keeps its size, every
+     * encoding is sent unscaled). null leaves the browser's own choice (Chromium 156 over
+     * loopback started a 1280x720 camera at 640x360 and reached 1280x720 after about 25 s).
+     */
+    degradationPreference?: DegradationPreference | null;
     /** Video codec to prefer ("VP8" or "H264"); default: the browser's order. */
     codec?: "VP8" | "H264" | string;
     /** contentHint for the video track ("motion", "detail", "text"). */

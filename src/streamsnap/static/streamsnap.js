@@ -95,6 +95,20 @@ export const DEFAULT_CONSTRAINTS = Object.freeze({
   audio: true,
 });
 
+/**
+ * Most a publisher sends (kbit/s) unless told otherwise: the bandwidth a streamsnap server
+ * tells publishers by default (its `webrtc.max_publish_bitrate`, 2.5 Mbit/s), which is also
+ * what Chromium allows a 1280x720 picture. Pass `constraints.video.maxBitrate` (as in the
+ * WCS SDK) when the server is set to another figure.
+ */
+export const DEFAULT_MAX_BITRATE_KBPS = 2500;
+
+/**
+ * What the browser gives up first when the link or the CPU cannot keep up. A snapshot
+ * server exists for the picture: by default frames are dropped and the size is kept.
+ */
+export const DEFAULT_DEGRADATION_PREFERENCE = "maintain-resolution";
+
 /** Version of the WCS client protocol we claim in `connection`. */
 const CLIENT_VERSION = "2.0";
 
@@ -193,8 +207,61 @@ function clearLocal(display) {
   }
 }
 
+/**
+ * `constraints` without the WCS SDK's bitrate fields (`video.minBitrate`, `video.maxBitrate`,
+ * in kbit/s), which are for the encoder, not for getUserMedia.
+ */
+function mediaConstraints(constraints) {
+  const video = constraints.video;
+  if (!video || typeof video !== "object") return constraints;
+  const { minBitrate, maxBitrate, ...rest } = video;
+  return { ...constraints, video: rest };
+}
+
+/** The WCS SDK's `constraints.video.{min,max}Bitrate` (kbit/s), 0 when not given. */
+function bitrateOf(constraints, key) {
+  const video = constraints.video;
+  const value = video && typeof video === "object" ? Number(video[key]) : 0;
+  return Number.isFinite(value) && value > 0 ? value : 0;
+}
+
+/**
+ * Ask the browser to keep the picture's size: `degradation` ("maintain-resolution" unless the
+ * page chose otherwise) on the sender, every encoding unscaled and capped at `maxBitrateBps`.
+ * A browser that refuses the preference gets the encodings alone, and a track hinted "detail"
+ * (which Chromium keeps at full size too); failures are only logged (publishing goes on with
+ * the browser's own choices).
+ */
+async function keepPictureSize(sender, degradation, maxBitrateBps) {
+  if (!sender || typeof sender.getParameters !== "function") return;
+  const withEncodings = () => {
+    const parameters = sender.getParameters();
+    const encodings = parameters.encodings && parameters.encodings.length ? parameters.encodings : [{}];
+    parameters.encodings = encodings.map((e) => ({ ...e, scaleResolutionDownBy: 1, maxBitrate: maxBitrateBps }));
+    return parameters;
+  };
+  if (degradation) {
+    try {
+      await sender.setParameters({ ...withEncodings(), degradationPreference: degradation });
+      return;
+    } catch (err) {
+      console.debug("streamsnap: the sender refused degradationPreference:", err);
+    }
+    const track = sender.track;
+    if (degradation === "maintain-resolution" && track && "contentHint" in track && !track.contentHint) {
+      track.contentHint = "detail";
+    }
+  }
+  try {
+    await sender.setParameters(withEncodings());
+  } catch (err) {
+    console.warn("streamsnap: could not set the sender's encodings:", err);
+  }
+}
+
 /** Camera (and microphone) for `constraints`; retries without audio if audio is what failed. */
-async function getLocalMedia(constraints) {
+async function getLocalMedia(requested) {
+  const constraints = mediaConstraints(requested);
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     throw new Error("Camera access is not available: the page must be served over https or from localhost");
   }
@@ -583,9 +650,18 @@ class Stream {
     const videoTrack = mediaStream.getVideoTracks()[0];
     const audioTrack = mediaStream.getAudioTracks()[0];
     if (videoTrack && o.videoContentHint && "contentHint" in videoTrack) videoTrack.contentHint = o.videoContentHint;
+    const minBitrate = bitrateOf(constraints, "minBitrate");
+    const maxBitrate = bitrateOf(constraints, "maxBitrate") || DEFAULT_MAX_BITRATE_KBPS;
     if (videoTrack) {
-      const t = pc.addTransceiver(videoTrack, { direction: "sendonly", streams: [mediaStream] });
+      const t = pc.addTransceiver(videoTrack, {
+        direction: "sendonly",
+        streams: [mediaStream],
+        sendEncodings: [{ scaleResolutionDownBy: 1, maxBitrate: maxBitrate * 1000 }],
+      });
       preferVideoCodec(t, o.codec);
+      const degradation = o.degradationPreference === undefined
+        ? DEFAULT_DEGRADATION_PREFERENCE : o.degradationPreference;
+      await keepPictureSize(t.sender, degradation, maxBitrate * 1000);
     }
     if (audioTrack) pc.addTransceiver(audioTrack, { direction: "sendonly", streams: [mediaStream] });
 
@@ -609,8 +685,8 @@ class Stream {
       sdp: pc.localDescription.sdp,
       custom: o.custom || {},
       bitrate: 0,
-      minBitrate: 0,
-      maxBitrate: 0,
+      minBitrate,
+      maxBitrate,
       constraints: jsonConstraints(constraints),
       transport: "UDP",
       cvoExtension: false,

@@ -14,6 +14,8 @@ class StreamInfo(msgspec.Struct, frozen=True):
     """A live stream as `GET /streams` lists it."""
 
     name: str
+    kind: SourceKind
+    "How it comes in: webrtc (a browser, a WCS client), rtsp (a camera the server pulls), rtmp (an encoder), whip."
     codec: str | None
     "Video codec (VP8 or H264); null before the first video frame or without video."
     width: int | None
@@ -67,6 +69,7 @@ def describe(record: StreamRecord, stats: SourceStats | None) -> StreamInfo:
     fps = stats.fps if stats is not None else None
     return StreamInfo(
         name=record.name,
+        kind=record.kind,
         codec=codec,
         width=width,
         height=height,

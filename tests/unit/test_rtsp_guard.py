@@ -136,17 +136,22 @@ def test_the_body_bound_holds_before_the_body_arrives() -> None:
     assert "rtsp.max_sdp_bytes" in refused.value.words
 
 
-def test_descriptions_with_too_many_tracks_or_no_h264() -> None:
+def test_descriptions_with_too_many_tracks_or_no_video_the_engine_decodes() -> None:
     many = b"v=0\r\n" + b"m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n" * 9
     with pytest.raises(GuardRefusal) as refused:
         choose_video_track(many, 8)
     assert refused.value.reason is StreamEnd.INVALID_SDP and "rtsp.max_tracks" in refused.value.words
     with pytest.raises(GuardRefusal) as refused:
-        choose_video_track(b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n", 8)
-    assert refused.value.reason is StreamEnd.UNSUPPORTED_CODEC and "video H265" in refused.value.words
-    # The format FFmpeg would take is the first of the m= line.
-    with pytest.raises(GuardRefusal):
-        choose_video_track(b"m=video 0 RTP/AVP 97 96\r\na=rtpmap:96 H264/90000\r\na=rtpmap:97 H265/90000\r\n", 8)
+        choose_video_track(b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 MP4V-ES/90000\r\n"
+                           b"m=audio 0 RTP/AVP 0\r\n", 8)
+    assert refused.value.reason is StreamEnd.UNSUPPORTED_CODEC and "video MP4V-ES" in refused.value.words
+    # The format FFmpeg would take is the first of the m= line; of the sections, the first it decodes.
+    both = b"v=0\r\nm=video 0 RTP/AVP 97 96\r\na=rtpmap:96 H264/90000\r\na=rtpmap:97 H265/90000\r\n"
+    assert choose_video_track(both, 8)[1] == "H265"
+    sections = (b"v=0\r\nm=audio 0 RTP/AVP 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 VP9/90000\r\n"
+                b"m=video 0 RTP/AVP 98\r\na=rtpmap:98 H264/90000\r\n")
+    description, codec = choose_video_track(sections, 8)
+    assert codec == "H264" and description == b"v=0\r\nm=video 0 RTP/AVP 98\r\na=rtpmap:98 H264/90000\r\n"
 
 
 @pytest.mark.parametrize("transport", ["RTP/AVP/TCP;multicast;interleaved=0-1", "RTP/AVP;unicast;server_port=5-6",

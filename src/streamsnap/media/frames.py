@@ -2,17 +2,18 @@
 
 Nothing here decodes: a stream nobody asks a picture of costs one list append per frame
 and at most `max_bytes` of memory. The size of its pictures is read from each keyframe's
-header (the SPS H.264 sources put before it, the VP8 keyframe header) as it arrives: the
+header (the SPS H.264 and H.265 sources put before it, the VP8 keyframe header) as it arrives: the
 listings show it at once, and the snapshot engine checks it before anything decodes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from streamsnap.media import h264, vp8
+from streamsnap.media import h264, h265, vp8
 
 KEYFRAME_CADENCE_SAMPLES = 3
 "Intervals between a publisher's own keyframes seen before its cadence is trusted (starts bring extra ones)."
@@ -26,7 +27,22 @@ SPS_REMEMBERED = 4
 
 
 class HeaderError(ValueError):
-    """A frame whose header cannot be read: an H.264 SPS, a VP8 keyframe header (or one SPS too many)."""
+    """A frame whose header cannot be read: an H.264 or H.265 SPS, a VP8 keyframe header (or one SPS too many)."""
+
+
+class DeclaredSize(Protocol):
+    """What an SPS (H.264's, H.265's) declares of the pictures after it."""
+
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def coded_width(self) -> int: ...
+    @property
+    def coded_height(self) -> int: ...
+    @property
+    def coded_pixels(self) -> int: ...
 
 
 def _macroblocks(pixels: int) -> int:
@@ -51,9 +67,9 @@ class PictureSize:
         return self.coded_width * self.coded_height
 
     @classmethod
-    def of_sps(cls, readings: list[h264.SequenceParameterSet]) -> PictureSize:
-        """What an H.264 SPS declares (`h264.sps_readings`): shown as the standard reads it, coded as the
-        largest way a decoder may read it."""
+    def of_sps(cls, readings: Sequence[DeclaredSize]) -> PictureSize:
+        """What an SPS declares (`h264.sps_readings`, or the one reading of an H.265 SPS): shown as the standard
+        reads it, coded as the largest way a decoder may read it."""
         shown = readings[0]
         coded = max(readings, key=lambda reading: reading.coded_pixels)
         return cls(shown.width, shown.height, coded.coded_width, coded.coded_height)
@@ -79,6 +95,8 @@ def is_keyframe(codec: str, data: bytes) -> bool:
         return vp8_keyframe_size(data) is not None
     if codec == "H264":
         return h264.starts_decoding(data)
+    if codec == "H265":
+        return h265.starts_decoding(data)
     return False
 
 
@@ -87,7 +105,7 @@ class EncodedFrame:
     """One complete encoded video frame."""
 
     data: bytes
-    "The access unit (VP8 frame, or H.264 Annex-B)."
+    "The access unit (VP8 frame, or H.264/H.265 Annex-B)."
     timestamp: int
     "RTP timestamp (90 kHz)."
     keyframe: bool
@@ -196,7 +214,11 @@ class GopCache:
                 if h264.NalType.SPS in types or h264.SUBSET_SPS in types:
                     size = self._sps_size(data, now)
                 return h264.NalType.IDR in types and h264.NalType.SPS in types, size
-        except (h264.H264Error, vp8.Vp8Error) as exc:
+            if self.codec == "H265":
+                types = h265.nal_types(data)
+                size = self._sps_size(data, now) if h265.NalType.SPS in types else None
+                return h265.NalType.SPS in types and any(kind in h265.IRAP_TYPES for kind in types), size
+        except (h264.H264Error, vp8.Vp8Error) as exc:  # h265.H265Error is one
             raise HeaderError(str(exc)) from None
         return False, None
 
@@ -204,14 +226,15 @@ class GopCache:
         """The largest picture the SPSs of `access_unit` declare; each SPS not seen lately is read, within
         `SPS_READS_PER_SECOND`."""
         largest: PictureSize | None = None
-        for unit in h264.parameter_set_units(access_unit):
+        hevc = self.codec == "H265"
+        for unit in h265.parameter_set_units(access_unit) if hevc else h264.parameter_set_units(access_unit):
             size = self._sps_seen.get(unit)
             if size is None:
                 self._sps_reads = [read for read in self._sps_reads if now - read < 1.0]
                 if len(self._sps_reads) >= SPS_READS_PER_SECOND:
                     raise HeaderError(f"more than {SPS_READS_PER_SECOND} new SPS in a second")
                 self._sps_reads.append(now)
-                size = PictureSize.of_sps(h264.sps_readings(unit))
+                size = PictureSize.of_sps([h265.parse_sps(unit)] if hevc else h264.sps_readings(unit))
                 if len(self._sps_seen) >= SPS_REMEMBERED:
                     self._sps_seen.clear()
                 self._sps_seen[unit] = size

@@ -189,7 +189,7 @@ class SequenceParameterSet:
         return self.coded_width * self.coded_height
 
 
-class _Bits:
+class BitReader:
     """An MSB-first bit reader over RBSP bytes that raises `H264Error` when they run out."""
 
     __slots__ = ("_bits", "_pos")
@@ -295,10 +295,10 @@ def parse_sps(unit: bytes) -> SequenceParameterSet:
     """
     if not unit or nal_type(unit) not in (NalType.SPS, SUBSET_SPS):
         raise H264Error("not an SPS NAL unit")
-    return _read_sps(_Bits(unescape(unit[1:MAX_SPS_BYTES])))
+    return _read_sps(BitReader(unescape(unit[1:MAX_SPS_BYTES])))
 
 
-def _read_sps(bits: _Bits) -> SequenceParameterSet:
+def _read_sps(bits: BitReader) -> SequenceParameterSet:
     profile_idc = bits.u(8)
     bits.u(8)  # constraint_set0..5 flags and two reserved bits
     level_idc = bits.u(8)
@@ -377,7 +377,7 @@ def sps_readings(unit: bytes) -> list[SequenceParameterSet]:
     escaped = escaped_payload(unit[1:MAX_SPS_BYTES])
     if b"\x00\x00\x03" in escaped:
         try:
-            raw = _read_sps(_Bits(escaped))
+            raw = _read_sps(BitReader(escaped))
         except H264Error:
             return readings  # FFmpeg's second reading fails as well: the first is the one it may use
         if raw != readings[0]:

@@ -27,7 +27,7 @@ from streamsnap.media.png import encode_png
 from streamsnap.picture import DEFAULT_QUALITY, ImageFormat, ImageSpec
 
 # FFmpeg's native decoders: faster than libvpx for VP8, and the only H.264 one PyAV ships.
-_DECODERS = {"VP8": "vp8", "H264": "h264"}
+_DECODERS = {"VP8": "vp8", "H264": "h264", "H265": "hevc"}
 
 
 _JPEG_PLANE_FORMATS = frozenset({"yuv420p", "yuvj420p"})

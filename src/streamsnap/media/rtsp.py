@@ -40,6 +40,7 @@ import av.error
 
 from streamsnap.config import GopSettings, RtspSettings
 from streamsnap.credentials import public_url
+from streamsnap.media import h265
 from streamsnap.media.frames import GopCache
 from streamsnap.media.h264 import annexb_parameter_sets, with_parameter_sets
 from streamsnap.media.rtsp_guard import GuardLimits
@@ -50,8 +51,23 @@ from streamsnap.streams import SourceKind
 
 logger = logging.getLogger(__name__)
 
-CODECS = {"h264": "H264"}
+CODECS = {"h264": "H264", "hevc": "H265"}
 "FFmpeg codec names the snapshot engine decodes, and the engine's names for them."
+
+
+def parameter_sets(codec: str, extradata: bytes | None) -> bytes:
+    """The parameter sets of a camera's extradata as Annex-B (FFmpeg's RTSP demuxer writes the SDP's
+    `sprop-*` there): H.264's in Annex-B or avcC; H.265's in Annex-B only (an hvcC record is not read)."""
+    if codec == "H265":
+        return extradata if extradata and extradata[0] == 0 else b""
+    return annexb_parameter_sets(extradata)
+
+
+def keyframe_with_parameter_sets(codec: str, keyframe: bytes, sets: bytes) -> bytes:
+    """A keyframe with the camera's parameter sets in front unless it carries an SPS of its own."""
+    if codec == "H265":
+        return h265.with_parameter_sets(keyframe, sets)
+    return with_parameter_sets(keyframe, sets)
 
 
 def _open_failure(exc: BaseException) -> StreamEnd:
@@ -341,8 +357,8 @@ class RtspSource:
             self._post(answer_open, None, PublishError(
                 StreamEnd.UNSUPPORTED_CODEC, f"{self.shown_uri} sends {stream.codec_context.name}"))
             return
-        parameter_sets = annexb_parameter_sets(stream.codec_context.extradata)
-        self._post(answer_open, (codec, parameter_sets), None)
+        sets = parameter_sets(codec, stream.codec_context.extradata)
+        self._post(answer_open, (codec, sets), None)
         reason, words = StreamEnd.SOURCE_CLOSED, "end of stream"
         try:
             for packet in container.demux(stream):
@@ -352,7 +368,7 @@ class RtspSource:
                     continue
                 data = bytes(packet)
                 if packet.is_keyframe:  # cameras often send the SPS once, in the SDP
-                    data = with_parameter_sets(data, parameter_sets)
+                    data = keyframe_with_parameter_sets(codec, data, sets)
                 self._post(self._on_packet, data, packet.pts or 0)
         except Exception as exc:  # a read error ends the stream whatever FFmpeg calls it
             reason = _open_failure(exc)

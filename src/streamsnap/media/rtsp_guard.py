@@ -8,13 +8,14 @@ it would otherwise trust from a camera is checked here first:
 - a redirect (3xx) never reaches FFmpeg: the guard reports its Location (the source checks the target
   and starts again, counting against `max_redirects`);
 - the description (SDP) may have at most `max_tracks` media sections; FFmpeg is given the session part
-  and the first H.264 video section only, so it sets up one track (one channel pair, or one UDP port pair);
+  and the first H.264 or H.265 video section only, so it sets up one track (one channel pair, or one UDP
+  port pair);
 - a SETUP reply's Transport is rebuilt from what FFmpeg may use: interleaved channels (TCP) or server
   ports (UDP, rewritten to the relay's loopback pair); `source=`, `destination=` and multicast are never
   passed on, so FFmpeg only ever talks to 127.0.0.1;
 - RTP of the video track (interleaved or from the relay's UDP socket) is measured per access unit, as
-  FFmpeg's H.264 parser gathers it: bytes, packets (fragments pending) and NAL units; a frame over a bound
-  ends the pull (a frame over `gop.max_bytes` could never be cached anyway).
+  FFmpeg's H.264 or H.265 parser gathers it: bytes, packets (fragments pending) and NAL units; a frame over
+  a bound ends the pull (a frame over `gop.max_bytes` could never be cached anyway).
 
 RTSP framing follows RFC 2326 / 7826 (`$` + channel + 16-bit length for interleaved data).
 """
@@ -22,6 +23,7 @@ RTSP framing follows RFC 2326 / 7826 (`$` + channel + 16-bit length for interlea
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streamsnap.reasons import StreamEnd
@@ -236,8 +238,13 @@ def _transport_parameters(value: str) -> tuple[str, dict[str, str]]:
     return parts[0].upper(), parameters
 
 
-def choose_video_track(sdp: bytes, max_tracks: int) -> bytes:
-    """The description FFmpeg is given: the session part and the first H.264 video section; raises `GuardRefusal`."""
+VIDEO_ENCODINGS = ("H264", "H265")
+"The RTP encodings (rtpmap names) of the video FFmpeg is given: the codecs the snapshot engine decodes."
+
+
+def choose_video_track(sdp: bytes, max_tracks: int) -> tuple[bytes, str]:
+    """The description FFmpeg is given (the session part and the first H.264 or H.265 video section) and that
+    section's encoding; raises `GuardRefusal`."""
     text = sdp.decode("latin-1")
     lines = [line for line in text.replace("\r\n", "\n").split("\n") if line]
     media = [index for index, line in enumerate(lines) if line.startswith("m=")]
@@ -256,22 +263,93 @@ def choose_video_track(sdp: bytes, max_tracks: int) -> bytes:
                      for line in section if line.startswith("a=rtpmap:") and len(line[9:].split(None, 1)) == 2}
         encoding = encodings.get(formats[0], "")
         seen.append(f"{kind} {encoding or formats[0]}")
-        if kind == "video" and encoding == "H264":
-            return ("\r\n".join(lines[:media[0]] + section) + "\r\n").encode("latin-1")
-    raise GuardRefusal(StreamEnd.UNSUPPORTED_CODEC, "describes no H.264 video"
+        if kind == "video" and encoding in VIDEO_ENCODINGS:
+            return ("\r\n".join(lines[:media[0]] + section) + "\r\n").encode("latin-1"), encoding
+    raise GuardRefusal(StreamEnd.UNSUPPORTED_CODEC, "describes no H.264 or H.265 video"
                        + (f" ({', '.join(seen)})" if seen else ""))
+
+
+NalStart = tuple[int, int]
+"(NAL unit type, the first byte after its header) of a NAL unit an RTP packet begins."
+
+
+def _h264_starts(payload: bytes | memoryview, most: int) -> list[NalStart] | None:
+    """The NAL units an H.264 RTP payload (RFC 6184) begins; None for a packet FFmpeg drops."""
+    kind = payload[0] & 0x1F
+    if 1 <= kind <= 23:
+        return [(kind, payload[1] if len(payload) > 1 else 0)]
+    if kind == 24:  # STAP-A
+        starts: list[NalStart] = []
+        position = 1
+        while position + 3 <= len(payload) and len(starts) <= most:
+            size = int.from_bytes(payload[position:position + 2], "big")
+            unit = payload[position + 2:position + 2 + size]
+            if size == 0 or len(unit) < size:
+                return None
+            starts.append((unit[0] & 0x1F, unit[1] if size > 1 else 0))
+            position += 2 + size
+        return starts
+    if kind == 28:  # FU-A
+        if len(payload) < 2:
+            return None
+        return [(payload[1] & 0x1F, payload[2] if len(payload) > 2 else 0)] if payload[1] & 0x80 else []
+    return None  # STAP-B, MTAP, FU-B and reserved types: FFmpeg drops them too
+
+
+def _h265_starts(payload: bytes | memoryview, most: int) -> list[NalStart] | None:
+    """The NAL units an H.265 RTP payload (RFC 7798, without DONL) begins; None for a packet FFmpeg drops."""
+    if len(payload) < 3:
+        return None
+    kind = (payload[0] >> 1) & 0x3F
+    if kind < 48:
+        return [(kind, payload[2])]
+    if kind == 48:  # aggregation packet
+        starts: list[NalStart] = []
+        position = 2
+        while position + 4 <= len(payload) and len(starts) <= most:
+            size = int.from_bytes(payload[position:position + 2], "big")
+            unit = payload[position + 2:position + 2 + size]
+            if size < 2 or len(unit) < size:
+                return None
+            starts.append(((unit[0] >> 1) & 0x3F, unit[2] if size > 2 else 0))
+            position += 2 + size
+        return starts
+    if kind == 49:  # fragmentation unit: its header's S bit begins the unit
+        return [(payload[2] & 0x3F, payload[3] if len(payload) > 3 else 0)] if payload[2] & 0x80 else []
+    return None  # PACI and reserved types: FFmpeg drops them too
+
+
+@dataclass(frozen=True)
+class _Syntax:
+    """Where FFmpeg's parser of one codec ends a picture: the NAL types of slices, those that end a picture
+    once a slice was seen (parameter sets, SEI, access unit delimiters), and how a packet's units are read."""
+
+    starts: Callable[[bytes | memoryview, int], list[NalStart] | None]
+    slices: frozenset[int]
+    boundaries: frozenset[int]
+
+
+SYNTAX = {
+    "H264": _Syntax(_h264_starts, frozenset({1, 2, 5}), frozenset({6, 7, 8, 9})),
+    # VCL types 0..31 (first_slice_segment_in_pic_flag is the first bit after the header); VPS, SPS, PPS,
+    # AUD, prefix SEI.
+    "H265": _Syntax(_h265_starts, frozenset(range(32)), frozenset({32, 33, 34, 35, 39})),
+}
 
 
 @dataclass
 class FrameBounds:
-    """One RTP flow of H.264 measured per access unit, as FFmpeg's parser gathers it.
+    """One RTP flow of H.264 or H.265 measured per access unit, as FFmpeg's parser gathers it.
 
-    A frame starts where FFmpeg's H.264 parser would end the one before: a slice whose first macroblock
-    is 0, or an SEI, SPS, PPS or AUD, once a slice was seen. Marker bits are not trusted: a camera may set
-    them on every packet of a frame that never ends.
+    A frame starts where FFmpeg's parser would end the one before: a slice that starts a picture (its first
+    macroblock 0, its first_slice_segment_in_pic_flag set), or an SEI, parameter set or access unit
+    delimiter, once a slice was seen. Marker bits are not trusted: a camera may set them on every packet of a
+    frame that never ends.
     """
 
     limits: GuardLimits
+    codec: str = "H264"
+    "The encoding of the described video track (`VIDEO_ENCODINGS`)."
     size: int = 0
     packets: int = 0
     nals: int = 0
@@ -282,32 +360,16 @@ class FrameBounds:
         payload = _rtp_payload(packet)
         if not payload:
             return False
-        kind = payload[0] & 0x1F
-        starts: list[tuple[int, int]] = []  # (NAL type, first byte after its header) of each NAL begun here
-        if 1 <= kind <= 23:
-            starts.append((kind, payload[1] if len(payload) > 1 else 0))
-        elif kind == 24:  # STAP-A
-            position = 1
-            while position + 3 <= len(payload) and len(starts) <= self.limits.frame_nals:
-                size = int.from_bytes(payload[position:position + 2], "big")
-                unit = payload[position + 2:position + 2 + size]
-                if size == 0 or len(unit) < size:
-                    return False
-                starts.append((unit[0] & 0x1F, unit[1] if size > 1 else 0))
-                position += 2 + size
-        elif kind == 28:  # FU-A
-            if len(payload) < 2:
-                return False
-            if payload[1] & 0x80:
-                starts.append((payload[1] & 0x1F, payload[2] if len(payload) > 2 else 0))
-        else:  # STAP-B, MTAP, FU-B and reserved types: FFmpeg drops them too
+        syntax = SYNTAX[self.codec]
+        starts = syntax.starts(payload, self.limits.frame_nals)
+        if starts is None:
             return False
         for nal_type, first in starts:
-            if nal_type in (1, 2, 5):
-                if self.slice_seen and first & 0x80:  # first_mb_in_slice == 0: a new picture
+            if nal_type in syntax.slices:
+                if self.slice_seen and first & 0x80:  # the first slice of a picture: a new one
                     self._new_frame()
                 self.slice_seen = True
-            elif nal_type in (6, 7, 8, 9) and self.slice_seen:
+            elif nal_type in syntax.boundaries and self.slice_seen:
                 self._new_frame()
                 self.slice_seen = False
         self.size += len(payload)
@@ -416,7 +478,8 @@ class RtspGuard:
                 return b"".join(out), events
             if 200 <= code < 300:
                 if method == "DESCRIBE":
-                    item.body = choose_video_track(item.body, self.limits.tracks)
+                    item.body, codec = choose_video_track(item.body, self.limits.tracks)
+                    self.frames = FrameBounds(self.limits, codec)
                 elif method == "SETUP":
                     self._setup_reply(item, events)
                 elif method == "PLAY":

@@ -59,6 +59,13 @@ def test_commands_call_streamsnap_by_its_path() -> None:
     assert bare == []
 
 
+def test_the_readme_names_streamsnap_by_its_path_after_the_tour() -> None:
+    tour = (ROOT / "README.md").read_text().split("## A 60-second tour", 1)[1]
+    after_the_tour = tour[tour.index("```", tour.index("```sh") + 5) + 3:]
+    spans = re.findall(r"`(streamsnap [^`]*)`", after_the_tour)
+    assert spans == [], "write .venv/bin/streamsnap (bare only where an installed wheel is meant, and say so)"
+
+
 def test_copies_of_files_are_copies() -> None:
     copies = [block for block in all_blocks() if block.kind == "file" and (ROOT / block.argument).exists()]
     assert copies, "docs/deployment.md shows packaging/streamsnap.service"

@@ -8,7 +8,7 @@ DEV := $(VENV)/.dev-stamp
 PIP := $(BIN)/pip install --quiet --no-deps
 PORT ?= 8080
 
-.PHONY: serve cluster test unit integration e2e lint lock lock-check bench system-deps clean
+.PHONY: serve cluster test unit integration e2e lint docs lock lock-check bench system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,9 +55,14 @@ integration: $(DEV)
 e2e: $(DEV) system-deps
 	$(BIN)/pytest -m e2e
 
+# The manual as a site (mkdocs.yml): strict, so a broken link or a page missing from the nav fails
+# (not --quiet: it hides the warnings that strict mode counts, and the build then passes).
+docs: $(DEV)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(DEV)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/encoders.py
 
 clean:
-	rm -rf $(VENV) build test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist site test-artifacts .pytest_cache .mypy_cache .ruff_cache

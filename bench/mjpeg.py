@@ -1,6 +1,6 @@
 """MJPEG fan-out: server CPU for 1 and for 10 watchers of one 720p stream at 5 fps, in one run.
 
-    python bench/mjpeg.py            # 30 s windows, as in the README
+    python bench/mjpeg.py            # 30 s windows, as in docs/performance.md
     python bench/mjpeg.py --quick    # 8 s windows
 
 The server (`streamsnap serve`) runs alone on CPU 0; the publisher (bench/publisher.py, a

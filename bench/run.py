@@ -1,6 +1,6 @@
 """streamsnap's benchmark: receiver CPU and memory per stream, snapshot latency, side by side in one run.
 
-    python bench/run.py                 # the full run (about 20 minutes), as in the README
+    python bench/run.py                 # the full run (about 20 minutes), as in docs/performance.md
     python bench/run.py --quick         # shorter windows, for a look while developing
 
 Publishers (bench/publisher.py) replay pre-encoded clips on CPU 1; each receiver runs

@@ -32,7 +32,7 @@ from msgspec import Meta
 ENV_PREFIX = "STREAMSNAP_"
 
 # Kinds of value. `extra={"range": …}` words a range msgspec's bounds cannot (patterns, free text);
-# the README table and the error messages show it.
+# the configuration reference (docs/configuration.md) and the error messages show it.
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Count = Annotated[int, Meta(ge=1)]
 # A day bounds every wait: larger (or inf, which TOML and float() accept) is a typo, not a plan.

@@ -32,7 +32,7 @@ from tests.conftest import MAX_LAG_FRAMES, TEST_SETTINGS, RunningServer
 
 pytestmark = pytest.mark.integration
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+HTTP_API = Path(__file__).resolve().parents[2] / "docs" / "http-api.md"
 SECRET = "dashboards-secret-" + "0123456789abcdef" * 3
 
 
@@ -435,12 +435,12 @@ async def test_ffmpeg_reads_mjpeg(server: RunningServer, tmp_path: Path) -> None
     assert 0 <= published_then - counters[-1] <= MAX_LAG_FRAMES
 
 
-async def test_readme_dashboard_commands_run_as_written(server: RunningServer, tmp_path: Path) -> None:
-    readme = README.read_text()
-    section = readme.split("### For dashboards and camera viewers", 1)[1]
+async def test_the_dashboard_commands_of_the_docs_run_as_written(server: RunningServer, tmp_path: Path) -> None:
+    page = HTTP_API.read_text()
+    section = page.split("## For dashboards and camera viewers", 1)[1]
     block = section.split("```sh\n", 1)[1].split("```", 1)[0]
     commands = [shlex.split(line.replace("127.0.0.1:8080", f"127.0.0.1:{server.port}"), comments=True)
-                for line in block.splitlines() if line.strip()]
+                for line in block.splitlines() if line.strip() and not line.startswith("#")]  # `# ...`: output
     assert [words[0] for words in commands] == ["curl", "curl", "ffmpeg"]
     async with publishing(server, "demo"):
         outputs = []

@@ -33,7 +33,7 @@ def _serve_parser(commands: Any) -> None:
         "Settings come from defaults, then --config, then STREAMSNAP_* environment variables, then flags.",
     )
     serve.set_defaults(run=run)
-    serve.add_argument("--config", type=Path, help="TOML file of settings (names as in the README table)")
+    serve.add_argument("--config", type=Path, help="TOML file of settings (names as in docs/configuration.md)")
     serve.add_argument("--check", action="store_true",
                        help="read the settings (--config, STREAMSNAP_* variables, flags), print every problem, one "
                        "a line, or 'settings OK', and exit (status 2 if any problem) without serving")

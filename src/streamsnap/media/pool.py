@@ -11,7 +11,7 @@ The pool's measured rate then shrinks as media takes more, and admission follows
 
 Threads rather than processes: decoding (FFmpeg) and PNG encoding (libpng, zlib) release the GIL,
 so threads use both cores, share decoded pictures between encodes without copying them, and
-return the file without pickling it (measured in `bench/pool.py`, see the README).
+return the file without pickling it (measured in `bench/pool.py`, see docs/performance.md).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from typing import Any
 import aioice
 import aioice.ice
 import pytest
+import uvloop
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
@@ -37,11 +38,15 @@ from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket, u
 
 from streamsnap.media import aiortc_private
 from streamsnap.media.aiortc_private import (
+    DATAGRAM_RECEIVED,
     DECODER_QUEUE,
     HANDLE_RTP_PACKET,
     HOST_ADDRESSES_FUNCTION,
+    ICE_CONNECTION,
+    ICE_PROTOCOLS,
     PRIVATE_NAMES,
     RTCP_PSFB_APP,
+    RX_SRTP,
     SEND_RTCP,
     SEND_RTCP_NACK,
     SEND_RTCP_PLI,
@@ -52,6 +57,7 @@ from streamsnap.media.aiortc_private import (
     StreamStatistics,
     depayload,
     installed_version,
+    intercept_datagrams,
     is_rtx,
     pack_remb_fci,
     receiver_codecs,
@@ -64,8 +70,10 @@ from streamsnap.media.aiortc_private import (
     send_rtcp,
     send_rtcp_nack,
     send_rtcp_pli,
+    srtp_receive_session,
     unwrap_rtx,
 )
+from streamsnap.media.pattern import PatternTrack
 from streamsnap.media.receiver import VideoReceivePath
 from tests.syntax import parse
 
@@ -111,6 +119,9 @@ def instance_factories(receiver: RTCRtpReceiver) -> dict[str, Callable[[], objec
         "aiortc.rtcrtpreceiver.RTCRtpReceiver": lambda: receiver,
         "aiortc.rtcrtpreceiver.NackGenerator": NackGenerator,
         "aiortc.rtcrtpreceiver.StreamStatistics": lambda: StreamStatistics(90000),
+        "aiortc.rtcdtlstransport.RTCDtlsTransport": lambda: receiver.transport,
+        "aiortc.rtcicetransport.RTCIceTransport": lambda: receiver.transport.transport,
+        "aioice.ice.Connection": lambda: aioice.Connection(ice_controlling=False),
     }
 
 
@@ -206,6 +217,10 @@ def test_the_constants_name_entries_of_the_list() -> None:
     for name in receiver_names:
         assert f"aiortc.rtcrtpreceiver.RTCRtpReceiver.{name}" in labels, f"{name} is not in PRIVATE_NAMES"
     assert f"aioice.ice.{HOST_ADDRESSES_FUNCTION}" in labels
+    assert f"aiortc.rtcdtlstransport.RTCDtlsTransport.{RX_SRTP}" in labels
+    assert f"aiortc.rtcicetransport.RTCIceTransport.{ICE_CONNECTION}" in labels
+    assert f"aioice.ice.Connection.{ICE_PROTOCOLS}" in labels
+    assert f"aioice.ice.StunProtocol.{DATAGRAM_RECEIVED}" in labels
     # Everything aiortc_private re-exports from aiortc/aioice is described in the list.
     for exported in aiortc_private.__all__:
         value = getattr(aiortc_private, exported)
@@ -425,6 +440,85 @@ def test_payload_helpers() -> None:
     assert fields == (96, 0x0102, 77, MEDIA_SSRC, 1, b"data"), broken("unwrap_rtx", f"gives {fields}")
     assert unpack_remb_fci(pack_remb_fci(2_500_000, [1, 2])) == (2_500_000, [1, 2]), broken(
         "pack_remb_fci", "no longer encodes bitrate and SSRCs")
+
+
+async def connected_pair(monkeypatch: pytest.MonkeyPatch) -> tuple[RTCPeerConnection, RTCPeerConnection, int, int]:
+    """A publisher sending video to an answerer on loopback, as streamsnap's are; with the publisher's SSRC and the
+    VP8 payload type it sends."""
+    monkeypatch.setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    offerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    answerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    offerer.addTransceiver(PatternTrack(160, 120), direction="sendonly")
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+    sdp = offerer.localDescription.sdp
+    ssrc = int(re.findall(r"a=ssrc:(\d+) ", sdp)[0])
+    payload_type = int(re.findall(r"a=rtpmap:(\d+) VP8/90000", sdp)[0])
+    return offerer, answerer, ssrc, payload_type
+
+
+async def take_srtp_from_the_ice_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once DTLS is connected, the ICE sockets' datagram callbacks can be replaced: SRTP taken there is unprotected
+    by the DTLS transport's session, and after `restore()` aiortc gets the datagrams again."""
+    offerer, answerer, ssrc, payload_type = await connected_pair(monkeypatch)
+    receiver = answerer.getTransceivers()[0].receiver
+    dtls = receiver.transport
+    taken: list[RtpPacket] = []
+    through_aiortc: list[int] = []
+    restore: list[Callable[[], None]] = []
+
+    async def handler(packet: RtpPacket, arrival_time_ms: int) -> None:
+        through_aiortc.append(packet.sequence_number)
+
+    replace_rtp_handler(receiver, handler)
+    replace_decoder_queue(receiver, RecordingTap())
+
+    def on_state() -> None:
+        if dtls.state != "connected" or restore:
+            return
+        session = srtp_receive_session(dtls)
+        assert session is not None, broken(RX_SRTP, "is not set when the DTLS transport says it is connected")
+
+        def take(original: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
+            def datagram_received(data: bytes, addr: Any) -> None:
+                if 127 < data[0] < 192 and not 191 < data[1] < 224:
+                    taken.append(RtpPacket.parse(session.unprotect(data)))
+                else:
+                    original(data, addr)
+            return datagram_received
+
+        restore.append(intercept_datagrams(dtls, take))
+
+    dtls.on("statechange", on_state)
+    try:
+        async with asyncio.timeout(10):
+            while len(taken) < 20:  # noqa: ASYNC110 -- the callback has no event to await
+                await asyncio.sleep(0.02)
+        seen = {(p.ssrc, p.payload_type) for p in taken}
+        assert seen == {(ssrc, payload_type)}, broken(DATAGRAM_RECEIVED, f"replaced sees {seen}, not the publisher")
+        assert not through_aiortc, broken(DATAGRAM_RECEIVED, "replaced: aiortc still got packets")
+        restore[0]()
+        count = len(taken)
+        async with asyncio.timeout(5):
+            while len(through_aiortc) < 5:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert len(taken) == count, broken(DATAGRAM_RECEIVED, "could not be put back")
+        assert answerer.connectionState == "connected"
+    finally:
+        await asyncio.wait_for(offerer.close(), 5)
+        await asyncio.wait_for(answerer.close(), 5)
+
+
+async def test_srtp_can_be_taken_from_the_ice_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    await take_srtp_from_the_ice_sockets(monkeypatch)
+
+
+def test_srtp_can_be_taken_from_the_ice_sockets_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`streamsnap serve` runs uvloop, whose UDP transport also looks the callback up on the protocol per datagram."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(take_srtp_from_the_ice_sockets(monkeypatch))
 
 
 async def test_no_common_codec_raises_operation_error() -> None:

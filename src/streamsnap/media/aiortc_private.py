@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
+import pylibsrtp
 from aiortc.codecs import depayload, is_rtx
 from aiortc.exceptions import OperationError
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
@@ -36,14 +37,18 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, 
 
 __all__ = [
     "CODECS",
+    "DATAGRAM_RECEIVED",
     "DECODER_QUEUE",
     "HANDLE_RTP_PACKET",
     "HOST_ADDRESSES_FUNCTION",
+    "ICE_CONNECTION",
+    "ICE_PROTOCOLS",
     "PRIVATE_NAMES",
     "REMOTE_STREAMS",
     "RTCP_PSFB_APP",
     "RTCP_SSRC",
     "RTX_SSRC",
+    "RX_SRTP",
     "SEND_RTCP",
     "SEND_RTCP_NACK",
     "SEND_RTCP_PLI",
@@ -57,6 +62,7 @@ __all__ = [
     "StreamStatistics",
     "depayload",
     "installed_version",
+    "intercept_datagrams",
     "is_rtx",
     "pack_remb_fci",
     "receiver_codecs",
@@ -69,6 +75,7 @@ __all__ = [
     "send_rtcp",
     "send_rtcp_nack",
     "send_rtcp_pli",
+    "srtp_receive_session",
     "unwrap_rtx",
 ]
 
@@ -90,6 +97,17 @@ HANDLE_RTP_PACKET = "_handle_rtp_packet"
 SEND_RTCP = "_send_rtcp"
 SEND_RTCP_NACK = "_send_rtcp_nack"
 SEND_RTCP_PLI = "_send_rtcp_pli"
+
+# Below the receiver: where datagrams come in, and the keys to read them.
+ICE_CONNECTION = "_connection"
+"RTCIceTransport: the aioice `Connection` it runs."
+ICE_PROTOCOLS = "_protocols"
+"aioice Connection: its `StunProtocol`s, one per local candidate (each a DatagramProtocol on its own socket)."
+DATAGRAM_RECEIVED = "datagram_received"
+"""StunProtocol (a DatagramProtocol): the event loop calls it per datagram, looked up on the protocol each time;
+replaced on the instance. Not private as a name, but the class it is replaced on is aioice's own."""
+RX_SRTP = "_rx_srtp"
+"RTCDtlsTransport: the pylibsrtp `Session` that unprotects what the peer sends; set once DTLS is connected."
 
 # aioice.ice module global, looked up at each candidate gathering.
 HOST_ADDRESSES_FUNCTION = "get_host_addresses"
@@ -144,6 +162,7 @@ def installed_version(package: str) -> str:
 
 
 _RECEIVER = "aiortc.rtcrtpreceiver"
+_DTLS = "aiortc.rtcdtlstransport"
 
 PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{DECODER_QUEUE}", Kind.INSTANCE_ATTRIBUTE,
@@ -193,6 +212,17 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
                 "the feedback format of REMB", value=15),
     PrivateName("aiortc", "aiortc.exceptions", "OperationError", Kind.EXCEPTION,
                 "raised by setRemoteDescription when no codec is common (not exported by `aiortc`)"),
+    PrivateName("aiortc", "aiortc.rtcicetransport", f"RTCIceTransport.{ICE_CONNECTION}", Kind.INSTANCE_ATTRIBUTE,
+                "the way from a DTLS transport to the sockets its datagrams come in on",
+                types=(aioice.Connection,)),
+    PrivateName("aioice", "aioice.ice", f"Connection.{ICE_PROTOCOLS}", Kind.INSTANCE_ATTRIBUTE,
+                "the protocols whose datagram handler the lean receive path takes over", types=(list,)),
+    PrivateName("aioice", "aioice.ice", f"StunProtocol.{DATAGRAM_RECEIVED}", Kind.METHOD,
+                "replaced on the instance: SRTP of video goes to the lean receive path, the rest on to aioice",
+                parameters=("data", "addr")),
+    PrivateName("aiortc", _DTLS, f"RTCDtlsTransport.{RX_SRTP}", Kind.INSTANCE_ATTRIBUTE,
+                "unprotects the SRTP datagrams the lean receive path takes (None until DTLS is connected)",
+                types=(pylibsrtp.Session, type(None))),
     PrivateName("aioice", "aioice.ice", HOST_ADDRESSES_FUNCTION, Kind.FUNCTION,
                 "replaced for the whole process so that host candidates can be on loopback",
                 parameters=("use_ipv4", "use_ipv6")),
@@ -257,6 +287,46 @@ def replace_rtp_handler(receiver: Any, handler: Callable[[RtpPacket, int], Await
     """Make the DTLS transport hand this receiver's RTP packets to `handler` instead of aiortc's."""
     _require(type(receiver), HANDLE_RTP_PACKET, "aiortc", f"{_RECEIVER}.RTCRtpReceiver.{HANDLE_RTP_PACKET}")
     setattr(receiver, HANDLE_RTP_PACKET, handler)
+
+
+_DatagramHandler = Callable[[bytes, Any], None]
+
+
+def srtp_receive_session(dtls_transport: Any) -> pylibsrtp.Session | None:
+    """The SRTP session that unprotects what the peer of `dtls_transport` sends; None before DTLS is connected."""
+    _require(dtls_transport, RX_SRTP, "aiortc", f"{_DTLS}.RTCDtlsTransport.{RX_SRTP}")
+    session: pylibsrtp.Session | None = getattr(dtls_transport, RX_SRTP)
+    return session
+
+
+def intercept_datagrams(dtls_transport: Any,
+                        make_handler: Callable[[_DatagramHandler], _DatagramHandler]) -> Callable[[], None]:
+    """Put `make_handler(original)` in the place of each ICE socket's datagram handler under `dtls_transport`.
+
+    `original` is what handled that socket's datagrams so far (aioice: STUN, else on to the DTLS
+    transport's queue); the new handler passes on what it does not take. Returns a function that
+    puts the originals back.
+    """
+    ice_transport = dtls_transport.transport  # public: RTCDtlsTransport.transport
+    _require(ice_transport, ICE_CONNECTION, "aiortc", f"aiortc.rtcicetransport.RTCIceTransport.{ICE_CONNECTION}")
+    connection = getattr(ice_transport, ICE_CONNECTION)
+    _require(connection, ICE_PROTOCOLS, "aioice", f"aioice.ice.Connection.{ICE_PROTOCOLS}")
+    replaced: list[tuple[Any, _DatagramHandler | None]] = []
+    for protocol in list(getattr(connection, ICE_PROTOCOLS)):
+        _require(protocol, DATAGRAM_RECEIVED, "aioice", f"aioice.ice.StunProtocol.{DATAGRAM_RECEIVED}")
+        original: _DatagramHandler = getattr(protocol, DATAGRAM_RECEIVED)
+        replaced.append((protocol, vars(protocol).get(DATAGRAM_RECEIVED)))
+        setattr(protocol, DATAGRAM_RECEIVED, make_handler(original))
+
+    def restore() -> None:
+        for protocol, own in replaced:
+            if own is None:
+                delattr(protocol, DATAGRAM_RECEIVED)  # the class's method again
+            else:
+                setattr(protocol, DATAGRAM_RECEIVED, own)
+        replaced.clear()
+
+    return restore
 
 
 def replace_decoder_queue(receiver: Any, decoder_queue: Any) -> None:

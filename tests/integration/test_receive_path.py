@@ -139,6 +139,7 @@ def receive_path(publication: Publication) -> tuple[RTCRtpReceiver, VideoReceive
     handler = getattr(receivers[0], HANDLE_RTP_PACKET)
     path = getattr(handler, "__self__", None)
     assert isinstance(path, VideoReceivePath), f"aiortc's own packet handler runs: {handler!r}"
+    assert path.takes_datagrams, "the lean path does not take the SRTP datagrams from the ICE sockets"
     return receivers[0], path
 
 
@@ -170,6 +171,7 @@ async def test_lost_packet_is_nacked_and_repaired_over_rtx(server: RunningServer
         await asyncio.sleep(0.5)  # the frames after it are handed on (or given up after 4 frames)
 
         assert path.packets - packets > 10
+        assert path.packets_from_socket > path.packets - 20, "packets went aiortc's way, not the socket's"
         assert path.gaps == gaps, "the retransmitted packet did not complete its frame: a gap was counted"
         picture = await client.snapshot("lossy-once")
         image = png_image(picture.png)

@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import queue
 import re
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -34,7 +35,8 @@ from aiortc.rtcrtpparameters import (
     RTCRtpReceiveParameters,
     RTCRtpRtxParameters,
 )
-from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket, unpack_remb_fci
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket, RtpPacket, unpack_remb_fci
 
 from streamsnap.media import aiortc_private
 from streamsnap.media.aiortc_private import (
@@ -50,12 +52,10 @@ from streamsnap.media.aiortc_private import (
     SEND_RTCP,
     SEND_RTCP_NACK,
     SEND_RTCP_PLI,
+    STATISTICS_READ,
     Kind,
-    NackGenerator,
     OperationError,
     PrivateName,
-    StreamStatistics,
-    depayload,
     installed_version,
     intercept_datagrams,
     is_rtx,
@@ -71,10 +71,9 @@ from streamsnap.media.aiortc_private import (
     send_rtcp_nack,
     send_rtcp_pli,
     srtp_receive_session,
-    unwrap_rtx,
 )
 from streamsnap.media.pattern import PatternTrack
-from streamsnap.media.receiver import VideoReceivePath
+from streamsnap.media.receiver import ReceiveStatistics, VideoReceivePath
 from tests.syntax import parse
 
 pytestmark = pytest.mark.unit
@@ -117,8 +116,6 @@ async def receiver() -> AsyncIterator[RTCRtpReceiver]:
 def instance_factories(receiver: RTCRtpReceiver) -> dict[str, Callable[[], object]]:
     return {
         "aiortc.rtcrtpreceiver.RTCRtpReceiver": lambda: receiver,
-        "aiortc.rtcrtpreceiver.NackGenerator": NackGenerator,
-        "aiortc.rtcrtpreceiver.StreamStatistics": lambda: StreamStatistics(90000),
         "aiortc.rtcdtlstransport.RTCDtlsTransport": lambda: receiver.transport,
         "aiortc.rtcicetransport.RTCIceTransport": lambda: receiver.transport.transport,
         "aioice.ice.Connection": lambda: aioice.Connection(ice_controlling=False),
@@ -412,34 +409,50 @@ async def test_lean_receive_path_through_a_real_receiver(receiver: RTCRtpReceive
         await stop_receiving(receiver, started)
 
 
-def test_nack_generator() -> None:
-    nack = NackGenerator()
-    results = [nack.add(RtpPacket(sequence_number=seq)) for seq in (65534, 65535, 2)]
-    assert results == [False, False, True] and nack.missing == {0, 1}, broken(
-        "NackGenerator.add", f"no longer reports the gap 0-1 after 65535 then 2 (missing: {nack.missing})")
-    assert nack.add(RtpPacket(sequence_number=0)) is False and nack.missing == {1}, broken(
-        "NackGenerator.missing", "keeps a packet that arrived late")
-
-
-def test_stream_statistics() -> None:
-    stats = StreamStatistics(90000)
-    for seq in (10, 11, 13):
-        stats.add(RtpPacket(sequence_number=seq, timestamp=seq * 3000))
-    assert (stats.packets_received, stats.packets_expected, stats.packets_lost) == (3, 4, 1), broken(
-        "StreamStatistics.add", "no longer counts received and lost packets")
-
-
 def test_payload_helpers() -> None:
-    assert depayload(VP8, b"\x90\x80\x05frame") == b"frame", broken("depayload", "no longer strips a VP8 descriptor")
     assert is_rtx(RTX) and not is_rtx(VP8), broken("is_rtx", "no longer tells RTX")
-    rtx = RtpPacket(payload_type=97, marker=1, sequence_number=9, timestamp=77, ssrc=RTX_SSRC,
-                    payload=b"\x01\x02data")
-    original = unwrap_rtx(rtx, payload_type=96, ssrc=MEDIA_SSRC)
-    fields = (original.payload_type, original.sequence_number, original.timestamp, original.ssrc, original.marker,
-              original.payload)
-    assert fields == (96, 0x0102, 77, MEDIA_SSRC, 1, b"data"), broken("unwrap_rtx", f"gives {fields}")
     assert unpack_remb_fci(pack_remb_fci(2_500_000, [1, 2])) == (2_500_000, [1, 2]), broken(
         "pack_remb_fci", "no longer encodes bitrate and SSRCs")
+
+
+async def test_receiver_reports_and_stats_read_streamsnaps_statistics(receiver: RTCRtpReceiver) -> None:
+    """The receive path puts its own statistics objects where aiortc keeps its StreamStatistics: aiortc must read
+    them (and only the attributes in STATISTICS_READ) for its receiver reports and getStats()."""
+    sent = SentRtcp(receiver)
+    replace_decoder_queue(receiver, RecordingTap())
+    started = await start_receiving(receiver)
+    try:
+        ours = ReceiveStatistics(90000)
+        for sequence in (65534, 65535, 2, 3):  # a wrap, then two lost
+            ours.add(sequence, sequence * 3000)
+        read: list[str] = []
+
+        class Watched(ReceiveStatistics):
+            __slots__ = ()
+
+            def __getattribute__(self, name: str) -> Any:
+                if sys._getframe(1).f_globals.get("__name__", "").startswith("aiortc"):
+                    read.append(name)  # what aiortc reads (not what our own properties read)
+                return super().__getattribute__(name)
+
+        watched = Watched(90000)
+        for sequence in (65534, 65535, 2, 3):
+            watched.add(sequence, sequence * 3000)
+        read.clear()
+        receiver_remote_streams(receiver)[MEDIA_SSRC] = watched
+        report = await asyncio.wait_for(receiver.getStats(), 5)
+        inbound = [(s.packetsReceived, s.packetsLost) for s in report.values() if s.type == "inbound-rtp"]
+        assert inbound == [(4, 2)], broken(aiortc_private.REMOTE_STREAMS, f"getStats() no longer reads our counts: "
+                                                                          f"{inbound}")
+        rr = await sent.first(lambda p: isinstance(p, RtcpRrPacket), 5)
+        blocks = [(r.ssrc, r.packets_lost, r.highest_sequence, r.fraction_lost) for r in rr.reports]
+        assert blocks == [(MEDIA_SSRC, ours.packets_lost, 3, (2 << 8) // 6)], broken(
+            aiortc_private.REMOTE_STREAMS, f"receiver reports no longer carry our statistics: {blocks}")
+        unknown = set(read) - set(STATISTICS_READ)
+        assert read and not unknown, broken(aiortc_private.REMOTE_STREAMS,
+                                            f"is read for more than streamsnap provides: {unknown}")
+    finally:
+        await stop_receiving(receiver, started)
 
 
 async def connected_pair(monkeypatch: pytest.MonkeyPatch) -> tuple[RTCPeerConnection, RTCPeerConnection, int, int]:

@@ -3,12 +3,16 @@
 Why streamsnap reaches past their public API: aiortc's `RTCRtpReceiver` decodes every
 received frame in a thread and queues the pictures without bound, and runs a bandwidth
 estimator and a jitter buffer per packet; a snapshot server needs none of that for a stream
-nobody looks at. So `media/receiver.py` takes over the receiver's per-packet handler and
-uses its private state and RTCP senders, the WebRTC source puts a tap where the decoder's
-input queue is, and aioice's module-level host address lookup is replaced so that
-loopback can be offered. None of these is API: an upgrade may rename or reshape any of
-them, and most would then fail *silently* (a `setattr` of a renamed attribute just makes a
-new one, and aiortc's decoder and unbounded queue are back).
+nobody looks at. Below it, each datagram makes a hop through aioice's queue and a task of
+aiortc's DTLS transport and becomes an `RtpPacket` object before anything is done with it.
+So `media/receiver.py` takes the SRTP datagrams of video straight from the ICE socket's
+protocol once DTLS is up (unprotecting them with the DTLS transport's own SRTP session),
+takes over the receiver's per-packet handler for what still goes aiortc's way, and uses the
+receiver's private state and RTCP senders; the WebRTC source puts a tap where the decoder's
+input queue is, and aioice's module-level host address lookup is replaced so that loopback
+can be offered. None of these is API: an upgrade may rename or reshape any of them, and most
+would then fail *silently* (a `setattr` of a renamed attribute just makes a new one, and
+aiortc's decoder and unbounded queue are back).
 
 Hence three guards, all keyed on `PRIVATE_NAMES` below:
 - `tests/unit/test_aiortc_contract.py` checks each entry against the installed aiortc and
@@ -30,10 +34,9 @@ from typing import Any
 
 import aioice.ice
 import pylibsrtp
-from aiortc.codecs import depayload, is_rtx
+from aiortc.codecs import is_rtx
 from aiortc.exceptions import OperationError
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci
 
 __all__ = [
     "CODECS",
@@ -52,15 +55,13 @@ __all__ = [
     "SEND_RTCP",
     "SEND_RTCP_NACK",
     "SEND_RTCP_PLI",
+    "STATISTICS_READ",
     "Kind",
-    "NackGenerator",
     "OperationError",
     "PrivateName",
     "PrivateNameMissing",
     "RtcpPsfbPacket",
     "RtpPacket",
-    "StreamStatistics",
-    "depayload",
     "installed_version",
     "intercept_datagrams",
     "is_rtx",
@@ -76,7 +77,6 @@ __all__ = [
     "send_rtcp_nack",
     "send_rtcp_pli",
     "srtp_receive_session",
-    "unwrap_rtx",
 ]
 
 # Attributes an RTCRtpReceiver sets in __init__ (name-mangled: `self.__codecs` and so on).
@@ -87,7 +87,10 @@ CODECS = "_RTCRtpReceiver__codecs"
 RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 "dict RTX SSRC -> media SSRC, filled by `receive()`."
 REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
-"dict SSRC -> StreamStatistics, read by its receiver-report loop."
+"""dict SSRC -> statistics, read by its receiver-report loop and getStats(); streamsnap puts its own objects there,
+which have the attributes those read (`STATISTICS_READ`)."""
+STATISTICS_READ = ("packets_received", "packets_lost", "fraction_lost", "max_seq", "jitter")
+"What aiortc reads from the values of REMOTE_STREAMS (its StreamStatistics' names)."
 RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
 "The SSRC its RTCP goes out with; None until the peer connection sets it."
 
@@ -173,7 +176,8 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{RTX_SSRC}", Kind.INSTANCE_ATTRIBUTE,
                 "read to unwrap RTX retransmissions onto their media SSRC", types=(dict,)),
     PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{REMOTE_STREAMS}", Kind.INSTANCE_ATTRIBUTE,
-                "filled per packet so that aiortc's receiver reports stay right", types=(dict,)),
+                "holds streamsnap's statistics per SSRC, which aiortc's receiver reports and getStats() read",
+                types=(dict,)),
     PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{RTCP_SSRC}", Kind.INSTANCE_ATTRIBUTE,
                 "sender SSRC of the REMB packets", types=(int, type(None))),
     PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{HANDLE_RTP_PACKET}", Kind.METHOD,
@@ -185,25 +189,11 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
                 "asks for lost packets again", parameters=("media_ssrc", "lost"), coroutine=True),
     PrivateName("aiortc", _RECEIVER, f"RTCRtpReceiver.{SEND_RTCP_PLI}", Kind.METHOD,
                 "asks for a keyframe when a snapshot needs one", parameters=("media_ssrc",), coroutine=True),
-    PrivateName("aiortc", _RECEIVER, "NackGenerator", Kind.CLASS,
-                "finds the lost packets to NACK", parameters=()),
-    PrivateName("aiortc", _RECEIVER, "NackGenerator.add", Kind.METHOD,
-                "tells, per packet, whether packets went missing", parameters=("packet",)),
-    PrivateName("aiortc", _RECEIVER, "NackGenerator.missing", Kind.INSTANCE_ATTRIBUTE,
-                "the sequence numbers to NACK", types=(set,)),
-    PrivateName("aiortc", _RECEIVER, "StreamStatistics", Kind.CLASS,
-                "made per SSRC for aiortc's receiver reports", parameters=("clockrate",)),
-    PrivateName("aiortc", _RECEIVER, "StreamStatistics.add", Kind.METHOD,
-                "counts each packet for the receiver reports", parameters=("packet",)),
-    PrivateName("aiortc", "aiortc.codecs", "depayload", Kind.FUNCTION,
-                "strips the payload descriptor off a frame's RTP payloads", parameters=("codec", "payload")),
     PrivateName("aiortc", "aiortc.codecs", "is_rtx", Kind.FUNCTION,
                 "tells RTX payload types", parameters=("codec",)),
     PrivateName("aiortc", "aiortc.rtp", "RtpPacket", Kind.CLASS,
-                "the packets handed to the receive path (their header fields are read)",
+                "the packets aiortc's DTLS transport still hands to the receive path (their header fields are read)",
                 parameters=("payload_type", "marker", "sequence_number", "timestamp", "ssrc", "payload")),
-    PrivateName("aiortc", "aiortc.rtp", "unwrap_rtx", Kind.FUNCTION,
-                "turns an RTX packet back into the lost one", parameters=("rtx", "payload_type", "ssrc")),
     PrivateName("aiortc", "aiortc.rtp", "RtcpPsfbPacket", Kind.CLASS,
                 "the REMB packet", parameters=("fmt", "ssrc", "media_ssrc", "fci")),
     PrivateName("aiortc", "aiortc.rtp", "pack_remb_fci", Kind.FUNCTION,
@@ -256,9 +246,9 @@ def receiver_rtx_ssrc(receiver: Any) -> dict[int, int]:
     return rtx_ssrc
 
 
-def receiver_remote_streams(receiver: Any) -> dict[int, StreamStatistics]:
-    """The receiver's own SSRC -> statistics dict, which its receiver-report loop reads."""
-    streams: dict[int, StreamStatistics] = getattr(receiver, REMOTE_STREAMS)
+def receiver_remote_streams(receiver: Any) -> dict[int, Any]:
+    """The receiver's own SSRC -> statistics dict, which its receiver-report loop reads (`STATISTICS_READ` of each)."""
+    streams: dict[int, Any] = getattr(receiver, REMOTE_STREAMS)
     return streams
 
 

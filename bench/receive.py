@@ -9,8 +9,9 @@ streamsnap's WCS client) replaying the pre-encoded clip of bench/clips.py, VP8 6
 1.5 Mbit/s, 30 fps (about 160 RTP packets a second each; nothing encoded while measuring),
 on CPU 1; the receiver alone on CPU 0, nobody asking pictures:
 
-  streamsnap          `streamsnap serve` (uvloop), this checkout
-  before              the same, from the src/ given by --before (e.g. `git archive` of main)
+  streamsnap          `streamsnap serve` (uvloop), this checkout: the receive path's native short way if built
+  streamsnap-python   the same with STREAMSNAP_RECEIVE_PATH=python: every packet in Python
+  before              `streamsnap serve` from the src/ given by --before (e.g. `git archive` of main)
   uvloop+unprotect    bench/receivers.py: aiortc's handshake, then each SRTP datagram unprotected
                       in the socket's datagram callback (uvloop) and dropped
   blocking+unprotect  bench/receivers.py: the sockets read by a thread blocked in epoll, recv()
@@ -46,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from bench.run import PUBLISHER_CPU, RECEIVER_CPU, RESULTS, cpu_seconds, free_port, wait_port  # noqa: E402
 
 CODEC, WIDTH, HEIGHT = "VP8", 640, 480
-RECEIVERS = ("streamsnap", "uvloop+unprotect", "blocking+unprotect", "aiortc floor")
+RECEIVERS = ("streamsnap", "streamsnap-python", "uvloop+unprotect", "blocking+unprotect", "aiortc floor")
 
 
 @dataclass
@@ -76,6 +77,8 @@ def receiver_command(receiver: str, port: int) -> tuple[list[str], dict[str, str
     reference = [sys.executable, str(ROOT / "bench" / "receivers.py"), "--port", str(port)]
     if receiver == "streamsnap":
         return serve, {}
+    if receiver == "streamsnap-python":
+        return serve, {"STREAMSNAP_RECEIVE_PATH": "python"}
     if receiver.startswith("before="):
         return serve, {"PYTHONPATH": receiver.removeprefix("before=")}
     mode = {"uvloop+unprotect": ["--mode", "uvloop-unprotect"],
@@ -232,7 +235,7 @@ def main() -> None:
     counts = sorted({s.streams for s in samples})
     print(f"\n### Receive cost ({CODEC} {WIDTH}x{HEIGHT}, 1.5 Mbit/s, 30 fps; medians of {args.repeat} turns)\n")
     print("| receiver | " + " | ".join(f"µs/packet at {n}" for n in counts) + " | "
-          + " | ".join(f"millicores/stream at {n}" for n in counts) + " | packets/s/stream |")
+          + " | ".join(f"millicores per idle stream at {n}" for n in counts) + " | packets/s/stream |")
     print("|---|" + "---|" * (2 * len(counts) + 1))
     for receiver in receivers:
         rows = {n: [s for s in samples if s.receiver == receiver and s.streams == n] for n in counts}
@@ -241,16 +244,23 @@ def main() -> None:
         rate = median([s.packets / s.seconds / s.streams for n in counts for s in rows[n]])
         print(f"| {receiver.split('=')[0]} | " + " | ".join(f"{c:.1f}" for c in cost) + " | "
               + " | ".join(f"{c * 1000:.2f}" for c in cores) + f" | {rate:.0f} |")
-    if "streamsnap" in receivers:
-        print()
+    print()
+    for ours in ("streamsnap", "streamsnap-python"):
         for n in counts:
-            def cost_of(name: str, n: int = n) -> float:
-                return median([s.us_per_packet for s in samples if s.receiver.split("=")[0] == name and s.streams == n])
-            ours = cost_of("streamsnap")
-            ratios = ", ".join(f"{ours / cost_of(other):.2f}x {other}" for other in
+            def of(name: str, measure: str, n: int = n) -> float:
+                return median([getattr(s, measure) for s in samples
+                               if s.receiver.split("=")[0] == name and s.streams == n])
+            if not any(s.receiver == ours for s in samples):
+                continue
+            cost = of(ours, "us_per_packet")
+            ratios = ", ".join(f"{cost / of(other, 'us_per_packet'):.2f}x {other}" for other in
                                ("uvloop+unprotect", "blocking+unprotect", "aiortc floor", "before")
                                if any(s.receiver.split("=")[0] == other for s in samples))
-            print(f"- {n} streams: streamsnap {ours:.1f} µs/packet = {ratios}")
+            fewer = ""
+            if any(s.receiver == "aiortc floor" for s in samples):
+                fewer = (f"; {of('aiortc floor', 'cores_per_stream') / of(ours, 'cores_per_stream'):.1f}x fewer "
+                         "cores per idle stream than the aiortc floor")
+            print(f"- {ours}, {n} streams: {cost:.1f} µs/packet = {ratios}{fewer}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"receive-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps([{**asdict(s), "us_per_packet": s.us_per_packet,

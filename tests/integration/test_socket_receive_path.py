@@ -23,6 +23,7 @@ import uvloop
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket
 
+from streamsnap.media import receiver as receive_path
 from streamsnap.media.aiortc_private import (
     HOST_ADDRESSES_FUNCTION,
     receiver_codecs,
@@ -33,6 +34,13 @@ from streamsnap.media.receiver import MAX_WAIT_FRAMES, VideoReceivePath
 from streamsnap.media.webrtc import ReceiverTap
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["python", "native"], autouse=True)
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test on both ways: every packet in Python, and the usual ones in C (media/_fastrtp.c)."""
+    monkeypatch.setattr(receive_path, "RECEIVE_PATH", request.param)
+    return str(request.param)
 
 START, MIDDLE = b"\x90\x80\x80\x01", b"\x80\x80\x80\x01"
 "VP8 payload descriptors as aiortc and browsers send them: S bit (a frame's first packet) or not, 15-bit picture ID."
@@ -128,6 +136,7 @@ async def linked(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Link]:
         await publisher.setRemoteDescription(server.localDescription)
         await link.until(lambda: path.takes_datagrams and receiver_codecs(receiver)
                          and sender.transport.state == "connected", "connected, the path on the socket", 10)
+        assert path.native == (receive_path.RECEIVE_PATH == "native")
         yield link
     finally:
         if path is not None:
@@ -231,7 +240,7 @@ async def test_csrc_header_extension_and_padding_are_skipped(monkeypatch: pytest
         assert link.path.rejected == 0
 
 
-def test_the_socket_path_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_socket_path_on_uvloop(monkeypatch: pytest.MonkeyPatch, way: str) -> None:
     """`streamsnap serve` runs uvloop: losses, NACK and RTX repair there too."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(test_a_lost_packet_is_nacked_and_repaired_over_rtx(monkeypatch))

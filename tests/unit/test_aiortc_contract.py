@@ -26,6 +26,7 @@ from typing import Any
 
 import aioice
 import aioice.ice
+import pylibsrtp
 import pytest
 import uvloop
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
@@ -119,6 +120,7 @@ def instance_factories(receiver: RTCRtpReceiver) -> dict[str, Callable[[], objec
         "aiortc.rtcdtlstransport.RTCDtlsTransport": lambda: receiver.transport,
         "aiortc.rtcicetransport.RTCIceTransport": lambda: receiver.transport.transport,
         "aioice.ice.Connection": lambda: aioice.Connection(ice_controlling=False),
+        "pylibsrtp.Session": pylibsrtp.Session,
     }
 
 
@@ -186,6 +188,10 @@ async def test_private_name_has_the_shape_streamsnap_relies_on(entry: PrivateNam
     if entry.kind is Kind.CONSTANT:
         if target != entry.value:
             problem = f"changed value: {target!r}, not {entry.value!r}"
+    elif entry.kind is Kind.C_FUNCTION:
+        ffi = importlib.import_module(entry.module).ffi
+        if ffi.typeof(target).cname != entry.value:
+            problem = f"changed type: {ffi.typeof(target).cname}, not {entry.value}"
     elif entry.kind is Kind.EXCEPTION:
         if not (inspect.isclass(target) and issubclass(target, Exception)):
             problem = f"is no longer an exception class: {target!r}"

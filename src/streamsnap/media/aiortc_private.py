@@ -1,4 +1,4 @@
-"""Every private name of aiortc and aioice that streamsnap relies on, in one place.
+"""Every private name of aiortc, aioice and pylibsrtp that streamsnap relies on, in one place.
 
 Why streamsnap reaches past their public API: aiortc's `RTCRtpReceiver` decodes every
 received frame in a thread and queues the pictures without bound, and runs a bandwidth
@@ -10,14 +10,17 @@ protocol once DTLS is up (unprotecting them with the DTLS transport's own SRTP s
 takes over the receiver's per-packet handler for what still goes aiortc's way, and uses the
 receiver's private state and RTCP senders; the WebRTC source puts a tap where the decoder's
 input queue is, and aioice's module-level host address lookup is replaced so that loopback
-can be offered. None of these is API: an upgrade may rename or reshape any of them, and most
-would then fail *silently* (a `setattr` of a renamed attribute just makes a new one, and
-aiortc's decoder and unbounded queue are back).
+can be offered. The native short way of the receive path (media/_fastrtp.c) calls libsrtp's
+`srtp_unprotect` as pylibsrtp carries it, on the session's own libsrtp context. None of
+these is API: an upgrade may rename or reshape any of them, and most would then fail
+*silently* (a `setattr` of a renamed attribute just makes a new one, and aiortc's decoder
+and unbounded queue are back).
 
 Hence three guards, all keyed on `PRIVATE_NAMES` below:
-- `tests/unit/test_aiortc_contract.py` checks each entry against the installed aiortc and
-  aioice (presence, signature, type, behaviour) and names the entry and version on failure;
-- pyproject.toml pins aiortc and aioice to the minor versions that test passed on;
+- `tests/unit/test_aiortc_contract.py` checks each entry against the installed aiortc,
+  aioice and pylibsrtp (presence, signature, type, behaviour) and names the entry and
+  version on failure;
+- pyproject.toml pins aiortc, aioice and pylibsrtp to the minor versions that test passed on;
 - the `replace_*` helpers check that the name they replace exists before replacing it.
 
 Code elsewhere uses the constants and helpers here instead of spelling a private name.
@@ -26,6 +29,7 @@ Code elsewhere uses the constants and helpers here instead of spelling a private
 from __future__ import annotations
 
 import enum
+import importlib
 import importlib.metadata
 import queue
 from collections.abc import Awaitable, Callable
@@ -55,6 +59,9 @@ __all__ = [
     "SEND_RTCP",
     "SEND_RTCP_NACK",
     "SEND_RTCP_PLI",
+    "SRTP_BINDING",
+    "SRTP_CONTEXT",
+    "SRTP_UNPROTECT",
     "STATISTICS_READ",
     "Kind",
     "OperationError",
@@ -77,6 +84,7 @@ __all__ = [
     "send_rtcp_nack",
     "send_rtcp_pli",
     "srtp_receive_session",
+    "srtp_unprotect_pointers",
 ]
 
 # Attributes an RTCRtpReceiver sets in __init__ (name-mangled: `self.__codecs` and so on).
@@ -112,6 +120,15 @@ replaced on the instance. Not private as a name, but the class it is replaced on
 RX_SRTP = "_rx_srtp"
 "RTCDtlsTransport: the pylibsrtp `Session` that unprotects what the peer sends; set once DTLS is connected."
 
+# pylibsrtp, for native code: its libsrtp, reached through its cffi binding.
+SRTP_BINDING = "pylibsrtp._binding"
+"pylibsrtp's cffi module (`ffi`, `lib`), with the libsrtp it was built with."
+SRTP_CONTEXT = "_srtp"
+"pylibsrtp Session: a cffi `srtp_t *`; [0] is the libsrtp context the session protects and unprotects with."
+SRTP_UNPROTECT = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+"""The C type of `lib.srtp_unprotect` (libsrtp 2: unprotect in place, the length in and out), as media/_fastrtp.c
+calls it."""
+
 # aioice.ice module global, looked up at each candidate gathering.
 HOST_ADDRESSES_FUNCTION = "get_host_addresses"
 "`get_host_addresses(use_ipv4, use_ipv6) -> list[str]`: the addresses host candidates are gathered on."
@@ -121,6 +138,7 @@ class Kind(enum.Enum):
     """What sort of thing a private name is, which decides how the contract test checks it."""
 
     FUNCTION = "module function"
+    C_FUNCTION = "C function of a cffi binding"
     CLASS = "class"
     CONSTANT = "module constant"
     EXCEPTION = "exception class"
@@ -148,7 +166,7 @@ class PrivateName:
     types: tuple[type, ...] = ()
     "INSTANCE_ATTRIBUTE: the types its value may have on a new instance."
     value: object = None
-    "CONSTANT: its value."
+    "CONSTANT: its value; C_FUNCTION: its C type."
 
     @property
     def label(self) -> str:
@@ -213,6 +231,10 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName("aiortc", _DTLS, f"RTCDtlsTransport.{RX_SRTP}", Kind.INSTANCE_ATTRIBUTE,
                 "unprotects the SRTP datagrams the lean receive path takes (None until DTLS is connected)",
                 types=(pylibsrtp.Session, type(None))),
+    PrivateName("pylibsrtp", "pylibsrtp", f"Session.{SRTP_CONTEXT}", Kind.INSTANCE_ATTRIBUTE,
+                "the libsrtp context the native receive path unprotects with", types=(object,)),
+    PrivateName("pylibsrtp", SRTP_BINDING, "lib.srtp_unprotect", Kind.C_FUNCTION,
+                "called by the native receive path to unprotect SRTP in place", value=SRTP_UNPROTECT),
     PrivateName("aioice", "aioice.ice", HOST_ADDRESSES_FUNCTION, Kind.FUNCTION,
                 "replaced for the whole process so that host candidates can be on loopback",
                 parameters=("use_ipv4", "use_ipv6")),
@@ -317,6 +339,22 @@ def intercept_datagrams(dtls_transport: Any,
         replaced.clear()
 
     return restore
+
+
+def srtp_unprotect_pointers(session: pylibsrtp.Session) -> tuple[int, int]:
+    """(address of `session`'s libsrtp context, address of libsrtp's `srtp_unprotect`), for native code.
+
+    The context lives as long as `session`: whoever uses the address keeps the session.
+    """
+    binding = importlib.import_module(SRTP_BINDING)
+    _require(session, SRTP_CONTEXT, "pylibsrtp", f"pylibsrtp.Session.{SRTP_CONTEXT}")
+    ffi, lib = binding.ffi, binding.lib
+    _require(lib, "srtp_unprotect", "pylibsrtp", f"{SRTP_BINDING}.lib.srtp_unprotect")
+    function = ffi.addressof(lib, "srtp_unprotect")
+    if ffi.typeof(function).cname != SRTP_UNPROTECT:
+        raise PrivateNameMissing("pylibsrtp", f"{SRTP_BINDING}.lib.srtp_unprotect as {SRTP_UNPROTECT}")
+    context = getattr(session, SRTP_CONTEXT)[0]
+    return int(ffi.cast("uintptr_t", context)), int(ffi.cast("uintptr_t", function))
 
 
 def replace_decoder_queue(receiver: Any, decoder_queue: Any) -> None:

@@ -14,6 +14,8 @@ frame assembler, all in the callback: no queue, no task, no per-packet object. T
 (STUN, DTLS, SRTCP, audio) goes on to aioice and aiortc as before, and so do the packets that
 arrive before the receiver knows its codecs; aiortc then calls the path's `handle` with them
 (it replaces the receiver's `_handle_rtp_packet`), which does the same work on plain values.
+Where the native module was built, the usual packet does not even reach Python: C code
+(media/_fastrtp.c) does the same for it, and Python is called once per frame.
 
 What it keeps per packet: counters and the highest sequence number per SSRC (aiortc's own
 receiver-report loop reads them on its timer, from `ReceiveStatistics` objects that stand
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import struct
 import time
 from collections import deque
@@ -58,10 +61,33 @@ from streamsnap.media.aiortc_private import (
     send_rtcp_nack,
     send_rtcp_pli,
     srtp_receive_session,
+    srtp_unprotect_pointers,
 )
 from streamsnap.media.depayload import FrameDepayloader, as_is, frame_depayloader
 
+try:
+    from streamsnap.media import _fastrtp
+except ImportError:  # not built (no C compiler where it was installed): the Python way only
+    _fastrtp = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
+
+
+def _receive_path(asked: str | None) -> str:
+    """The way packets are received: `native` (the usual packet in C, media/_fastrtp.c) when it was built, unless
+    STREAMSNAP_RECEIVE_PATH says `python` (every packet in Python)."""
+    built = "native" if _fastrtp is not None else "python"
+    if asked in (None, "", built):
+        return built
+    if asked == "python":
+        return "python"
+    logger.warning("STREAMSNAP_RECEIVE_PATH=%s: %s; receiving the %s way", asked,
+                   "not built" if asked == "native" else "not native or python", built)
+    return built
+
+
+RECEIVE_PATH = _receive_path(os.environ.get("STREAMSNAP_RECEIVE_PATH"))
+"`native` or `python`, read once from the environment (tests set this constant)."
 
 REMB_INTERVAL = 1.0
 MAX_WAIT_FRAMES = 4
@@ -214,6 +240,43 @@ class FrameAssembler:
             return []
         return self._add(sequence, timestamp, bool(marker), payload)
 
+    def hand_over(self, expected: int) -> dict[str, Any] | None:
+        """Move the short way's state out (to the native short way), if it is all there is and takes `expected` next.
+
+        Until `take_back`, this assembler holds nothing and must not be fed. None (and nothing
+        moved) when frames wait besides the one on the short way, or when it is out of sync.
+        """
+        if self._pending or self._next_first is None or self._last_emitted is None:
+            return None
+        if self._run_next >= 0:
+            if self._run_next != expected:
+                return None
+            run: list[bytes] | None = self._run
+        elif self._next_first == expected:
+            run = None
+        else:
+            return None
+        state = {"run": run, "run_timestamp": self._run_timestamp, "run_first": self._run_first,
+                 "pending_bytes": self.pending_bytes, "max_pending_bytes": self.max_pending_bytes,
+                 "run_limit": self._run_limit, "next_first": self._next_first, "last_emitted": self._last_emitted,
+                 "refused": self._refused}
+        self._run = []
+        self._run_next = self._run_timestamp = -1
+        self.pending_bytes = 0
+        return state
+
+    def take_back(self, state: dict[str, Any]) -> None:
+        """The state `hand_over` moved out, as the native short way left it."""
+        run = state["run"]
+        if run is None:
+            self._run, self._run_next, self._run_timestamp = [], -1, -1
+        else:
+            self._run, self._run_timestamp, self._run_first = run, state["run_timestamp"], state["run_first"]
+            self._run_next = (self._run_first + len(run)) & 0xFFFF
+        self.pending_bytes = state["pending_bytes"]
+        self._next_first = state["next_first"]
+        self._last_emitted = state["last_emitted"]
+
     def _leave_run(self) -> None:
         """The frame taken the short way becomes one like the others, as if its packets had come the long way."""
         first = self._run_first
@@ -343,6 +406,13 @@ class LossTracker:
             self._forget_old(highest)
         return sorted(self.missing) if missed else None
 
+    def expiry(self) -> int:
+        """The packet whose arrival (as the highest) makes the oldest loss too old to ask for; -1 if none is kept."""
+        for lost in self._order:
+            if lost in self.missing:
+                return (lost + NACK_HISTORY + 1) & 0xFFFF
+        return -1
+
     def _forget_old(self, highest: int) -> None:
         """Forget the losses more than `NACK_HISTORY` behind `highest` (too old to ask for)."""
         oldest = (highest - NACK_HISTORY) & 0xFFFF
@@ -421,19 +491,25 @@ class ReceiveStatistics:
         self._last_transit = transit
         self._last_timestamp = timestamp
 
+    def _refresh(self) -> None:
+        """Bring the counts up to date before they are read (they may be kept elsewhere for a while)."""
+
     @property
     def packets_received(self) -> int:
         """Packets received, duplicates included."""
+        self._refresh()
         return self._received
 
     @property
     def max_seq(self) -> int | None:
         """Highest sequence number received (modulo 2**16), as aiortc reports it; None before the first."""
+        self._refresh()
         return self._max_seq
 
     @property
     def packets_expected(self) -> int:
         """Packets sent, as told by the sequence numbers (RFC 3550 A.3)."""
+        self._refresh()
         if self._max_seq is None or self._base_seq is None:
             return 0
         return self._cycles + self._max_seq - self._base_seq + 1
@@ -457,13 +533,14 @@ class ReceiveStatistics:
     @property
     def jitter(self) -> int:
         """Interarrival jitter in timestamp units."""
+        self._refresh()
         return self._jitter_q4 >> 4
 
 
 class _Source(ReceiveStatistics):
     """One SSRC a receiver takes packets from: its statistics, and where its packets go."""
 
-    __slots__ = ("assembler", "codec", "depayload", "losses", "media_ssrc", "payload_type", "rtx")
+    __slots__ = ("assembler", "codec", "depayload", "fast", "losses", "media_ssrc", "payload_type", "rtx")
 
     def __init__(self, clockrate: int) -> None:
         super().__init__(clockrate)
@@ -480,6 +557,19 @@ class _Source(ReceiveStatistics):
         self.assembler = _NOWHERE
         "The frame assembler of the media's codec."
         self.depayload: FrameDepayloader = as_is
+        self.fast: Any = None
+        "The native short way, while it holds this source's state (its counts are read from there)."
+
+    def _refresh(self) -> None:
+        if self.fast is not None:
+            self._take_statistics(self.fast.statistics())
+
+    def _take_statistics(self, state: dict[str, Any]) -> None:
+        """The counts as the native short way has them."""
+        self._received, self._max_seq, self._cycles = state["received"], state["max_seq"], state["cycles"]
+        self._next = (state["max_seq"] + 1) & 0xFFFF
+        self._last_timestamp = state["last_timestamp"] if state["last_timestamp"] >= 0 else None
+        self._last_transit, self._jitter_q4 = state["last_transit"], state["jitter_q4"]
 
 
 _NOWHERE = FrameAssembler("")
@@ -491,6 +581,14 @@ Lost = tuple[int, list[int]]
 
 class VideoReceivePath:
     """Receives the RTP packets of one aiortc video receiver in its place, straight from the socket once DTLS is up.
+
+    With the native module (`RECEIVE_PATH == "native"`), the usual packet of the one media
+    SSRC in a plain state is handled in C (media/_fastrtp.c) without calling Python but once
+    per frame; the path "arms" it with that SSRC's state when the state is plain (packets in
+    order, no frame waiting but the one arriving in order) and "disarms" it, taking the state
+    back, before it handles any other video packet itself (a gap, a late or repeated packet,
+    RTX, another SSRC, the packet at which a loss kept for NACKs is forgotten). Without it, or with
+    `STREAMSNAP_RECEIVE_PATH=python`, every packet is handled here.
     """
 
     def __init__(self, receiver: Any, on_frame: Callable[[str, bytes, int], None],
@@ -516,6 +614,10 @@ class VideoReceivePath:
         self._dtls_transport: Any = receiver.transport  # public: RTCRtpReceiver.transport
         self._unprotect: Callable[[bytes], bytes] | None = None
         self._restore_datagrams: Callable[[], None] | None = None
+        self._fast: Any = None
+        "The native short way (a `_fastrtp.Receiver`), once datagrams are taken and if it is used."
+        self._armed: _Source | None = None
+        "The source whose state the native short way holds."
         self._closed = False
         self._packets = 0
         self._from_socket = 0
@@ -533,22 +635,27 @@ class VideoReceivePath:
     @property
     def packets(self) -> int:
         """RTP packets handled."""
-        return self._packets
+        return self._packets + (self._fast.packets if self._fast is not None else 0)
 
     @property
     def packets_from_socket(self) -> int:
         """Datagrams taken straight from the socket and unprotected (the others came through aiortc's DTLS)."""
-        return self._from_socket
+        return self._from_socket + (self._fast.from_socket if self._fast is not None else 0)
 
     @property
     def rejected(self) -> int:
         """Datagrams taken from the socket that SRTP refused (replayed, forged) or that were no RTP packet."""
-        return self._rejected
+        return self._rejected + (self._fast.rejected if self._fast is not None else 0)
 
     @property
     def takes_datagrams(self) -> bool:
         """Whether SRTP datagrams are taken straight from the ICE sockets (DTLS is connected)."""
         return self._restore_datagrams is not None
+
+    @property
+    def native(self) -> bool:
+        """Whether the native short way is in use."""
+        return self._fast is not None
 
     def _on_dtls_state(self) -> None:
         state = self._dtls_transport.state
@@ -557,7 +664,15 @@ class VideoReceivePath:
             if session is None:
                 return
             self._unprotect = session.unprotect
-            self._restore_datagrams = intercept_datagrams(self._dtls_transport, self._datagram_handler)
+            if RECEIVE_PATH == "native" and _fastrtp is not None:
+                context, unprotect = srtp_unprotect_pointers(session)
+                self._fast = _fastrtp.Receiver(session, context, unprotect, self._take_packet_from_native,
+                                               self._take_frame_from_native)
+                fast = self._fast
+                self._restore_datagrams = intercept_datagrams(
+                    self._dtls_transport, lambda original: fast.handler(self._datagram_handler(original)))
+            else:
+                self._restore_datagrams = intercept_datagrams(self._dtls_transport, self._datagram_handler)
         elif state in ("closed", "failed"):
             self._stop_taking_datagrams()
 
@@ -567,7 +682,7 @@ class VideoReceivePath:
             self._restore_datagrams = None
 
     def _failed(self, what: str) -> None:
-        """Something raised where nothing may (a callback of the event loop): count it."""
+        """Something raised where nothing may (a callback of the event loop or of the native short way): count it."""
         self.failures += 1
         if self.failures == 1:
             logger.exception("lean receive path: %s failed (dropped; later failures are only counted)", what)
@@ -599,6 +714,8 @@ class VideoReceivePath:
         # RTP version 2 and not an RTCP packet type (RFC 7983: STUN 0-3, DTLS 20-63, RTP/RTCP 128-191).
         if len(data) < 12 or data[0] & 0xC0 != 0x80 or 191 < data[1] < 224 or data[1] & 0x7F not in self._codecs:
             return False
+        if self._armed is not None:
+            self._disarm()
         assert self._unprotect is not None
         try:
             packet = self._unprotect(data)
@@ -632,8 +749,29 @@ class VideoReceivePath:
             return None
         return self._receive(ssrc, second & 0x7F, sequence, timestamp, second & 0x80, packet[start:end])
 
+    def _take_packet_from_native(self, packet: bytes) -> None:
+        """A packet of the armed stream the native short way unprotected but does not take (it is unusual)."""
+        try:
+            self._disarm()
+            lost = self._take_packet(packet)
+            if lost is not None:
+                self._send_nack_soon(lost)
+        except Exception:
+            self._failed("a packet")
+
+    def _take_frame_from_native(self, timestamp: int, payloads: list[bytes]) -> None:
+        """A frame the native short way made whole."""
+        try:
+            source = self._armed
+            assert source is not None
+            self._hand_on(source, timestamp, payloads)
+        except Exception:
+            self._failed("a frame")
+
     async def handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         """One RTP packet from aiortc's DTLS transport (before the path takes datagrams from the socket)."""
+        if self._armed is not None:
+            self._disarm()
         lost = self._receive(packet.ssrc, packet.payload_type, packet.sequence_number, packet.timestamp,
                              packet.marker, packet.payload)
         if lost is not None:
@@ -667,6 +805,8 @@ class VideoReceivePath:
                 self._on_gap()
             for frame_timestamp, payloads in frames:
                 self._hand_on(source, frame_timestamp, payloads)
+        if self._fast is not None and self._armed is None and not source.rtx:
+            self._arm(source)
         return None if lost is None else (source.media_ssrc, lost)
 
     def _hand_on(self, source: _Source, timestamp: int, payloads: list[bytes]) -> None:
@@ -679,6 +819,33 @@ class VideoReceivePath:
             self._on_gap()
             return
         self._on_frame(source.codec, data, timestamp)
+
+    def _arm(self, source: _Source) -> None:
+        """Hand `source`'s state to the native short way if it is plain: in order, no frame waiting out of order."""
+        losses = source.losses
+        highest = source._max_seq
+        if losses is None or highest is None or losses.highest != highest or losses.previous != highest or source.rtx:
+            return
+        state = source.assembler.hand_over((highest + 1) & 0xFFFF)
+        if state is None:
+            return
+        self._fast.arm(ssrc=source.media_ssrc, payload_type=source.payload_type, clockrate=float(source._clockrate),
+                       received=source._received, max_seq=highest, cycles=source._cycles,
+                       last_timestamp=-1 if source._last_timestamp is None else source._last_timestamp,
+                       last_transit=source._last_transit, jitter_q4=source._jitter_q4, expire_at=losses.expiry(),
+                       **state)
+        source.fast = self._fast
+        self._armed = source
+
+    def _disarm(self) -> None:
+        """Take the armed source's state back from the native short way."""
+        source = self._armed
+        assert source is not None and source.losses is not None
+        state = self._fast.disarm()
+        self._armed = source.fast = None
+        source._take_statistics(state)
+        source.losses.highest = source.losses.previous = state["max_seq"]
+        source.assembler.take_back(state)
 
     def _route(self, ssrc: int, payload_type: int) -> _Source | None:
         """The source of a packet from a new SSRC or of a new payload type, routed; None: drop the packet."""
@@ -727,7 +894,8 @@ class VideoReceivePath:
     @property
     def pending_bytes(self) -> int:
         """Payload bytes held by frames being assembled."""
-        return sum(assembler.pending_bytes for assembler in self._assemblers.values())
+        held = sum(assembler.pending_bytes for assembler in self._assemblers.values())
+        return held + (self._fast.pending_bytes if self._armed is not None else 0)
 
     @property
     def oversized(self) -> int:
@@ -747,6 +915,8 @@ class VideoReceivePath:
         self._closed = True
         self._dtls_transport.remove_listener("statechange", self._on_dtls_state)
         self._stop_taking_datagrams()
+        if self._armed is not None:
+            self._disarm()
         if self._remb_task is not None:
             self._remb_task.cancel()
 

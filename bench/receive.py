@@ -4,10 +4,12 @@
     python bench/receive.py --quick                  # 40 streams, 8 s windows, once
     python bench/receive.py --before /tmp/before/src # and streamsnap as another checkout's src/ has it
 
-The same traffic for every receiver: N publishers (bench/publisher.py's ReplayTrack over
-streamsnap's WCS client) replaying the pre-encoded clip of bench/clips.py, VP8 640x480,
-1.5 Mbit/s, 30 fps (about 160 RTP packets a second each; nothing encoded while measuring),
-on CPU 1; the receiver alone on CPU 0, nobody asking pictures:
+The same traffic for every receiver: N publishers replaying the pre-encoded clip of
+bench/clips.py, VP8 640x480, 1.5 Mbit/s, 30 fps (about 160 RTP packets a second each; nothing
+encoded while measuring), on CPU 1: streamsnap's WCS client and aiortc do the signalling, ICE
+and DTLS, and the clip's packets (as aiortc's sender makes them) go through each sender's
+SRTP from a lean loop, so that 100 streams fit on the publishers' core. The receiver runs
+alone on CPU 0, nobody asking pictures:
 
   streamsnap          `streamsnap serve` (uvloop), this checkout: the receive path's native short way if built
   streamsnap-python   the same with STREAMSNAP_RECEIVE_PATH=python: every packet in Python
@@ -19,8 +21,8 @@ on CPU 1; the receiver alone on CPU 0, nobody asking pictures:
   aiortc floor        bench/receivers.py --mode floor on uvloop: aiortc with its decoder replaced by nothing
 
 µs per packet = the receiver's CPU (user + system, all threads) over the window / the RTP
-packets it received in the window (sent by the publishers, by aiortc's sender statistics, less
-the drops counted on the receiver's sockets). Cores per idle stream = CPU / window / streams.
+packets it received in the window (sent by the publishers, less the drops counted on the
+receiver's sockets). Cores per idle stream = CPU / window / streams.
 The machine may be shared: the receivers of one stream count are measured one after another,
 in turns (`--repeat`), so compare the ratios within a run; the table gives each figure's median.
 Prints markdown tables and writes bench/results/receive-<time>.json.
@@ -32,7 +34,10 @@ import argparse
 import asyncio
 import json
 import os
+import random
+import re
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -41,6 +46,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from aiortc import MediaStreamTrack
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,6 +68,8 @@ class Sample:
     "RTP packets received in the window."
     dropped: int
     "Datagrams the receiver's sockets dropped in the window (its receive buffers were full)."
+    lost: int = 0
+    "Streams whose connection ended before the window did (a starved receiver or publisher)."
 
     @property
     def us_per_packet(self) -> float:
@@ -125,11 +135,13 @@ class Publishers:
             self.close()
             raise RuntimeError(f"publishers did not start: {line!r}")
 
-    def packets_sent(self) -> int:
+    def packets_sent(self) -> tuple[int, int]:
+        """RTP packets sent so far, and streams whose connection was lost."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write("count\n")
         self.proc.stdin.flush()
-        return int(self.proc.stdout.readline().split()[1])
+        _, sent, lost = self.proc.stdout.readline().split()
+        return int(sent), int(lost)
 
     def close(self) -> None:
         self.proc.kill()
@@ -155,48 +167,97 @@ def measure(receiver: str, streams: int, warmup: float, seconds: float) -> Sampl
         publishers = Publishers(f"ws://127.0.0.1:{port}/bench", streams)
         try:
             time.sleep(warmup)
-            sent, drops, cpu = publishers.packets_sent(), udp_drops(proc.pid), cpu_seconds(proc.pid)
+            (sent, _), drops, cpu = publishers.packets_sent(), udp_drops(proc.pid), cpu_seconds(proc.pid)
             wall = time.monotonic()
             time.sleep(seconds)
-            sent_end, drops_end, cpu_end = publishers.packets_sent(), udp_drops(proc.pid), cpu_seconds(proc.pid)
+            (sent_end, lost), drops_end, cpu_end = publishers.packets_sent(), udp_drops(proc.pid), cpu_seconds(proc.pid)
             elapsed = time.monotonic() - wall
         finally:
             publishers.close()
     dropped = drops_end - drops
-    return Sample(receiver, streams, elapsed, cpu_end - cpu, sent_end - sent - dropped, dropped)
+    return Sample(receiver, streams, elapsed, cpu_end - cpu, sent_end - sent - dropped, dropped, lost)
+
+
+class SilentTrack(MediaStreamTrack):
+    """A video track that never gives a frame: aiortc's sender waits on it, and the replay below sends instead."""
+
+    kind = "video"
+
+    async def recv(self) -> Any:
+        await asyncio.Event().wait()
+
+
+async def replay(sender: Any, payload_type: int, extensions: bytes, frames: list[list[bytes]], offset: int,
+                 start: float, sent: list[int]) -> None:
+    """Send the clip's packets at 30 fps through `sender`'s SRTP, counting them in `sent`."""
+    loop = asyncio.get_running_loop()
+    send_rtp = sender.transport._send_rtp  # protects with the sender's SRTP session, sends on its ICE socket
+    ssrc, sequence, timestamp = sender._ssrc, random.randrange(0x10000), random.randrange(1 << 32)
+    header = struct.Struct("!BBHII")
+    index = offset
+    deadline = start
+    while True:
+        payloads = frames[index % len(frames)]
+        index += 1
+        for number, payload in enumerate(payloads):
+            marker = 0x80 if number == len(payloads) - 1 else 0
+            packet = header.pack(0x90, marker | payload_type, sequence, timestamp, ssrc) + extensions + payload
+            try:
+                await send_rtp(packet)
+            except ConnectionError:
+                return  # the connection ended (counted as lost)
+            sequence = (sequence + 1) & 0xFFFF
+            sent[0] += 1
+        timestamp = (timestamp + 3000) & 0xFFFFFFFF
+        deadline += 1 / 30
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
 
 
 async def publish(url: str, streams: int) -> None:
-    """Publish `streams` replays of the clip; print READY, then answer each line of stdin with PACKETS <sent>."""
+    """Publish `streams` replays of the clip; print READY, then answer each line of stdin with PACKETS <sent>.
+
+    aiortc does the signalling, ICE and DTLS (through streamsnap's WCS client) and keeps sending
+    its RTCP; the video is the clip's frames, packetized once as aiortc's sender does (VP8
+    payload descriptors with a picture ID, at most 1300 bytes, and the two header extensions
+    aiortc sends: abs-send-time and mid), sent through the sender's SRTP session at 30 fps. So
+    a packet costs the publisher a protect and a send, and 100 streams fit on its core.
+    """
+    from aiortc.codecs.vpx import Vp8Encoder
+
     from bench.clips import load_clip
-    from bench.publisher import ReplayTrack
     from streamsnap.wcsclient import WcsClient
 
     clip = load_clip(CODEC, WIDTH, HEIGHT)
-    clients, senders = [], []
+    frames = [Vp8Encoder._packetize(frame, index & 0x7FFF) for index, frame in enumerate(clip.frames)]
+    loop = asyncio.get_running_loop()
+    sent = [0]
+    clients, tasks = [], []
     for index in range(streams):
         client = await WcsClient.connect(url)
-        track = ReplayTrack(clip, offset=index * 7)
-        publication = await client.publish(f"s{index}", [track], codec=CODEC, wait=False)
+        publication = await client.publish(f"s{index}", [SilentTrack()], codec=CODEC, wait=False)
         assert publication.pc is not None
-        track.sender = publication.pc.getSenders()[0]
-        senders.append(track.sender)
+        sdp = publication.pc.localDescription.sdp
+        payload_type = int(re.findall(rf"a=rtpmap:(\d+) {CODEC}/90000", sdp)[0])
+        abs_send_time = int(re.findall(r"a=extmap:(\d+) \S+abs-send-time", sdp)[0])
+        mid = int(re.findall(r"a=extmap:(\d+) urn:ietf:params:rtp-hdrext:sdes:mid", sdp)[0])
+        # One-byte header extensions (RFC 8285): abs-send-time (3 bytes), mid "0" (1 byte), padded to 2 words.
+        extensions = b"\xbe\xde\x00\x02" + bytes([abs_send_time << 4 | 2, 0x12, 0x34, 0x56, mid << 4, 0x30, 0, 0])
+        sender = publication.pc.getSenders()[0]
+        async with asyncio.timeout(60):
+            while sender.transport.state != "connected":  # noqa: ASYNC110 -- aiortc's state, polled
+                await asyncio.sleep(0.01)
+        tasks.append(asyncio.ensure_future(replay(sender, payload_type, extensions, frames, index * 7,
+                                                  loop.time() + (index % 30) / 900, sent)))
         clients.append((client, publication))
     for client, publication in clients:
         await client.wait_status(publication, "PUBLISHING", timeout=60)
     print("READY", flush=True)
-    loop = asyncio.get_running_loop()
     requests: asyncio.Queue[str] = asyncio.Queue()
     threading.Thread(target=lambda: [loop.call_soon_threadsafe(requests.put_nowait, line) for line in sys.stdin],
                      daemon=True).start()
     while True:
         await requests.get()
-        sent = 0
-        for sender in senders:
-            for stats in (await sender.getStats()).values():
-                if stats.type == "outbound-rtp":
-                    sent += stats.packetsSent
-        print(f"PACKETS {sent}", flush=True)
+        print(f"PACKETS {sent[0]} {sum(task.done() for task in tasks)}", flush=True)
 
 
 def median(values: list[float]) -> float:
@@ -215,7 +276,9 @@ def main() -> None:
     parser.add_argument("--publish", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish:
-        asyncio.run(publish(args.publish, int(args.streams)))
+        import uvloop
+
+        uvloop.run(publish(args.publish, int(args.streams)))
         return
     if args.quick:
         args.streams, args.seconds, args.warmup, args.repeat = "40", 8.0, 3.0, 1
@@ -231,7 +294,7 @@ def main() -> None:
                 rate = sample.packets / sample.seconds
                 print(f"  {receiver.split('=')[0]:>20} {streams:>4} streams: {sample.us_per_packet:6.1f} µs/packet, "
                       f"{sample.cores_per_stream * 1000:5.2f} millicores/stream, {rate:7.0f} packets/s, "
-                      f"{sample.dropped} dropped", flush=True)
+                      f"{sample.dropped} dropped, {sample.lost} streams lost", flush=True)
     counts = sorted({s.streams for s in samples})
     print(f"\n### Receive cost ({CODEC} {WIDTH}x{HEIGHT}, 1.5 Mbit/s, 30 fps; medians of {args.repeat} turns)\n")
     print("| receiver | " + " | ".join(f"µs/packet at {n}" for n in counts) + " | "

@@ -24,6 +24,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket, unpack_remb_fci
 
+from streamsnap.media import receiver as receive_path_module
 from streamsnap.media.aiortc_private import DECODER_QUEUE, HANDLE_RTP_PACKET, is_rtx, receiver_codecs
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.media.receiver import VideoReceivePath
@@ -32,6 +33,13 @@ from tests.conftest import MAX_LAG_FRAMES, RunningServer, png_image
 from tests.integration.test_faults import SendRtp, rtp_payload_offset, vp8_descriptor_length, wrap_rtp
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["native", "python"], autouse=True)
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test on both ways of the receive path: the usual packet in C (media/_fastrtp.c), and all in Python."""
+    monkeypatch.setattr(receive_path_module, "RECEIVE_PATH", request.param)
+    return str(request.param)
 
 
 @dataclass
@@ -140,6 +148,7 @@ def receive_path(publication: Publication) -> tuple[RTCRtpReceiver, VideoReceive
     path = getattr(handler, "__self__", None)
     assert isinstance(path, VideoReceivePath), f"aiortc's own packet handler runs: {handler!r}"
     assert path.takes_datagrams, "the lean path does not take the SRTP datagrams from the ICE sockets"
+    assert path.native == (receive_path_module.RECEIVE_PATH == "native")
     return receivers[0], path
 
 

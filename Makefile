@@ -13,13 +13,16 @@ PORT ?= 8080
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Locked versions only (hashes checked), then the package itself, built with the locked setuptools.
-$(RUNTIME): pyproject.toml requirements/runtime.txt | $(BIN)/python
+# Locked versions only (hashes checked), then the package itself, built with the locked setuptools (which
+# compiles the receive path's C part, $(NATIVE), in place).
+NATIVE := src/streamsnap/media/_fastrtp.c
+
+$(RUNTIME): pyproject.toml requirements/runtime.txt $(NATIVE) | $(BIN)/python
 	$(PIP) --require-hashes -r requirements/runtime.txt
 	$(PIP) --no-build-isolation --editable .
 	touch $@
 
-$(DEV): pyproject.toml requirements/dev.txt | $(BIN)/python
+$(DEV): pyproject.toml requirements/dev.txt $(NATIVE) | $(BIN)/python
 	$(PIP) --require-hashes -r requirements/dev.txt
 	$(PIP) --no-build-isolation --editable .
 	touch $@ $(RUNTIME)

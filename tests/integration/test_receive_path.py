@@ -24,6 +24,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket, unpack_remb_fci
 
+from streamsnap.media import receiver as receive_path_module
 from streamsnap.media.aiortc_private import DECODER_QUEUE, HANDLE_RTP_PACKET, is_rtx, receiver_codecs
 from streamsnap.media.pattern import PatternTrack, read_counter
 from streamsnap.media.receiver import VideoReceivePath
@@ -32,6 +33,13 @@ from tests.conftest import MAX_LAG_FRAMES, RunningServer, png_image
 from tests.integration.test_faults import SendRtp, rtp_payload_offset, vp8_descriptor_length, wrap_rtp
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["native", "python"], autouse=True)
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test on both ways of the receive path: the usual packet in C (media/_fastrtp.c), and all in Python."""
+    monkeypatch.setattr(receive_path_module, "RECEIVE_PATH", request.param)
+    return str(request.param)
 
 
 @dataclass
@@ -139,6 +147,8 @@ def receive_path(publication: Publication) -> tuple[RTCRtpReceiver, VideoReceive
     handler = getattr(receivers[0], HANDLE_RTP_PACKET)
     path = getattr(handler, "__self__", None)
     assert isinstance(path, VideoReceivePath), f"aiortc's own packet handler runs: {handler!r}"
+    assert path.takes_datagrams, "the lean path does not take the SRTP datagrams from the ICE sockets"
+    assert path.native == (receive_path_module.RECEIVE_PATH == "native")
     return receivers[0], path
 
 
@@ -170,6 +180,7 @@ async def test_lost_packet_is_nacked_and_repaired_over_rtx(server: RunningServer
         await asyncio.sleep(0.5)  # the frames after it are handed on (or given up after 4 frames)
 
         assert path.packets - packets > 10
+        assert path.packets_from_socket > path.packets - 20, "packets went aiortc's way, not the socket's"
         assert path.gaps == gaps, "the retransmitted packet did not complete its frame: a gap was counted"
         picture = await client.snapshot("lossy-once")
         image = png_image(picture.png)

@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import queue
 import re
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,7 +26,9 @@ from typing import Any
 
 import aioice
 import aioice.ice
+import pylibsrtp
 import pytest
+import uvloop
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
@@ -33,25 +36,29 @@ from aiortc.rtcrtpparameters import (
     RTCRtpReceiveParameters,
     RTCRtpRtxParameters,
 )
-from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket, unpack_remb_fci
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket, RtpPacket, unpack_remb_fci
 
 from streamsnap.media import aiortc_private
 from streamsnap.media.aiortc_private import (
+    DATAGRAM_RECEIVED,
     DECODER_QUEUE,
     HANDLE_RTP_PACKET,
     HOST_ADDRESSES_FUNCTION,
+    ICE_CONNECTION,
+    ICE_PROTOCOLS,
     PRIVATE_NAMES,
     RTCP_PSFB_APP,
+    RX_SRTP,
     SEND_RTCP,
     SEND_RTCP_NACK,
     SEND_RTCP_PLI,
+    STATISTICS_READ,
     Kind,
-    NackGenerator,
     OperationError,
     PrivateName,
-    StreamStatistics,
-    depayload,
     installed_version,
+    intercept_datagrams,
     is_rtx,
     pack_remb_fci,
     receiver_codecs,
@@ -64,9 +71,10 @@ from streamsnap.media.aiortc_private import (
     send_rtcp,
     send_rtcp_nack,
     send_rtcp_pli,
-    unwrap_rtx,
+    srtp_receive_session,
 )
-from streamsnap.media.receiver import VideoReceivePath
+from streamsnap.media.pattern import PatternTrack
+from streamsnap.media.receiver import ReceiveStatistics, VideoReceivePath
 from tests.syntax import parse
 
 pytestmark = pytest.mark.unit
@@ -109,8 +117,10 @@ async def receiver() -> AsyncIterator[RTCRtpReceiver]:
 def instance_factories(receiver: RTCRtpReceiver) -> dict[str, Callable[[], object]]:
     return {
         "aiortc.rtcrtpreceiver.RTCRtpReceiver": lambda: receiver,
-        "aiortc.rtcrtpreceiver.NackGenerator": NackGenerator,
-        "aiortc.rtcrtpreceiver.StreamStatistics": lambda: StreamStatistics(90000),
+        "aiortc.rtcdtlstransport.RTCDtlsTransport": lambda: receiver.transport,
+        "aiortc.rtcicetransport.RTCIceTransport": lambda: receiver.transport.transport,
+        "aioice.ice.Connection": lambda: aioice.Connection(ice_controlling=False),
+        "pylibsrtp.Session": pylibsrtp.Session,
     }
 
 
@@ -178,6 +188,10 @@ async def test_private_name_has_the_shape_streamsnap_relies_on(entry: PrivateNam
     if entry.kind is Kind.CONSTANT:
         if target != entry.value:
             problem = f"changed value: {target!r}, not {entry.value!r}"
+    elif entry.kind is Kind.C_FUNCTION:
+        ffi = importlib.import_module(entry.module).ffi
+        if ffi.typeof(target).cname != entry.value:
+            problem = f"changed type: {ffi.typeof(target).cname}, not {entry.value}"
     elif entry.kind is Kind.EXCEPTION:
         if not (inspect.isclass(target) and issubclass(target, Exception)):
             problem = f"is no longer an exception class: {target!r}"
@@ -206,6 +220,10 @@ def test_the_constants_name_entries_of_the_list() -> None:
     for name in receiver_names:
         assert f"aiortc.rtcrtpreceiver.RTCRtpReceiver.{name}" in labels, f"{name} is not in PRIVATE_NAMES"
     assert f"aioice.ice.{HOST_ADDRESSES_FUNCTION}" in labels
+    assert f"aiortc.rtcdtlstransport.RTCDtlsTransport.{RX_SRTP}" in labels
+    assert f"aiortc.rtcicetransport.RTCIceTransport.{ICE_CONNECTION}" in labels
+    assert f"aioice.ice.Connection.{ICE_PROTOCOLS}" in labels
+    assert f"aioice.ice.StunProtocol.{DATAGRAM_RECEIVED}" in labels
     # Everything aiortc_private re-exports from aiortc/aioice is described in the list.
     for exported in aiortc_private.__all__:
         value = getattr(aiortc_private, exported)
@@ -397,34 +415,129 @@ async def test_lean_receive_path_through_a_real_receiver(receiver: RTCRtpReceive
         await stop_receiving(receiver, started)
 
 
-def test_nack_generator() -> None:
-    nack = NackGenerator()
-    results = [nack.add(RtpPacket(sequence_number=seq)) for seq in (65534, 65535, 2)]
-    assert results == [False, False, True] and nack.missing == {0, 1}, broken(
-        "NackGenerator.add", f"no longer reports the gap 0-1 after 65535 then 2 (missing: {nack.missing})")
-    assert nack.add(RtpPacket(sequence_number=0)) is False and nack.missing == {1}, broken(
-        "NackGenerator.missing", "keeps a packet that arrived late")
-
-
-def test_stream_statistics() -> None:
-    stats = StreamStatistics(90000)
-    for seq in (10, 11, 13):
-        stats.add(RtpPacket(sequence_number=seq, timestamp=seq * 3000))
-    assert (stats.packets_received, stats.packets_expected, stats.packets_lost) == (3, 4, 1), broken(
-        "StreamStatistics.add", "no longer counts received and lost packets")
-
-
 def test_payload_helpers() -> None:
-    assert depayload(VP8, b"\x90\x80\x05frame") == b"frame", broken("depayload", "no longer strips a VP8 descriptor")
     assert is_rtx(RTX) and not is_rtx(VP8), broken("is_rtx", "no longer tells RTX")
-    rtx = RtpPacket(payload_type=97, marker=1, sequence_number=9, timestamp=77, ssrc=RTX_SSRC,
-                    payload=b"\x01\x02data")
-    original = unwrap_rtx(rtx, payload_type=96, ssrc=MEDIA_SSRC)
-    fields = (original.payload_type, original.sequence_number, original.timestamp, original.ssrc, original.marker,
-              original.payload)
-    assert fields == (96, 0x0102, 77, MEDIA_SSRC, 1, b"data"), broken("unwrap_rtx", f"gives {fields}")
     assert unpack_remb_fci(pack_remb_fci(2_500_000, [1, 2])) == (2_500_000, [1, 2]), broken(
         "pack_remb_fci", "no longer encodes bitrate and SSRCs")
+
+
+async def test_receiver_reports_and_stats_read_streamsnaps_statistics(receiver: RTCRtpReceiver) -> None:
+    """The receive path puts its own statistics objects where aiortc keeps its StreamStatistics: aiortc must read
+    them (and only the attributes in STATISTICS_READ) for its receiver reports and getStats()."""
+    sent = SentRtcp(receiver)
+    replace_decoder_queue(receiver, RecordingTap())
+    started = await start_receiving(receiver)
+    try:
+        ours = ReceiveStatistics(90000)
+        for sequence in (65534, 65535, 2, 3):  # a wrap, then two lost
+            ours.add(sequence, sequence * 3000)
+        read: list[str] = []
+
+        class Watched(ReceiveStatistics):
+            __slots__ = ()
+
+            def __getattribute__(self, name: str) -> Any:
+                if sys._getframe(1).f_globals.get("__name__", "").startswith("aiortc"):
+                    read.append(name)  # what aiortc reads (not what our own properties read)
+                return super().__getattribute__(name)
+
+        watched = Watched(90000)
+        for sequence in (65534, 65535, 2, 3):
+            watched.add(sequence, sequence * 3000)
+        read.clear()
+        receiver_remote_streams(receiver)[MEDIA_SSRC] = watched
+        report = await asyncio.wait_for(receiver.getStats(), 5)
+        inbound = [(s.packetsReceived, s.packetsLost) for s in report.values() if s.type == "inbound-rtp"]
+        assert inbound == [(4, 2)], broken(aiortc_private.REMOTE_STREAMS, f"getStats() no longer reads our counts: "
+                                                                          f"{inbound}")
+        rr = await sent.first(lambda p: isinstance(p, RtcpRrPacket), 5)
+        blocks = [(r.ssrc, r.packets_lost, r.highest_sequence, r.fraction_lost) for r in rr.reports]
+        assert blocks == [(MEDIA_SSRC, ours.packets_lost, 3, (2 << 8) // 6)], broken(
+            aiortc_private.REMOTE_STREAMS, f"receiver reports no longer carry our statistics: {blocks}")
+        unknown = set(read) - set(STATISTICS_READ)
+        assert read and not unknown, broken(aiortc_private.REMOTE_STREAMS,
+                                            f"is read for more than streamsnap provides: {unknown}")
+    finally:
+        await stop_receiving(receiver, started)
+
+
+async def connected_pair(monkeypatch: pytest.MonkeyPatch) -> tuple[RTCPeerConnection, RTCPeerConnection, int, int]:
+    """A publisher sending video to an answerer on loopback, as streamsnap's are; with the publisher's SSRC and the
+    VP8 payload type it sends."""
+    monkeypatch.setattr(aioice.ice, HOST_ADDRESSES_FUNCTION, lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    offerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    answerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    offerer.addTransceiver(PatternTrack(160, 120), direction="sendonly")
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+    sdp = offerer.localDescription.sdp
+    ssrc = int(re.findall(r"a=ssrc:(\d+) ", sdp)[0])
+    payload_type = int(re.findall(r"a=rtpmap:(\d+) VP8/90000", sdp)[0])
+    return offerer, answerer, ssrc, payload_type
+
+
+async def take_srtp_from_the_ice_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once DTLS is connected, the ICE sockets' datagram callbacks can be replaced: SRTP taken there is unprotected
+    by the DTLS transport's session, and after `restore()` aiortc gets the datagrams again."""
+    offerer, answerer, ssrc, payload_type = await connected_pair(monkeypatch)
+    receiver = answerer.getTransceivers()[0].receiver
+    dtls = receiver.transport
+    taken: list[RtpPacket] = []
+    through_aiortc: list[int] = []
+    restore: list[Callable[[], None]] = []
+
+    async def handler(packet: RtpPacket, arrival_time_ms: int) -> None:
+        through_aiortc.append(packet.sequence_number)
+
+    replace_rtp_handler(receiver, handler)
+    replace_decoder_queue(receiver, RecordingTap())
+
+    def on_state() -> None:
+        if dtls.state != "connected" or restore:
+            return
+        session = srtp_receive_session(dtls)
+        assert session is not None, broken(RX_SRTP, "is not set when the DTLS transport says it is connected")
+
+        def take(original: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
+            def datagram_received(data: bytes, addr: Any) -> None:
+                if 127 < data[0] < 192 and not 191 < data[1] < 224:
+                    taken.append(RtpPacket.parse(session.unprotect(data)))
+                else:
+                    original(data, addr)
+            return datagram_received
+
+        restore.append(intercept_datagrams(dtls, take))
+
+    dtls.on("statechange", on_state)
+    try:
+        async with asyncio.timeout(10):
+            while len(taken) < 20:  # noqa: ASYNC110 -- the callback has no event to await
+                await asyncio.sleep(0.02)
+        seen = {(p.ssrc, p.payload_type) for p in taken}
+        assert seen == {(ssrc, payload_type)}, broken(DATAGRAM_RECEIVED, f"replaced sees {seen}, not the publisher")
+        assert not through_aiortc, broken(DATAGRAM_RECEIVED, "replaced: aiortc still got packets")
+        restore[0]()
+        count = len(taken)
+        async with asyncio.timeout(5):
+            while len(through_aiortc) < 5:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert len(taken) == count, broken(DATAGRAM_RECEIVED, "could not be put back")
+        assert answerer.connectionState == "connected"
+    finally:
+        await asyncio.wait_for(offerer.close(), 5)
+        await asyncio.wait_for(answerer.close(), 5)
+
+
+async def test_srtp_can_be_taken_from_the_ice_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    await take_srtp_from_the_ice_sockets(monkeypatch)
+
+
+def test_srtp_can_be_taken_from_the_ice_sockets_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`streamsnap serve` runs uvloop, whose UDP transport also looks the callback up on the protocol per datagram."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(take_srtp_from_the_ice_sockets(monkeypatch))
 
 
 async def test_no_common_codec_raises_operation_error() -> None:

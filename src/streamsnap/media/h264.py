@@ -8,7 +8,7 @@ The cache and the decoder take Annex-B access units (start codes); nothing here 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 START_CODE = b"\x00\x00\x00\x01"
@@ -33,14 +33,18 @@ def nal_type(unit: bytes) -> int:
     return unit[0] & 0x1F
 
 
-def nal_types(access_unit: bytes) -> set[int]:
-    """NAL unit types in an Annex-B access unit (three- or four-byte start codes)."""
-    types: set[int] = set()
+def header_bytes(access_unit: bytes) -> Iterator[int]:
+    """The first header byte of each NAL unit of an Annex-B access unit (three- or four-byte start codes),
+    without slicing out a unit (H.264's and H.265's NAL types are read from it)."""
     pos = access_unit.find(b"\x00\x00\x01")
     while pos != -1 and pos + 3 < len(access_unit):
-        types.add(access_unit[pos + 3] & 0x1F)  # nal_type, without slicing out a byte per unit
+        yield access_unit[pos + 3]
         pos = access_unit.find(b"\x00\x00\x01", pos + 3)
-    return types
+
+
+def nal_types(access_unit: bytes) -> set[int]:
+    """NAL unit types in an Annex-B access unit."""
+    return {header & 0x1F for header in header_bytes(access_unit)}
 
 
 def starts_decoding(access_unit: bytes) -> bool:
@@ -60,7 +64,12 @@ def with_parameter_sets(keyframe: bytes, parameter_sets: bytes) -> bytes:
     A decoder starts only where an SPS is, and encoders often send it once: in the RTMP
     sequence header, in a camera's SDP.
     """
-    if not parameter_sets or NalType.SPS in nal_types(keyframe):
+    return prepend_unless_present(keyframe, parameter_sets, NalType.SPS in nal_types(keyframe))
+
+
+def prepend_unless_present(keyframe: bytes, parameter_sets: bytes, has_own: bool) -> bytes:
+    """`parameter_sets` + `keyframe`, unless there are none or the keyframe `has_own` SPS."""
+    if not parameter_sets or has_own:
         return keyframe
     return parameter_sets + keyframe
 
@@ -352,16 +361,24 @@ def _read_sps(bits: BitReader) -> SequenceParameterSet:
 def parameter_set_units(access_unit: bytes) -> list[bytes]:
     """The SPS (and subset SPS) NAL units of an Annex-B access unit, each cut to `MAX_SPS_BYTES`; raises
     `H264Error` past `MAX_SPS_PER_ACCESS_UNIT` of them."""
+    return units_where(access_unit, lambda header: header & 0x1F in (NalType.SPS, SUBSET_SPS),
+                       MAX_SPS_PER_ACCESS_UNIT, MAX_SPS_BYTES, H264Error)
+
+
+def units_where(access_unit: bytes, wanted: Callable[[int], bool], most: int, max_bytes: int,
+                error: type[H264Error]) -> list[bytes]:
+    """The NAL units of an Annex-B access unit whose first header byte is `wanted`, each cut to `max_bytes`;
+    raises `error` past `most` of them (before the one too many is copied)."""
     units: list[bytes] = []
     pos = access_unit.find(b"\x00\x00\x01")
     while pos != -1 and pos + 3 < len(access_unit):
         start = pos + 3
         pos = access_unit.find(b"\x00\x00\x01", start)
-        if access_unit[start] & 0x1F in (NalType.SPS, SUBSET_SPS):
-            if len(units) == MAX_SPS_PER_ACCESS_UNIT:
-                raise H264Error(f"more than {MAX_SPS_PER_ACCESS_UNIT} SPS in one access unit")
+        if wanted(access_unit[start]):
+            if len(units) == most:
+                raise error(f"more than {most} SPS in one access unit")
             end = len(access_unit) if pos == -1 else pos
-            units.append(access_unit[start:min(end, start + MAX_SPS_BYTES)])
+            units.append(access_unit[start:min(end, start + max_bytes)])
     return units
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from streamsnap.media.h264 import BitReader, H264Error, unescape
+from streamsnap.media.h264 import BitReader, H264Error, header_bytes, prepend_unless_present, unescape, units_where
 
 
 class NalType(enum.IntEnum):
@@ -50,13 +50,8 @@ def nal_type(unit: bytes) -> int:
 
 
 def nal_types(access_unit: bytes) -> set[int]:
-    """NAL unit types in an Annex-B access unit (three- or four-byte start codes)."""
-    types: set[int] = set()
-    pos = access_unit.find(b"\x00\x00\x01")
-    while pos != -1 and pos + 3 < len(access_unit):
-        types.add((access_unit[pos + 3] >> 1) & 0x3F)
-        pos = access_unit.find(b"\x00\x00\x01", pos + 3)
-    return types
+    """NAL unit types in an Annex-B access unit."""
+    return {(header >> 1) & 0x3F for header in header_bytes(access_unit)}
 
 
 def starts_decoding(access_unit: bytes) -> bool:
@@ -68,9 +63,7 @@ def starts_decoding(access_unit: bytes) -> bool:
 def with_parameter_sets(keyframe: bytes, parameter_sets: bytes) -> bytes:
     """An Annex-B keyframe with `parameter_sets` (VPS, SPS, PPS) in front unless it carries an SPS of its own:
     cameras often send them once, in the SDP (`sprop-vps`, `sprop-sps`, `sprop-pps`)."""
-    if not parameter_sets or NalType.SPS in nal_types(keyframe):
-        return keyframe
-    return parameter_sets + keyframe
+    return prepend_unless_present(keyframe, parameter_sets, NalType.SPS in nal_types(keyframe))
 
 
 @dataclass(frozen=True)
@@ -163,14 +156,5 @@ def _read_sps(bits: BitReader) -> SequenceParameterSet:
 def parameter_set_units(access_unit: bytes) -> list[bytes]:
     """The SPS NAL units of an Annex-B access unit, each cut to `MAX_SPS_BYTES`; raises `H265Error` past
     `MAX_SPS_PER_ACCESS_UNIT` of them."""
-    units: list[bytes] = []
-    pos = access_unit.find(b"\x00\x00\x01")
-    while pos != -1 and pos + 3 < len(access_unit):
-        start = pos + 3
-        pos = access_unit.find(b"\x00\x00\x01", start)
-        if (access_unit[start] >> 1) & 0x3F == NalType.SPS:
-            if len(units) == MAX_SPS_PER_ACCESS_UNIT:
-                raise H265Error(f"more than {MAX_SPS_PER_ACCESS_UNIT} SPS in one access unit")
-            end = len(access_unit) if pos == -1 else pos
-            units.append(access_unit[start:min(end, start + MAX_SPS_BYTES)])
-    return units
+    return units_where(access_unit, lambda header: (header >> 1) & 0x3F == NalType.SPS, MAX_SPS_PER_ACCESS_UNIT,
+                       MAX_SPS_BYTES, H265Error)

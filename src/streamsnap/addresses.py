@@ -3,8 +3,11 @@
 Two rules. An IPv6 client is counted by its /64 (one host usually holds a whole /64, and
 can pick any address in it), an IPv4 client (or IPv4-mapped IPv6) by its address. And a
 peer inside `trusted_proxies` is a reverse proxy: the client is the nearest address of
-its `X-Forwarded-For` (or `Forwarded: for=`) that is not itself a trusted proxy. From any
-other peer those headers are ignored, since anyone can write them.
+its `X-Forwarded-For` (or `Forwarded: for=`) that is not itself a trusted proxy; the scheme
+and host the client used are the first proxy's `X-Forwarded-Proto`/`X-Forwarded-Host` (or
+`Forwarded: proto=`/`host=`), so that absolute urls the server writes (WHIP's `Location`)
+point where the client can reach. From any other peer those headers are ignored, since anyone
+can write them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ IPV6_PREFIX = 64
 "IPv6 clients are counted by this prefix."
 
 _FORWARDED_FOR = re.compile(r'(?:^|[;,\s])for\s*=\s*("[^"]*"|[^;,\s]*)', re.IGNORECASE)
+_FORWARDED_PROTO = re.compile(r'(?:^|[;,\s])proto\s*=\s*"?([A-Za-z]+)"?', re.IGNORECASE)
+_FORWARDED_HOST = re.compile(r'(?:^|[;,\s])host\s*=\s*"?([^";,\s]+)"?', re.IGNORECASE)
+_HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$")
 
 
 def client_key(address: str | None) -> str | None:
@@ -84,6 +90,18 @@ class TrustedProxies:
                 return str(ip)
         first = _parse(hops[0]) if hops else None
         return str(first) if first is not None else peer
+
+    def origin(self, peer: str | None, headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+        """The scheme (http, https) and host the client used, when `peer` is a trusted proxy that says so."""
+        if not self.trusts(peer):
+            return None, None
+        forwarded = _all(headers, "Forwarded")
+        proto_match = _FORWARDED_PROTO.search(forwarded) if forwarded else None
+        host_match = _FORWARDED_HOST.search(forwarded) if forwarded else None
+        proto = proto_match.group(1) if proto_match else _all(headers, "X-Forwarded-Proto").split(",")[0].strip()
+        host = host_match.group(1) if host_match else _all(headers, "X-Forwarded-Host").split(",")[0].strip()
+        scheme = proto.lower() if proto.lower() in ("http", "https") else None
+        return scheme, host if _HOST.match(host) else None
 
     @staticmethod
     def _forwarded(headers: Mapping[str, str]) -> list[str]:

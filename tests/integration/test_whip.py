@@ -17,7 +17,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -273,3 +273,28 @@ async def test_a_tenant_cannot_end_another_whip_stream_with_what_listings_show(
     assert len(resource) >= 32  # 24 random bytes: not guessable either
     async with http.delete(answer.headers["Location"], headers={"Authorization": owner}) as deleted:
         assert deleted.status == 200
+
+
+@pytest.mark.parametrize("forwarded", [
+    {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "cams.example.org", "X-Forwarded-For": "203.0.113.9"},
+    {"Forwarded": 'for=203.0.113.9;proto=https;host="cams.example.org"'},
+])
+async def test_behind_a_tls_proxy_the_location_is_where_the_client_reaches(
+        start_server: Callable[..., Any], http: aiohttp.ClientSession, clients: list[WhipClient],
+        forwarded: dict[str, str]) -> None:
+    # A proxy that ends TLS passes plain http on: the Location it hands back must still be the client's url.
+    proxied: RunningServer = await start_server(trusted_proxies=["127.0.0.1"])
+    client = WhipClient()
+    clients.append(client)
+    answer = await client.publish(http, f"{proxied.http_url}/whip/gate", headers=forwarded)
+    assert answer.status == 201, await answer.text()
+    location = answer.headers["Location"]
+    assert location.startswith("https://cams.example.org/whip/gate/"), location
+    await publishing(http, proxied, "gate")
+    # The same headers from a peer that is not a trusted proxy change nothing.
+    direct: RunningServer = await start_server()
+    other = WhipClient()
+    clients.append(other)
+    answer = await other.publish(http, f"{direct.http_url}/whip/gate", headers=forwarded)
+    assert answer.status == 201
+    assert answer.headers["Location"].startswith(f"{direct.http_url}/whip/gate/")

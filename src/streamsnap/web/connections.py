@@ -16,15 +16,19 @@ def client_address(request: web.BaseRequest, proxies: TrustedProxies) -> str:
 
 
 def client_address_middleware(proxies: TrustedProxies) -> Any:
-    """Middleware: a request from a trusted proxy carries the client's address as `request.remote`."""
+    """Middleware: a request from a trusted proxy carries the client's address as `request.remote`, and the
+    scheme and host the client used (`request.url`) when the proxy says them."""
 
     @web.middleware
     async def forwarded_client(request: web.Request,
                                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if proxies.trusts(request.remote):
-            client = proxies.client(request.remote, request.headers)
-            if client is not None and client != request.remote:
-                request = request.clone(remote=client)
+        peer = request.remote
+        if peer is not None and proxies.trusts(peer):
+            client = proxies.client(peer, request.headers) or peer
+            scheme, host = proxies.origin(peer, request.headers)
+            scheme, host = scheme or request.scheme, host or request.host
+            if (client, scheme, host) != (peer, request.scheme, request.host):
+                request = request.clone(remote=client, scheme=scheme, host=host)
         return await handler(request)
 
     return forwarded_client

@@ -48,21 +48,25 @@ class ServerCollector(Collector):
             by_kind.add_metric([kind.value], sum(1 for record in self.streams if record.kind is kind))
         yield by_kind
 
-        snapshots = CounterMetricFamily("streamsnap_snapshots", "Snapshot requests answered, by result "
-                                        "('ok' or the failure's info string).", labels=["result"])
-        for result, count in sorted(stats.outcomes.items()):
+        # Counted by the snapshot service, the one place every transport asks (refusals before the engine,
+        # pictures reused or fetched from another node included), not by the engine.
+        answers = self.node.snapshots.answers
+        snapshots = CounterMetricFamily("streamsnap_snapshots", "Picture requests answered (WebSocket, REST, image "
+                                        "url, MJPEG, thumbnails, hops from other nodes), by result: 'ok', the "
+                                        "failure's reason, or 'bad_request' (parameters refused).", labels=["result"])
+        for result, count in sorted(answers.results.items()):
             snapshots.add_metric([result], count)
         yield snapshots
 
         buckets: list[tuple[str, float]] = []
         cumulative = 0
-        for bound, count in zip(stats.latency_bounds, stats.latency_counts, strict=False):
+        for bound, count in zip(answers.latency_bounds, answers.latency_counts, strict=False):
             cumulative += count
             buckets.append((repr(bound), cumulative))
-        buckets.append(("+Inf", sum(stats.latency_counts)))
+        buckets.append(("+Inf", sum(answers.latency_counts)))
         latency = HistogramMetricFamily("streamsnap_snapshot_latency_seconds",
-                                        "Time from a snapshot request to its answer.")
-        latency.add_metric([], buckets, sum_value=stats.latency_sum)
+                                        "Time from a picture request to its answer (every result).")
+        latency.add_metric([], buckets, sum_value=answers.latency_sum)
         yield latency
 
         yield CounterMetricFamily("streamsnap_decode_seconds", "Seconds spent decoding video.",

@@ -27,7 +27,7 @@ class SourceStats:
     "Picture size the newest keyframe declares (H.264 SPS, VP8 keyframe header); None before the first one."
     height: int | None
     fps: float | None
-    "Average frames per second since the first frame."
+    "Frames per second over the last few seconds (`frames.FPS_WINDOW`); None while too few frames came to tell."
     frames_received: int
     last_arrival: float | None
     "Monotonic time of the newest video frame."

@@ -20,7 +20,8 @@ class StreamInfo(msgspec.Struct, frozen=True):
     "Picture width the newest keyframe declares (H.264 SPS, VP8 header); null before the first keyframe."
     height: int | None
     fps: float | None
-    "Average frames per second received so far; null before two frames."
+    """Frames per second received over the last 5 seconds; null while too few frames came to tell (fewer
+    than two, or less than a second apart), 0 when none came for 5 seconds."""
     frames_received: int
     since: str
     "When the stream was published (ISO 8601, UTC)."

@@ -99,7 +99,8 @@ class ServerCollector(Collector):
 
         frames = CounterMetricFamily("streamsnap_stream_frames_received",
                                      "Encoded video frames received, per live stream.", labels=["stream"])
-        fps = GaugeMetricFamily("streamsnap_stream_fps", "Average frames per second, per live stream.",
+        fps = GaugeMetricFamily("streamsnap_stream_fps", "Frames per second over the last 5 s, per live stream "
+                                "(none while too few frames came to tell).",
                                 labels=["stream"])
         for record in self.streams[:self.node.settings.metrics.max_streams]:
             source_stats = self.node.sources.stats(record.name, record.lease)

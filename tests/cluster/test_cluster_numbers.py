@@ -3,6 +3,7 @@ their owner's figures, the same on every node (two in-process nodes on a real re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -54,4 +55,45 @@ async def test_pictures_over_the_hop_are_counted_by_result_on_both_nodes(
             assert await picture_results(http, holder) == {"ok": 1, "too_large": 2, "stream_not_found": 1}
     finally:
         await viewer.close()
+        await publisher.close()
+
+
+async def listing(http: aiohttp.ClientSession, server: Server) -> list[dict[str, Any]]:
+    async with http.get(f"http://127.0.0.1:{server.port('http')}/streams") as response:
+        assert response.status == 200
+        listed: list[dict[str, Any]] = await response.json()
+        return listed
+
+
+async def test_every_node_lists_a_stream_with_its_holders_figures(
+        start_full_server: Callable[..., Any], redis_server: Redis) -> None:
+    holder = await cluster_node(start_full_server, redis_server, "holder")
+    other = await cluster_node(start_full_server, redis_server, "other")
+    publisher = await WcsClient.connect(f"ws://127.0.0.1:{holder.port('http')}/")
+    try:
+        await publisher.publish("lobby", [PatternTrack(160, 120)])  # 30 frames a second
+        async with aiohttp.ClientSession() as http:
+            async with asyncio.timeout(15):  # a heartbeat (a third of the TTL) after a second of frames
+                while (await listing(http, other))[0]["fps"] is None:  # noqa: ASYNC110 -- another node
+                    await asyncio.sleep(0.1)
+            # Not null, not 0 as before: what the holder measured.
+            [remote] = await listing(http, other)
+            assert remote["node"] == "holder"
+            assert 15 <= remote["fps"] <= 45, remote
+            assert remote["frames_received"] >= 30, remote
+            assert (remote["width"], remote["height"], remote["codec"]) == (160, 120, "VP8")
+            # The same answer from either node, whichever a client (or a shared port's kernel) picks:
+            # two readings of the holder with no heartbeat between them frame a reading of the other node.
+            for _ in range(20):
+                before, elsewhere, after = await listing(http, holder), await listing(http, other), \
+                    await listing(http, holder)
+                if before == after:
+                    assert elsewhere == before
+                    break
+            else:
+                pytest.fail("a heartbeat between every pair of readings")
+            async with http.post(f"http://127.0.0.1:{other.port('http')}/rest-api/stream/find_all") as response:
+                [wcs] = await response.json()
+                assert wcs["fps"] > 0 and wcs["width"] == 160
+    finally:
         await publisher.close()

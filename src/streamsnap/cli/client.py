@@ -210,11 +210,11 @@ async def _publish(args: argparse.Namespace) -> int:
         except TimeoutError:
             print(f"streamsnap: {shown(args.name)}: not PUBLISHING within {PUBLISH_TIMEOUT:g} s", file=sys.stderr)
             return 1
-        print(f"PUBLISHING {args.name}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before the line is out: from then on Ctrl-C unpublishes
             loop.add_signal_handler(sig, stop.set)
+        print(f"PUBLISHING {args.name}", flush=True)
         track.on("ended", stop.set)  # the file's end with --once
         ended = asyncio.ensure_future(client.wait_status(publication, "UNPUBLISHED", timeout=10**9))
         stopper = asyncio.ensure_future(stop.wait())

@@ -29,7 +29,7 @@ FPS_WINDOW = 5.0
 """Seconds of frame arrivals the frame rate is measured over: it follows the stream (a burst at its start,
 a pause, a new rate) within that long, where an average since the first frame never forgets."""
 
-FPS_MIN_SPAN = 1.0
+FPS_MIN_SPAN = 0.5
 """Seconds the arrivals in the window must span before a rate is told: two frames microseconds apart (a
 camera's first packets read at once) tell nothing of the rate, and once divided gave 89553 fps."""
 

@@ -21,7 +21,7 @@ class StreamInfo(msgspec.Struct, frozen=True):
     height: int | None
     fps: float | None
     """Frames per second received over the last 5 seconds; null while too few frames came to tell (fewer
-    than two, or less than a second apart), 0 when none came for 5 seconds."""
+    than two, or less than half a second apart), 0 when none came for 5 seconds."""
     frames_received: int
     since: str
     "When the stream was published (ISO 8601, UTC)."

@@ -333,7 +333,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "/rest-api/stream/find_all": {
             method: _guarded({"operationId": f"findAll{method.capitalize()}", "summary": "Every live stream (WCS)",
                               "tags": ["wcs"], "responses": {"200": _json(stream_list, "The streams."),
-                                                             "404": _error("No stream is live.")}})
+                                                             "404": _error("No stream is live."),
+                                                             **({"400": _error("A body that is not `{}`."),
+                                                                 "415": _error("A body not sent as application/json.")}
+                                                                if method == "post" else {})}})
             for method in ("post", "get")
         },
         "/rest-api/stream/find": {"post": _guarded({

@@ -71,6 +71,13 @@ class StreamFilter(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_f
         return all(getattr(self, name) is None for name in self.__struct_fields__ if name != "display")
 
 
+class FindAllBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of `/rest-api/stream/find_all`: none, or `{}` (a filter belongs to `find`: refused here, not ignored)."""
+
+    display: list[str] | None = None
+    "Accepted for compatibility, as in `find`."
+
+
 class SnapshotAnswer(msgspec.Struct, frozen=True):
     """Answer of `/rest-api/stream/snapshot`."""
 
@@ -128,8 +135,14 @@ async def _found(request: web.Request, grant: Grant, wanted: StreamFilter) -> we
 
 
 async def find_all(request: web.Request) -> web.Response:
-    """POST (or GET) /rest-api/stream/find_all: every live stream; 404 when there is none, as WCS answers."""
-    return await _found(request, request_grant(request), StreamFilter())
+    """POST (or GET) /rest-api/stream/find_all: every live stream; 404 when there is none, as WCS answers.
+
+    A POST's body, when it has one, must be JSON like every method's (415 otherwise); a POST without one
+    is taken whatever its Content-Type (WCS clients send it so)."""
+    grant = request_grant(request)
+    if request.method == "POST" and request.body_exists:
+        await read_body(request, FindAllBody, empty_ok=True)
+    return await _found(request, grant, StreamFilter())
 
 
 async def find(request: web.Request) -> web.Response:

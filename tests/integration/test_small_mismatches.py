@@ -3,12 +3,19 @@ server."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import urllib.request
+
 import aiohttp
 import pytest
 
 from streamsnap.media.pattern import PatternTrack
 from streamsnap.wcsclient import WcsClient
 from tests.conftest import RunningServer
+from tests.harness import free_port, serve_command, stop
+from tests.harness.processes import read_line
 
 pytestmark = pytest.mark.integration
 
@@ -32,3 +39,30 @@ async def test_find_all_refuses_a_body_not_sent_as_json(server: RunningServer, h
                 assert [stream["name"] for stream in await response.json()] == ["listed"]
     finally:
         await publisher.close()
+
+
+@pytest.mark.parametrize("log_format", ["text"])
+def test_the_banner_points_at_metrics_and_follows_the_log_format(log_format: str) -> None:
+    port, metrics_port = free_port(), free_port()
+    proc = subprocess.Popen(serve_command(port, "--log-format", log_format),
+                            env=os.environ | {"STREAMSNAP_METRICS_PORT": str(metrics_port)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = [read_line(proc)]  # bounded wait for the first; the rest follow it at once
+        while "example page" not in lines[-1]:
+            lines.append(proc.stdout.readline())
+            assert lines[-1], (lines, proc.stderr.read() if proc.stderr else "")
+        if log_format == "json":  # JSON lines like the log's, with what each is about in fields of its own
+            entries = [json.loads(line) for line in lines]
+            assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries), entries
+            metrics_url = next(entry["url"] for entry in entries if entry.get("listener") == "metrics")
+        else:
+            [metrics_line] = [line for line in lines if "metrics on" in line]
+            metrics_url = metrics_line.split()[-1]
+        assert metrics_url == f"http://127.0.0.1:{metrics_port}/metrics"  # was .../ (404 there)
+        with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+            assert answer.status == 200
+            assert b"streamsnap_info" in answer.read()
+    finally:
+        stop(proc)

@@ -142,8 +142,7 @@ def run(args: argparse.Namespace) -> int:
         await server.start()
         try:
             for listener in server.listeners:
-                print(f"streamsnap {__version__}: {listener.role} on "
-                      f"{listener.scheme}://{settings.http.host}:{listener.port}/", flush=True)
+                print(f"streamsnap {__version__}: {listener.role} on {listener.url}", flush=True)
             if server.certificate is not None:
                 print(f"self-signed certificate, SHA-256 {server.certificate.fingerprint}", flush=True)
             print("example page: /client/examples/demo/streaming/stream-snapshot/stream-snapshot.html", flush=True)

@@ -9,6 +9,7 @@ first (its port is announced in Redis), builds the node (`server/node.py`), then
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import ssl
@@ -44,6 +45,16 @@ class Listener:
     "http, https, rest, metrics, cluster or rtmp."
     scheme: str
     port: int
+    path: str = "/"
+    "Where a client of it starts (the start-up banner's url): `/metrics` on the metrics listener."
+    host: str = ""
+    "The address it listens on."
+
+    @property
+    def url(self) -> str:
+        """Where it answers, as the start-up banner shows it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
 
 
 def _listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -126,17 +137,20 @@ class Server:
         # Room for the drain (in-flight snapshots get `shutdown_grace`) before aiohttp cuts connections.
         runner = self._runner(create_app(node), access_log, shutdown_timeout=settings.node.shutdown_grace + 2.0)
         shared = self.reuse_port
-        sites: list[tuple[web.AppRunner, socket.socket, ssl.SSLContext | None, str, str]] = [
-            (runner, _listen(http.host, http.port, shared), None, "http", "http")]
+        sites: list[tuple[web.AppRunner, socket.socket, ssl.SSLContext | None, Listener]] = [
+            (runner, _listen(http.host, http.port, shared), None, Listener("http", "http", 0, "/", http.host))]
         if context is not None:
-            sites.append((runner, _listen(http.host, settings.tls.port, shared), context, "https", "https"))
+            sites.append((runner, _listen(http.host, settings.tls.port, shared), context,
+                          Listener("https", "https", 0, "/", http.host)))
         if http.rest_port:
             rest_runner = self._runner(create_rest_app(node), access_log)
-            sites.append((rest_runner, _listen(http.host, http.rest_port, shared), None, "rest", "http"))
+            sites.append((rest_runner, _listen(http.host, http.rest_port, shared), None,
+                          Listener("rest", "http", 0, "/rest-api/openapi.json", http.host)))
         if settings.metrics.port:
+            metrics_host = settings.metrics.host or http.host
             metrics_runner = self._runner(create_metrics_app(node), access_log, cancel_on_hang_up=False)
-            sites.append((metrics_runner, _listen(settings.metrics.host or http.host, settings.metrics.port),
-                          None, "metrics", "http"))
+            sites.append((metrics_runner, _listen(metrics_host, settings.metrics.port), None,
+                          Listener("metrics", "http", 0, "/metrics", metrics_host)))
         if cluster_sock is not None:
             # The public port's guard, with a cap per address that leaves room for every other node's pool.
             self.cluster_guard = ConnectionGuard(http.header_timeout, settings.cluster.max_connections_per_ip)
@@ -144,13 +158,13 @@ class Server:
             await cluster_runner.setup()
             self._runners.append(cluster_runner)
             self._servers.append(await serve_guarded(cluster_runner, cluster_sock, self.cluster_guard))
-            self.listeners.append(Listener("cluster", "http", cluster_sock.getsockname()[1]))
+            self.listeners.append(Listener("cluster", "http", cluster_sock.getsockname()[1], "/cluster/", cluster_host))
         for site_runner in dict.fromkeys(site[0] for site in sites):
             await site_runner.setup()
             self._runners.append(site_runner)
-        for site_runner, sock, site_context, role, scheme in sites:
+        for site_runner, sock, site_context, listener in sites:
             self._servers.append(await serve_guarded(site_runner, sock, self.guard, site_context))
-            self.listeners.append(Listener(role, scheme, sock.getsockname()[1]))
+            self.listeners.append(dataclasses.replace(listener, port=sock.getsockname()[1]))
         if settings.rtmp.port:
             self.rtmp = RtmpServer(node)
             try:
@@ -158,7 +172,7 @@ class Server:
             except OSError as exc:
                 raise ServerError(f"cannot listen on {settings.rtmp.host or http.host}:{settings.rtmp.port}: "
                                   f"{exc}") from None
-            self.listeners.append(Listener("rtmp", "rtmp", self.rtmp.port))
+            self.listeners.append(Listener("rtmp", "rtmp", self.rtmp.port, "/", settings.rtmp.host or http.host))
 
     async def stop(self) -> None:
         """Stop listening, drain the node, close every connection, then close the node."""

@@ -41,7 +41,7 @@ async def test_find_all_refuses_a_body_not_sent_as_json(server: RunningServer, h
         await publisher.close()
 
 
-@pytest.mark.parametrize("log_format", ["text"])
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_the_banner_points_at_metrics_and_follows_the_log_format(log_format: str) -> None:
     port, metrics_port = free_port(), free_port()
     proc = subprocess.Popen(serve_command(port, "--log-format", log_format),

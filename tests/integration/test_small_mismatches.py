@@ -7,11 +7,13 @@ import json
 import os
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from streamsnap.media.pattern import PatternTrack
+from streamsnap.server.tls import local_certificate
 from streamsnap.wcsclient import WcsClient
 from tests.conftest import RunningServer
 from tests.harness import free_port, serve_command, stop
@@ -66,3 +68,23 @@ def test_the_banner_points_at_metrics_and_follows_the_log_format(log_format: str
             assert b"streamsnap_info" in answer.read()
     finally:
         stop(proc)
+
+
+def test_a_certificate_and_key_swapped_are_named_in_one_line(tmp_path: Path) -> None:
+    certificate = local_certificate()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(certificate.cert_pem)
+    key.write_bytes(certificate.key_pem)
+    other = tmp_path / "other-key.pem"
+    other.write_bytes(local_certificate().key_pem)
+    for cert_file, key_file, wrong, words in (
+            (key, cert, f"tls.cert {key}", "swapped"),  # both given the other's file
+            (cert, cert, f"tls.key {cert}", "swapped"),
+            (cert, other, f"tls.key {other}", "not the key of the certificate"),
+            (tmp_path / "missing.pem", key, f"tls.cert {tmp_path / 'missing.pem'}", "No such file")):
+        result = subprocess.run(serve_command(free_port(), "--tls-cert", str(cert_file), "--tls-key", str(key_file),
+                                              "--tls-port", str(free_port())),
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"streamsnap: {wrong}") and words in line, line

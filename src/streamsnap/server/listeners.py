@@ -24,7 +24,13 @@ from streamsnap.media.webrtc import local_ipv4_addresses
 from streamsnap.server.connections import ConnectionGuard, http_error_logger, safe_access_logger, serve_guarded
 from streamsnap.server.node import Built, build, close, drain, start
 from streamsnap.server.rtmp import RtmpServer
-from streamsnap.server.tls import Certificate, local_certificate, server_context, server_context_from_files
+from streamsnap.server.tls import (
+    Certificate,
+    TlsFilesError,
+    local_certificate,
+    server_context,
+    server_context_from_files,
+)
 from streamsnap.service.node import Node
 from streamsnap.web.app import create_app, create_rest_app
 from streamsnap.web.cluster import create_cluster_app
@@ -102,8 +108,8 @@ class Server:
                 raise ServerError("tls.cert and tls.key go together")
             try:
                 return server_context_from_files(tls.cert, tls.key)
-            except (OSError, ssl.SSLError) as exc:
-                raise ServerError(f"cannot use {tls.cert} / {tls.key}: {exc}") from None
+            except TlsFilesError as exc:
+                raise ServerError(str(exc)) from None
         if tls.self_signed:
             self.certificate = local_certificate()
             return server_context(self.certificate)

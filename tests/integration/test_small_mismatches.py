@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from tests.harness import free_port, serve_command, stop
 from tests.harness.processes import read_line
 
 pytestmark = pytest.mark.integration
+
+STREAMSNAP = str(Path(sys.executable).parent / "streamsnap")
 
 
 async def test_find_all_refuses_a_body_not_sent_as_json(server: RunningServer, http: aiohttp.ClientSession) -> None:
@@ -68,6 +73,41 @@ def test_the_banner_points_at_metrics_and_follows_the_log_format(log_format: str
             assert b"streamsnap_info" in answer.read()
     finally:
         stop(proc)
+
+
+def test_the_self_signed_certificate_is_written_for_cacert(tmp_path: Path) -> None:
+    port, tls_port = free_port(), free_port()
+    proc = subprocess.Popen(serve_command(port, "--tls-self-signed", "--tls-port", str(tls_port)),
+                            env=os.environ | {"STREAMSNAP_ICE_ADDRESSES": "127.0.0.1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    publisher: subprocess.Popen[str] | None = None
+    try:
+        assert proc.stdout is not None
+        lines = [read_line(proc)]
+        while "example page" not in lines[-1]:
+            lines.append(proc.stdout.readline())
+            assert lines[-1], lines
+        [written] = [line for line in lines if "(for --cacert)" in line]
+        path = Path(written.split(" written to ", 1)[1].rsplit(" (for --cacert)", 1)[0])
+        # Where it is by default: the temporary folder, one file per https port (so servers do not overwrite
+        # each other's); the key is not in it.
+        assert path == Path(tempfile.gettempdir()) / f"streamsnap-self-signed-{tls_port}.pem"
+        pem = path.read_text()
+        assert pem.startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE KEY" not in pem
+
+        url = f"wss://127.0.0.1:{tls_port}/"
+        publisher = subprocess.Popen([STREAMSNAP, "publish", url, "tls-cam", "--size", "160x120",
+                                      "--cacert", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert read_line(publisher) == "PUBLISHING tls-cam\n"
+        snapshot = subprocess.run([STREAMSNAP, "snapshot", url, "tls-cam", "-o", str(tmp_path / "shot.png"),
+                                   "--cacert", str(path)], capture_output=True, text=True, timeout=30)
+        assert snapshot.returncode == 0, snapshot.stderr
+        assert "160x120" in snapshot.stdout
+    finally:
+        if publisher is not None:
+            stop(publisher, signal.SIGINT)
+        stop(proc)
+    assert not path.exists()  # the next start makes another certificate: the stopped server's file is gone
 
 
 def test_a_certificate_and_key_swapped_are_named_in_one_line(tmp_path: Path) -> None:

@@ -89,7 +89,8 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     _add_token_option(parser)
     trust = parser.add_mutually_exclusive_group()
     trust.add_argument("--cacert", type=Path, metavar="PEM",
-                       help="trust the certificate(s) in this file for wss:// (e.g. a self-signed server's)")
+                       help="trust the certificate(s) in this file for wss:// (e.g. the file a --tls-self-signed "
+                       "server writes, named in its start-up lines)")
     trust.add_argument("--insecure", action="store_true",
                        help="wss:// without checking the server's certificate (a --tls-self-signed server)")
 

@@ -171,6 +171,9 @@ def run(args: argparse.Namespace) -> int:
             if server.certificate is not None:
                 say(f"self-signed certificate, SHA-256 {server.certificate.fingerprint}",
                     sha256=server.certificate.fingerprint)
+            if server.certificate_file is not None:
+                say(f"self-signed certificate written to {server.certificate_file} (for --cacert)",
+                    certificate_file=str(server.certificate_file))
             say(f"example page: {EXAMPLE_PAGE}", path=EXAMPLE_PAGE)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -27,9 +28,12 @@ from streamsnap.server.rtmp import RtmpServer
 from streamsnap.server.tls import (
     Certificate,
     TlsFilesError,
+    forget_certificate,
     local_certificate,
+    self_signed_path,
     server_context,
     server_context_from_files,
+    write_certificate,
 )
 from streamsnap.service.node import Node
 from streamsnap.web.app import create_app, create_rest_app
@@ -81,6 +85,8 @@ class Server:
     listeners: list[Listener] = field(default_factory=list)
     certificate: Certificate | None = None
     "The self-signed certificate, when `tls.self_signed` made one."
+    certificate_file: Path | None = None
+    "Where the self-signed certificate was written for clients (`--cacert`); None when it could not be."
     guard: ConnectionGuard | None = None
     "Open connections per address and the header deadline of the public listeners (after `start`)."
     rtmp: RtmpServer | None = None
@@ -171,6 +177,8 @@ class Server:
         for site_runner, sock, site_context, listener in sites:
             self._servers.append(await serve_guarded(site_runner, sock, self.guard, site_context))
             self.listeners.append(dataclasses.replace(listener, port=sock.getsockname()[1]))
+        if self.certificate is not None:
+            self._write_certificate(self.certificate)
         if settings.rtmp.port:
             self.rtmp = RtmpServer(node)
             try:
@@ -179,6 +187,16 @@ class Server:
                 raise ServerError(f"cannot listen on {settings.rtmp.host or http.host}:{settings.rtmp.port}: "
                                   f"{exc}") from None
             self.listeners.append(Listener("rtmp", "rtmp", self.rtmp.port, "/", settings.rtmp.host or http.host))
+
+    def _write_certificate(self, certificate: Certificate) -> None:
+        """Write the self-signed certificate where clients can trust it (named by the bound https port)."""
+        path = self_signed_path(self.settings.tls.self_signed_file, self.port("https"))
+        try:
+            write_certificate(certificate, path)
+        except OSError as exc:  # https works without it; only `--cacert` lacks its file
+            logger.warning("self-signed certificate not written to %s: %s", path, exc.strerror or exc)
+            return
+        self.certificate_file = path
 
     async def stop(self) -> None:
         """Stop listening, drain the node, close every connection, then close the node."""
@@ -198,6 +216,10 @@ class Server:
         if self.rtmp is not None:
             await self.rtmp.close()
             self.rtmp = None
+        if self.certificate is not None and self.certificate_file is not None:
+            # The next start makes another certificate: this one's file would only mislead `--cacert`.
+            forget_certificate(self.certificate, self.certificate_file)
+            self.certificate_file = None
 
     def _advertised(self, bound_host: str, port: int) -> str:
         """The URL other nodes reach the cluster listener at."""

@@ -1,11 +1,13 @@
 """TLS for https + wss: a context from the operator's files, or a throwaway self-signed certificate.
 
 The operator's files are checked here before the ssl module reads them, so that a mistake is one line
-naming the file (the ssl module says "[SSL] PEM lib" whichever file it is).
+naming the file (the ssl module says "[SSL] PEM lib" whichever file it is). A self-signed
+certificate is written to a file for clients to trust (`--cacert`); its key never is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -13,6 +15,7 @@ import socket
 import ssl
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -75,6 +78,39 @@ def local_certificate() -> Certificate:
 
     names = list(dict.fromkeys(["localhost", socket.gethostname()]))
     return self_signed_certificate(names, list(dict.fromkeys(["127.0.0.1", *local_ipv4_addresses()])))
+
+
+def self_signed_path(configured: str, port: int) -> Path:
+    """Where the self-signed certificate is written: `configured`, else one file per port in the temp folder."""
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / f"streamsnap-self-signed-{port}.pem"
+
+
+def write_certificate(certificate: Certificate, path: Path) -> None:
+    """Write the certificate (never the key) to `path` for clients to trust; raises OSError.
+
+    Written beside it and renamed over it, so that a reader never sees half a file and a link planted
+    at `path` (in a shared temp folder) is replaced, not followed.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    handle, scratch = tempfile.mkstemp(prefix=".streamsnap-", suffix=".pem", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(certificate.cert_pem)
+        os.chmod(scratch, 0o644)  # a certificate is public: any client on the machine may read it
+        os.replace(scratch, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(scratch)
+        raise
+
+
+def forget_certificate(certificate: Certificate, path: Path) -> None:
+    """Remove the file `write_certificate` wrote, unless it holds another certificate by now (another server's)."""
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == certificate.cert_pem:
+            path.unlink()
 
 
 class TlsFilesError(ValueError):

@@ -128,3 +128,16 @@ def test_a_certificate_and_key_swapped_are_named_in_one_line(tmp_path: Path) -> 
         assert result.returncode == 1
         [line] = result.stderr.splitlines()
         assert line.startswith(f"streamsnap: {wrong}") and words in line, line
+
+
+@pytest.mark.parametrize("garbage", ["hello", "v=0\r\nthis is no offer\r\n", "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+                                     "\x00\x01binary\xff", "{\"sdp\": \"v=0\"}"])
+async def test_a_whip_body_of_garbage_is_an_invalid_sdp(server: RunningServer, http: aiohttp.ClientSession,
+                                                        garbage: str) -> None:
+    async with http.post(f"{server.http_url}/whip/cam", data=garbage.encode(),
+                         headers={"Content-Type": "application/sdp"}) as response:
+        assert response.status == 400
+        body = await response.json()
+        assert (body["reason"], body["error"]) == ("invalid_sdp", "Invalid SDP")  # was no_common_codecs
+    async with http.get(f"{server.http_url}/streams") as listing:
+        assert await listing.json() == []

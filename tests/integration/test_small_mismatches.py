@@ -141,3 +141,14 @@ async def test_a_whip_body_of_garbage_is_an_invalid_sdp(server: RunningServer, h
         assert (body["reason"], body["error"]) == ("invalid_sdp", "Invalid SDP")  # was no_common_codecs
     async with http.get(f"{server.http_url}/streams") as listing:
         assert await listing.json() == []
+
+
+async def test_an_image_url_of_another_format_names_the_formats(server: RunningServer,
+                                                                 http: aiohttp.ClientSession) -> None:
+    for tail in ("snapshot.gif", "snapshot.PNG", "snapshot.", "snapshot"):
+        async with http.get(f"{server.http_url}/streams/cam/{tail}") as response:
+            assert response.status == 404, tail
+            assert await response.json() == {"error": "the image url takes .png, .jpg, .jpeg or .webp",
+                                              "status": 404, "reason": "unsupported_format"}
+    async with http.get(f"{server.http_url}/streams/cam/snapshot.jpeg") as response:  # a format there is
+        assert (response.status, (await response.json())["reason"]) == (404, "stream_not_found")

@@ -165,10 +165,21 @@ async def list_streams(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
+FORMATS_TAKEN = "the image url takes .png, .jpg, .jpeg or .webp"
+
+
+async def unknown_format(request: web.Request) -> web.Response:
+    """GET /streams/{name}/snapshot.gif (any other extension, or none): 404 naming the formats there are."""
+    request.app[NODE].snapshots.refused_before(BAD_REQUEST)
+    return json_error(404, FORMATS_TAKEN, reason="unsupported_format")
+
+
 def add_image_routes(app: web.Application) -> None:
     """Route the image url and the stream listing of `app`."""
     app.router.add_get("/streams", list_streams)
-    image_url = "/streams/{name}/snapshot.{ext:png|jpg|jpeg|webp}"
+    image_url = "/streams/{name}/snapshot.{ext:" + "|".join(EXTENSIONS) + "}"
     app.router.add_get(image_url, stream_image, allow_head=False)
     app.router.add_route("HEAD", image_url, stream_image_head)
+    # After it: any other extension is a picture asked in a format there is not (not "no such resource").
+    app.router.add_get("/streams/{name}/snapshot{ext:(\\.[^/]*)?}", unknown_format)
     app.router.add_get("/streams/{name}/thumbnail.jpg", stream_thumbnail)

@@ -152,3 +152,17 @@ async def test_an_image_url_of_another_format_names_the_formats(server: RunningS
                                               "status": 404, "reason": "unsupported_format"}
     async with http.get(f"{server.http_url}/streams/cam/snapshot.jpeg") as response:  # a format there is
         assert (response.status, (await response.json())["reason"]) == (404, "stream_not_found")
+
+
+async def test_client_folders_and_aiohttps_own_refusals_answer_json(server: RunningServer,
+                                                                     http: aiohttp.ClientSession) -> None:
+    for path in ("/client/", "/client/examples/", "/client/no-such-file.js"):
+        async with http.get(f"{server.http_url}{path}") as response:
+            assert response.status == 404, path  # /client/ was a plain-text 403
+            assert response.content_type == "application/json", path
+            assert await response.json() == {"error": "no such resource", "status": 404}
+    async with http.get(f"{server.http_url}/client/streamsnap.js") as response:
+        assert response.status == 200  # the files themselves are served as before
+    async with http.delete(f"{server.http_url}/streams") as response:
+        assert (response.status, response.headers["Allow"]) == (405, "GET,HEAD")
+        assert await response.json() == {"error": "method not allowed", "status": 405}

@@ -184,7 +184,9 @@ def add_metrics_route(app: web.Application) -> None:
 
 def create_metrics_app(node: Node) -> web.Application:
     """`/metrics` alone, without a token, for the `metrics_port` listener."""
-    app = web.Application(middlewares=[error_answers])
+    from streamsnap.web.app import json_http_errors  # the app module imports this one
+
+    app = web.Application(middlewares=[error_answers, json_http_errors])
     app[NODE] = node
     app[OPEN_METRICS] = True
     add_metrics_route(app)

@@ -10,16 +10,19 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from streamsnap.media.pattern import PatternTrack
+from streamsnap.server.listeners import Server
 from streamsnap.server.tls import local_certificate
 from streamsnap.wcsclient import WcsClient
-from tests.conftest import RunningServer
-from tests.harness import free_port, serve_command, stop
+from tests.conftest import ROOT, RunningServer
+from tests.harness import RtspCamera, free_port, gstreamer_missing, serve_command, stop
 from tests.harness.processes import read_line
 
 pytestmark = pytest.mark.integration
@@ -166,3 +169,30 @@ async def test_client_folders_and_aiohttps_own_refusals_answer_json(server: Runn
     async with http.delete(f"{server.http_url}/streams") as response:
         assert (response.status, response.headers["Allow"]) == (405, "GET,HEAD")
         assert await response.json() == {"error": "method not allowed", "status": 405}
+
+
+@pytest.mark.skipif(gstreamer_missing(), reason="needs GStreamer's RTSP server (scripts/system-deps.sh)")
+async def test_a_camera_pulled_through_rest_is_forgotten_at_restart_as_documented(
+        start_full_server: Callable[..., Any], http: aiohttp.ClientSession) -> None:
+    camera = RtspCamera(free_port(), 0x00FF00)
+    await camera.start()
+    try:
+        first: Server = await start_full_server()
+        base = f"http://127.0.0.1:{first.port('http')}"
+        async with http.post(f"{base}/rest-api/rtsp/startup", json={"uri": camera.url, "toStream": "door"}) as answer:
+            assert answer.status == 200, await answer.text()
+        await first.stop()  # a restart: the same settings, a new process's worth of state
+
+        second: Server = await start_full_server()
+        base = f"http://127.0.0.1:{second.port('http')}"
+        async with http.get(f"{base}/rest-api/rtsp/find_all") as pulls:
+            assert pulls.status == 404  # forgotten, as the README and the OpenAPI description say
+        async with http.get(f"{base}/streams") as listing:
+            assert await listing.json() == []
+        async with http.get(f"{base}/rest-api/openapi.json") as document:
+            startup = (await document.json())["paths"]["/rest-api/rtsp/startup"]["post"]
+            assert "a restart forgets it" in startup["description"]
+        readme = " ".join((ROOT / "README.md").read_text().split())
+        assert "A pull started this way lives in the server's memory only: a restart forgets it" in readme
+    finally:
+        camera.kill()

@@ -179,6 +179,8 @@ def _rtsp_paths() -> dict[str, Any]:
         "/rest-api/rtsp/startup": {"post": _guarded({
             "operationId": "rtspStartup", "tags": ["wcs"],
             "summary": "Pull an RTSP camera as a stream (WCS); answers once it publishes",
+            "description": "The pull lives in the server's memory only: a restart forgets it. A camera that "
+                           "must come back after a restart goes in the config file (`[[cameras]]`).",
             "requestBody": _body("StartupBody"),
             "responses": {"200": _json(_ref("PullAnswer"), "The camera publishes."),
                           **_snapshot_failures(),

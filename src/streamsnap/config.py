@@ -175,6 +175,10 @@ class TlsSettings(Section):
     cert: Text = _setting("", "PEM certificate (chain) file; with `tls.key`, serves https + wss on `tls.port`.")
     key: Text = _setting("", "PEM private key file of `tls.cert`.")
     self_signed: bool = _setting(False, "Serve https + wss with a throwaway self-signed certificate.")
+    self_signed_file: Text = _setting(
+        "", "Where `tls.self_signed` writes its certificate (PEM, for clients' `--cacert`); empty: "
+        "`streamsnap-self-signed-<tls.port>.pem` in the system's temporary folder."
+    )
 
 
 @dataclass(frozen=True)

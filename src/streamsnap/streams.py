@@ -43,6 +43,16 @@ class StreamState(enum.StrEnum):
     "Media flows."
 
 
+class StreamFigures(msgspec.Struct, frozen=True):
+    """What the node holding a stream measured of it, as of one moment (written with its heartbeat in a cluster)."""
+
+    fps: float | None
+    "Frames per second over the last few seconds; None while too few frames came to tell."
+    frames_received: int
+    measured_at: float
+    "Wall-clock time of the measure (seconds since the epoch)."
+
+
 class StreamRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One live stream, as every node may know it."""
 
@@ -69,6 +79,9 @@ class StreamRecord(msgspec.Struct, frozen=True, kw_only=True):
     control_digest: str | None = None
     """SHA-256 (hex) of the secret in the publisher's own control url (WHIP's resource), for any node to check
     a DELETE against; never listed, and the secret itself is kept nowhere."""
+    figures: StreamFigures | None = None
+    """In a cluster, the holding node's figures as of its last heartbeat (the same on every node); None on a
+    node alone (its listing reads the source itself) and until the first heartbeat after the claim."""
 
 
 def control_digest(secret: str) -> str:

@@ -227,10 +227,20 @@ class WcsClient:
             if waiter is not None and not waiter.done():
                 waiter.set_result(body)
         elif message == "fail":
-            self.fails.put_nowait(body)
-            if body.get("apiMethod") == "connection" and not self._established.done():
-                self._established.set_exception(SessionRefused(str(body.get("info", ""))))
-            publication = self.publications.get(body.get("id", ""))
-            if publication is not None and body.get("apiMethod") == "StreamStatusEvent":
-                publication.status, publication.info = body.get("status", "FAILED"), body.get("info", "")
-                publication.statuses.put_nowait({"status": publication.status, "info": publication.info})
+            self._failed(body)
+
+    def _failed(self, body: dict[str, Any]) -> None:
+        """A `fail`: it refuses the session, or the request whose id it names (a publish, a snapshot) at once."""
+        self.fails.put_nowait(body)
+        method, info, request_id = body.get("apiMethod"), str(body.get("info", "")), str(body.get("id", ""))
+        if method == "connection" and not self._established.done():
+            self._established.set_exception(SessionRefused(info))
+        publication = self.publications.get(request_id)
+        # "StreamStatusEvent": the WCS way to fail a stream; "publishStream": the request itself was refused
+        # (a name the server does not take): either way the stream failed, and waiting on would wait for nothing.
+        if publication is not None and method in ("StreamStatusEvent", "publishStream"):
+            publication.status, publication.info = body.get("status", "FAILED"), info
+            publication.statuses.put_nowait({"status": publication.status, "info": publication.info})
+        waiter = self._events.get(request_id)
+        if waiter is not None and method == "snapshot" and not waiter.done():
+            waiter.set_result({"mediaSessionId": request_id, "type": "snapshotFailed", "payload": {"info": info}})

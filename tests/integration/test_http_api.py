@@ -77,9 +77,13 @@ async def test_stream_list(server: RunningServer, http: aiohttp.ClientSession) -
     publisher = await WcsClient.connect(server.ws_url)
     try:
         await publisher.publish("listed", [PatternTrack(320, 240)], codec="VP8")
-        await asyncio.sleep(0.5)
-        async with http.get(f"{server.http_url}/streams") as response:
-            streams = await response.json()
+        async with asyncio.timeout(5):  # the frame rate is told once the frames span half a second
+            while True:
+                async with http.get(f"{server.http_url}/streams") as response:
+                    streams = await response.json()
+                if streams[0]["fps"] is not None:
+                    break
+                await asyncio.sleep(0.1)
         assert len(streams) == 1
         listed = streams[0]
         assert listed["name"] == "listed"

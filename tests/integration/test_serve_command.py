@@ -29,11 +29,12 @@ def test_serve_with_self_signed_tls_rest_port_and_json_logs() -> None:
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(5)]
-        assert f"http on http://127.0.0.1:{port}/" in lines[0], lines
-        assert f"https on https://127.0.0.1:{tls_port}/" in "".join(lines)
-        assert f"rest on http://127.0.0.1:{rest_port}/" in "".join(lines)
-        printed = next(line for line in lines if "SHA-256" in line).split()[-1]
+        lines = [json.loads(proc.stdout.readline()) for _ in range(5)]  # the banner too is JSON lines
+        assert f"http on http://127.0.0.1:{port}/" in lines[0]["message"], lines
+        urls = {line.get("listener"): line.get("url") for line in lines}
+        assert urls["https"] == f"https://127.0.0.1:{tls_port}/"
+        assert urls["rest"] == f"http://127.0.0.1:{rest_port}/rest-api/openapi.json"
+        printed = next(line for line in lines if "SHA-256" in line["message"])["sha256"]
 
         served = ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(
             ssl.get_server_certificate(("127.0.0.1", tls_port), timeout=10)))

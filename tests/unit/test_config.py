@@ -273,6 +273,7 @@ BAD_VALUES: dict[str, tuple[Any, str | None]] = {
     "tls_cert": (["a.pem"], None),
     "tls_key": (1, None),
     "tls_self_signed": (1, "maybe"),
+    "tls_self_signed_file": (["cert.pem"], None),
     "public_ip": ("example.com", "1.2.3"),
     "image_max_width": (0, "0"),
     "image_max_height": (16385, "99999"),
@@ -399,7 +400,7 @@ def test_every_setting_declares_the_values_it_allows() -> None:
             assert any(m.ge is not None or m.gt is not None for m in metas), f"{path}: no lower bound"
     assert list(setting_ranges()) == list(declarations())
     assert all(setting_ranges().values())
-    assert len(NAMES) == len(set(NAMES)) == 119
+    assert len(NAMES) == len(set(NAMES)) == 120
 
 
 def test_every_setting_has_a_bad_value_below() -> None:

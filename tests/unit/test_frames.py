@@ -14,6 +14,7 @@ from av.video.frame import PictureType
 
 from streamsnap.media import h264
 from streamsnap.media.frames import (
+    FPS_WINDOW,
     SPS_READS_PER_SECOND,
     EncodedFrame,
     GopCache,
@@ -212,6 +213,34 @@ def test_keyframe_starts_a_group_and_the_next_resets_it() -> None:
     assert gop.size == (640, 480)
     assert (gop.frames_received, gop.keyframes_received) == (5, 2)
     assert gop.last_arrival == 102.0
+
+
+def test_fps_is_measured_over_a_window_of_arrivals_never_over_a_near_zero_span() -> None:
+    clock = Clock()
+    gop = cache(clock=clock)
+    assert gop.fps is None
+    gop.add(vp8_key(), 0)
+    clock.now += 0.000011  # a camera's first two frames read at once (once listed as 89553.58 fps)
+    gop.add(vp8_inter(), 3000)
+    assert gop.fps is None
+    for _ in range(4):  # 10 fps: not told before the frames span half a second
+        clock.now += 0.1
+        gop.add(vp8_inter(), 0)
+        assert gop.fps is None
+    for _ in range(6):
+        clock.now += 0.1
+        gop.add(vp8_inter(), 0)
+    assert gop.fps is not None and 10 <= gop.fps <= 12
+    for _ in range(100):  # ten seconds later the burst is forgotten: the rate is the stream's now
+        clock.now += 0.1
+        gop.add(vp8_inter(), 0)
+    assert gop.fps == pytest.approx(10.0)
+    for _ in range(50):  # the publisher drops to 5 fps: within the window, the listing says so
+        clock.now += 0.2
+        gop.add(vp8_inter(), 0)
+    assert gop.fps == pytest.approx(5.0)
+    clock.now += FPS_WINDOW + 0.1  # nothing for longer than the window
+    assert gop.fps == 0.0
 
 
 def test_group_is_a_copy() -> None:

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import NoReturn
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its complaints on one line, `streamsnap: ...`, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"streamsnap: {message} (see '{self.prog} --help')\n")
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:

@@ -44,6 +44,23 @@ def _ws_url(text: str) -> str:
     return text
 
 
+def _stream_name(text: str) -> str:
+    """A stream name, without the spaces around it (argparse type): an empty one is a mistake, not a request."""
+    name = text.strip()
+    if not name:
+        raise argparse.ArgumentTypeError("the stream name is empty")
+    return name
+
+
+SHOWN_NAME_LENGTH = 40
+"Characters of a stream name messages show (the server takes 256; the rest is left out)."
+
+
+def shown(name: str) -> str:
+    """`name` as messages show it: its first `SHOWN_NAME_LENGTH` characters, and "…" when there are more."""
+    return name if len(name) <= SHOWN_NAME_LENGTH else name[:SHOWN_NAME_LENGTH] + "…"
+
+
 PATTERN_SIDES = (16, 4096)
 
 
@@ -68,11 +85,12 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     """The url and name arguments and the connection options of publish and snapshot."""
     parser.add_argument("url", type=_ws_url,
                         help="the server's signaling url: ws://HOST:PORT/ (any path), wss://HOST:PORT/ with TLS")
-    parser.add_argument("name", help="stream name")
+    parser.add_argument("name", type=_stream_name, help="stream name (spaces around it are left out)")
     _add_token_option(parser)
     trust = parser.add_mutually_exclusive_group()
     trust.add_argument("--cacert", type=Path, metavar="PEM",
-                       help="trust the certificate(s) in this file for wss:// (e.g. a self-signed server's)")
+                       help="trust the certificate(s) in this file for wss:// (e.g. the file a --tls-self-signed "
+                       "server writes, named in its start-up lines)")
     trust.add_argument("--insecure", action="store_true",
                        help="wss:// without checking the server's certificate (a --tls-self-signed server)")
 
@@ -188,15 +206,16 @@ async def _publish(args: argparse.Namespace) -> int:
     client = await WcsClient.connect(args.url, ssl_context=_ssl_context(args), authToken=args.token)
     try:
         try:
+            # A refusal (a `fail`, a FAILED status) ends the wait as soon as it comes.
             publication = await client.publish(args.name, [track], codec=args.codec, timeout=PUBLISH_TIMEOUT)
         except TimeoutError:
-            print(f"streamsnap: {args.name}: not PUBLISHING within {PUBLISH_TIMEOUT:g} s", file=sys.stderr)
+            print(f"streamsnap: {shown(args.name)}: not PUBLISHING within {PUBLISH_TIMEOUT:g} s", file=sys.stderr)
             return 1
-        print(f"PUBLISHING {args.name}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before the line is out: from then on Ctrl-C unpublishes
             loop.add_signal_handler(sig, stop.set)
+        print(f"PUBLISHING {args.name}", flush=True)
         track.on("ended", stop.set)  # the file's end with --once
         ended = asyncio.ensure_future(client.wait_status(publication, "UNPUBLISHED", timeout=10**9))
         stopper = asyncio.ensure_future(stop.wait())
@@ -211,7 +230,7 @@ async def _publish(args: argparse.Namespace) -> int:
             stopper.cancel()
             ended.exception()
             detail = f"{publication.status} {publication.info}".strip()
-            print(f"streamsnap: {args.name}: the server ended the stream: {detail}", file=sys.stderr)
+            print(f"streamsnap: {shown(args.name)}: the server ended the stream: {detail}", file=sys.stderr)
             return 1
         ended.cancel()
         stopper.cancel()
@@ -221,7 +240,7 @@ async def _publish(args: argparse.Namespace) -> int:
         print(f"UNPUBLISHED {args.name}", flush=True)
         return 0
     except PublishFailed as exc:
-        print(f"streamsnap: publish failed: {exc}", file=sys.stderr)
+        print(f"streamsnap: publish of {shown(args.name)} failed: {exc}", file=sys.stderr)
         return 1
     finally:
         track.stop()
@@ -243,11 +262,11 @@ async def _snapshot(args: argparse.Namespace) -> int:
     client = await WcsClient.connect(args.url, timeout=args.timeout, ssl_context=ssl_context, authToken=args.token)
     try:
         picture = await client.snapshot(args.name, timeout=args.timeout)
-    except SnapshotFailed as exc:
+    except SnapshotFailed as exc:  # a `snapshotFailed`, or a `fail` of the request: at once either way
         print(f"streamsnap: snapshot failed: {exc.info}", file=sys.stderr)
         return 1
     except TimeoutError:
-        print(f"streamsnap: no answer within {args.timeout:g} s", file=sys.stderr)
+        print(f"streamsnap: {shown(args.name)}: no answer within {args.timeout:g} s", file=sys.stderr)
         return 1
     finally:
         await client.close()

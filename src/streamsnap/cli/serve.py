@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,27 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+EXAMPLE_PAGE = "/client/examples/demo/streaming/stream-snapshot/stream-snapshot.html"
+
+
+def banner(log_format: str) -> Callable[..., None]:
+    """How the start-up lines are printed on stdout: as they read with text logs; with `log.format = "json"`,
+    one JSON object a line, as the log lines are (the same fields, plus what the line is about)."""
+    if log_format != "json":
+        return lambda message, **fields: print(message, flush=True)
+    import json
+    import logging
+
+    from streamsnap.logs import JsonFormatter
+
+    formatter = JsonFormatter()
+
+    def say(message: str, **fields: str) -> None:
+        record = logging.LogRecord("streamsnap.serve", logging.INFO, __file__, 0, message, None, None)
+        print(json.dumps({**json.loads(formatter.format(record)), **fields}, ensure_ascii=False), flush=True)
+    return say
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the server until SIGINT/SIGTERM; return the exit status."""
     if args.check:
@@ -139,15 +161,21 @@ def run(args: argparse.Namespace) -> int:
         return supervise(settings, args.config)
     server = Server(settings, reuse_port=worker is not None)
 
+    say = banner(settings.log.format)
+
     async def serve() -> None:
         await server.start()
         try:
             for listener in server.listeners:
-                print(f"streamsnap {__version__}: {listener.role} on "
-                      f"{listener.scheme}://{settings.http.host}:{listener.port}/", flush=True)
+                say(f"streamsnap {__version__}: {listener.role} on {listener.url}", listener=listener.role,
+                    url=listener.url)
             if server.certificate is not None:
-                print(f"self-signed certificate, SHA-256 {server.certificate.fingerprint}", flush=True)
-            print("example page: /client/examples/demo/streaming/stream-snapshot/stream-snapshot.html", flush=True)
+                say(f"self-signed certificate, SHA-256 {server.certificate.fingerprint}",
+                    sha256=server.certificate.fingerprint)
+            if server.certificate_file is not None:
+                say(f"self-signed certificate written to {server.certificate_file} (for --cacert)",
+                    certificate_file=str(server.certificate_file))
+            say(f"example page: {EXAMPLE_PAGE}", path=EXAMPLE_PAGE)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

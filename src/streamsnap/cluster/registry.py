@@ -3,19 +3,21 @@
 Keys (all under one hash tag, so that the scripts below run on one Redis Cluster slot):
 
 - `<prefix>streams`: a sorted set of live names, scored by the time their record expires;
-- `<prefix>stream:<name>`: a hash (`lease`, `record` as JSON, `started`, `node`) that expires
-  `ttl` after its node last refreshed it;
+- `<prefix>stream:<name>`: a hash (`lease`, `record` as JSON, `started`, `node`, `figures` as
+  JSON) that expires `ttl` after its node last refreshed it;
 - `<prefix>node:<id>`: the node's own record (its id and the URL other nodes reach it at),
   with the same time to live.
 
 A claim is one Lua script: expired names are dropped, the name is checked, the count is
 checked against `max_streams`, the record is written. A node refreshes the records of its own
 streams every third of the TTL in one script call; the streams of a node that died vanish
-within the TTL. The registry also keeps the node's own records in memory, so that local
-publishing and pictures go on while Redis is away; when it is back, the refresh writes them
-again. Conflicts (the same name claimed on two nodes while Redis was away) are resolved by
-one rule: the stream that started first keeps the name (ties: the smaller node id), and the
-other node is told through `on_lost`, which ends its stream.
+within the TTL. The same call writes what the node measures of each stream (`figures` in the
+hash: fps, frames received), so that every node lists a stream with the same figures, those of
+its holder's last heartbeat, the holder included. The registry also keeps the node's own records
+in memory, so that local publishing and pictures go on while Redis is away; when it is back, the
+refresh writes them again. Conflicts (the same name claimed on two nodes while Redis was away) are
+resolved by one rule: the stream that started first keeps the name (ties: the smaller node id), and
+the other node is told through `on_lost`, which ends its stream.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from streamsnap.reasons import StreamEnd
-from streamsnap.streams import ClaimRefused, LocalStreamRegistry, RegistryUnavailable, StreamRecord, StreamRegistry
+from streamsnap.streams import (
+    ClaimRefused,
+    LocalStreamRegistry,
+    RegistryUnavailable,
+    StreamFigures,
+    StreamRecord,
+    StreamRegistry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +66,10 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local ttl = tonumber(ARGV[1])
 local lost = {}
 for i = 2, #KEYS do
-  local base = 2 + (i - 2) * 6
+  local base = 2 + (i - 2) * 7
   local name, lease, record, started, node = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local stale = ARGV[base + 5] == '1'
+  local figures = ARGV[base + 6]
   local held = redis.call('HMGET', KEYS[i], 'lease', 'started', 'node')
   local keep = true
   if held[1] and held[1] ~= lease then
@@ -70,6 +80,7 @@ for i = 2, #KEYS do
     if held[1] ~= lease or stale then  -- missing (expired, Redis restarted), taken over, or not updated
       redis.call('HSET', KEYS[i], 'lease', lease, 'record', record, 'started', started, 'node', node)
     end
+    if figures ~= '' then redis.call('HSET', KEYS[i], 'figures', figures) end
     redis.call('PEXPIRE', KEYS[i], ttl)
     redis.call('ZADD', KEYS[1], now + ttl, name)
   else
@@ -78,8 +89,9 @@ for i = 2, #KEYS do
 end
 return lost
 """
-"""KEYS: streams, then one stream key per record. ARGV: ttl_ms, then name, lease, record, started, node and
-stale ('1' when an update did not reach Redis) per record. A record is written whole only when needed."""
+"""KEYS: streams, then one stream key per record. ARGV: ttl_ms, then name, lease, record, started, node,
+stale ('1' when an update did not reach Redis) and figures (JSON, '' for none) per record. A record is
+written whole only when needed; its figures at every refresh."""
 
 _RELEASE = """
 if redis.call('HGET', KEYS[2], 'lease') == ARGV[2] then
@@ -104,12 +116,16 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local names = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 local records = {}
 for _, name in ipairs(names) do
-  local record = redis.call('HGET', ARGV[1] .. name, 'record')
-  if record then table.insert(records, record) end
+  local held = redis.call('HMGET', ARGV[1] .. name, 'record', 'figures')
+  if held[1] then
+    table.insert(records, held[1])
+    table.insert(records, held[2] or '')
+  end
 end
 return records
 """
-"All live records. KEYS: streams. ARGV: the stream key prefix (same hash tag, so the same slot)."
+"""All live records, each followed by its figures ('' for none). KEYS: streams. ARGV: the stream key prefix
+(same hash tag, so the same slot)."""
 
 _COUNT = """
 local t = redis.call('TIME')
@@ -139,11 +155,15 @@ class ClusterStatus:
 
 _ENCODER = msgspec.json.Encoder()
 _RECORD = msgspec.json.Decoder(StreamRecord)
+_FIGURES = msgspec.json.Decoder(StreamFigures)
 _NODE = msgspec.json.Decoder(NodeInfo)
 
 
 LostStream = Callable[[StreamRecord], Awaitable[None]]
 "What a node does with a stream whose name another node's earlier claim kept (it ends it)."
+
+Measure = Callable[[StreamRecord], StreamFigures | None]
+"What the node measures of one of its streams now (None: nothing to tell), written with each heartbeat."
 
 
 class RedisStreamRegistry(StreamRegistry):
@@ -169,6 +189,8 @@ class RedisStreamRegistry(StreamRegistry):
         self._count = client.register_script(_COUNT)
         self._nodes: dict[str, tuple[float, NodeInfo | None]] = {}
         self._stale: set[str] = set()
+        self._figures: dict[str, tuple[str, StreamFigures]] = {}
+        "The figures of each own stream (by name: lease, figures) as the last heartbeat wrote them."
 
     @classmethod
     async def connect(cls, url: str, node: NodeInfo, *, ttl: float = 5.0, prefix: str = "streamsnap",
@@ -248,9 +270,21 @@ class RedisStreamRegistry(StreamRegistry):
             self._down(exc)
             return own  # degraded: what this node holds
         self._up()
-        records = {record.name: record for record in (_RECORD.decode(raw) for raw in raws)}
-        records.update({record.name: record for record in own})
+        records: dict[str, StreamRecord] = {}
+        for raw, raw_figures in zip(raws[::2], raws[1::2], strict=True):
+            record = _RECORD.decode(raw)
+            if raw_figures:
+                record = msgspec.structs.replace(record, figures=_FIGURES.decode(raw_figures))
+            records[record.name] = record
+        records.update({record.name: self._with_figures(record) for record in own})
         return sorted(records.values(), key=lambda record: record.started_at)
+
+    def _with_figures(self, record: StreamRecord) -> StreamRecord:
+        """An own record with the figures its last heartbeat wrote (what every other node lists too)."""
+        written = self._figures.get(record.name)
+        if written is None or written[0] != record.lease:
+            return record
+        return msgspec.structs.replace(record, figures=written[1])
 
     async def count(self) -> int:
         try:
@@ -282,22 +316,28 @@ class RedisStreamRegistry(StreamRegistry):
 
     # Keeping the records alive.
 
-    async def refresh(self, on_lost: LostStream | None = None) -> None:
-        """Announce the node and refresh (or write again) the records of its streams; raises on Redis errors.
+    async def refresh(self, on_lost: LostStream | None = None, measure: Measure | None = None) -> None:
+        """Announce the node and refresh (or write again) the records of its streams, with what `measure`
+        tells of each; raises on Redis errors.
 
         `on_lost` is called with each stream of this node whose name another node's earlier claim kept."""
         own = await self._own.all()
         await self.client.set(self._node_prefix + self.node.id, _ENCODER.encode(self.node), px=self._ttl_ms)
         lost: list[bytes] = []
+        figures: dict[str, tuple[str, StreamFigures]] = {}
         if own:
             keys = [self._streams_key] + [self._stream_key(record.name) for record in own]
             args: list[Any] = [self._ttl_ms]
             stale = set(self._stale)
             for record in own:
+                measured = measure(record) if measure is not None else None
+                if measured is not None:
+                    figures[record.name] = (record.lease, measured)
                 args += [record.name, record.lease, _ENCODER.encode(record), _started(record), self.node.id,
-                         "1" if record.name in stale else "0"]
+                         "1" if record.name in stale else "0", _ENCODER.encode(measured) if measured else ""]
             lost = await self._refresh_script(keys=keys, args=args)
             self._stale -= stale
+        self._figures = figures  # what Redis now holds: the node lists its own streams with the same
         self._up()
         self.status.last_refresh = self.clock()
         for raw_name in lost:
@@ -312,12 +352,12 @@ class RedisStreamRegistry(StreamRegistry):
             if on_lost is not None:
                 await on_lost(loser)
 
-    async def run(self, on_lost: LostStream | None = None) -> None:
+    async def run(self, on_lost: LostStream | None = None, measure: Measure | None = None) -> None:
         """Refresh every third of the TTL until cancelled; a failed refresh is retried at the next tick."""
         interval = self.ttl / 3
         while True:
             try:
-                await asyncio.wait_for(self.refresh(on_lost), timeout=interval)
+                await asyncio.wait_for(self.refresh(on_lost, measure), timeout=interval)
             except (RedisError, OSError, TimeoutError) as exc:
                 self._down(exc)
             await asyncio.sleep(interval)

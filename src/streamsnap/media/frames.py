@@ -9,6 +9,7 @@ listings show it at once, and the snapshot engine checks it before anything deco
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,6 +25,17 @@ then remembered); a stream sending new ones faster has its frames dropped, not i
 
 SPS_REMEMBERED = 4
 "SPS units (with what they declare) a cache remembers, so that repeated ones are not read again."
+
+FPS_WINDOW = 5.0
+"""Seconds of frame arrivals the frame rate is measured over: it follows the stream (a burst at its start,
+a pause, a new rate) within that long, where an average since the first frame never forgets."""
+
+FPS_MIN_SPAN = 0.5
+"""Seconds the arrivals in the window must span before a rate is told: two frames microseconds apart (a
+camera's first packets read at once) tell nothing of the rate, and once divided gave 89553 fps."""
+
+FPS_MAX_ARRIVALS = 512
+"Arrival times kept for the rate at most (a stream over ~100 fps is measured over less than the window)."
 
 
 class HeaderError(ValueError):
@@ -139,7 +151,9 @@ class GopCache:
         self.last_arrival: float | None = None
         "When the newest frame arrived (decodable or not)."
         self.first_arrival: float | None = None
-        "When the first frame arrived (with `frames_received`, gives the average frame rate)."
+        "When the first frame arrived."
+        self._arrivals: deque[float] = deque(maxlen=FPS_MAX_ARRIVALS)
+        "When the frames of the last `FPS_WINDOW` seconds arrived, for the frame rate."
         self.picture_size: PictureSize | None = None
         "Picture size the newest readable keyframe declares (its SPS, or VP8 header): known before any decode."
         self.unreadable_headers = 0
@@ -174,6 +188,10 @@ class GopCache:
         self.last_arrival = now
         if self.first_arrival is None:
             self.first_arrival = now
+        arrivals = self._arrivals
+        arrivals.append(now)
+        while arrivals[0] < now - FPS_WINDOW:
+            arrivals.popleft()
         try:
             keyframe, size = self._read_header(data, now)
         except HeaderError:
@@ -281,10 +299,17 @@ class GopCache:
 
     @property
     def fps(self) -> float | None:
-        """Average frames per second since the first frame; None before two frames."""
-        if self.first_arrival is None or self.last_arrival is None or self.last_arrival <= self.first_arrival:
+        """Frames per second over the last `FPS_WINDOW` seconds of arrivals; 0.0 when no frame came in that
+        long; None while too few frames came to tell (fewer than two, or spanning under `FPS_MIN_SPAN`)."""
+        if self.last_arrival is None:
             return None
-        return (self.frames_received - 1) / (self.last_arrival - self.first_arrival)
+        if self._clock() - self.last_arrival > FPS_WINDOW:
+            return 0.0
+        arrivals = self._arrivals
+        span = arrivals[-1] - arrivals[0]
+        if len(arrivals) < 2 or span < FPS_MIN_SPAN:
+            return None
+        return (len(arrivals) - 1) / span
 
     @property
     def cached_bytes(self) -> int:

@@ -9,12 +9,13 @@ kind allows one, the end with its reason, and plain statistics.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from streamsnap.media.frames import GopCache
 from streamsnap.reasons import StreamEnd
-from streamsnap.streams import SourceKind
+from streamsnap.streams import SourceKind, StreamFigures, StreamRecord
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class SourceStats:
     "Picture size the newest keyframe declares (H.264 SPS, VP8 keyframe header); None before the first one."
     height: int | None
     fps: float | None
-    "Average frames per second since the first frame."
+    "Frames per second over the last few seconds (`frames.FPS_WINDOW`); None while too few frames came to tell."
     frames_received: int
     last_arrival: float | None
     "Monotonic time of the newest video frame."
@@ -122,6 +123,14 @@ class LocalSources:
         """Statistics of the source of `name`, or None when this node holds none."""
         source = self.get(name, lease)
         return source.stats() if source is not None else None
+
+    def figures(self, record: StreamRecord) -> StreamFigures | None:
+        """What this node tells every other node of the stream of `record` (its heartbeat carries it);
+        None when it holds no source of that claim."""
+        stats = self.stats(record.name, record.lease)
+        if stats is None:
+            return None
+        return StreamFigures(fps=stats.fps, frames_received=stats.frames_received, measured_at=time.time())
 
     def __len__(self) -> int:
         return len(self._sources)

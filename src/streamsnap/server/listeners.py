@@ -9,10 +9,12 @@ first (its port is announced in Redis), builds the node (`server/node.py`), then
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +25,16 @@ from streamsnap.media.webrtc import local_ipv4_addresses
 from streamsnap.server.connections import ConnectionGuard, http_error_logger, safe_access_logger, serve_guarded
 from streamsnap.server.node import Built, ServerError, build, close, drain, start
 from streamsnap.server.rtmp import RtmpServer
-from streamsnap.server.tls import Certificate, local_certificate, server_context, server_context_from_files
+from streamsnap.server.tls import (
+    Certificate,
+    TlsFilesError,
+    forget_certificate,
+    local_certificate,
+    self_signed_path,
+    server_context,
+    server_context_from_files,
+    write_certificate,
+)
 from streamsnap.service.node import Node
 from streamsnap.web.app import create_app, create_rest_app
 from streamsnap.web.cluster import create_cluster_app
@@ -40,6 +51,16 @@ class Listener:
     "http, https, rest, metrics, cluster or rtmp."
     scheme: str
     port: int
+    path: str = "/"
+    "Where a client of it starts (the start-up banner's url): `/metrics` on the metrics listener."
+    host: str = ""
+    "The address it listens on."
+
+    @property
+    def url(self) -> str:
+        """Where it answers, as the start-up banner shows it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
 
 
 def _listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -60,6 +81,8 @@ class Server:
     listeners: list[Listener] = field(default_factory=list)
     certificate: Certificate | None = None
     "The self-signed certificate, when `tls.self_signed` made one."
+    certificate_file: Path | None = None
+    "Where the self-signed certificate was written for clients (`--cacert`); None when it could not be."
     guard: ConnectionGuard | None = None
     "Open connections per address and the header deadline of the public listeners (after `start`)."
     rtmp: RtmpServer | None = None
@@ -87,8 +110,8 @@ class Server:
                 raise ServerError("tls.cert and tls.key go together")
             try:
                 return server_context_from_files(tls.cert, tls.key)
-            except (OSError, ssl.SSLError) as exc:
-                raise ServerError(f"cannot use {tls.cert} / {tls.key}: {exc}") from None
+            except TlsFilesError as exc:
+                raise ServerError(str(exc)) from None
         if tls.self_signed:
             self.certificate = local_certificate()
             return server_context(self.certificate)
@@ -122,17 +145,20 @@ class Server:
         # Room for the drain (in-flight snapshots get `shutdown_grace`) before aiohttp cuts connections.
         runner = self._runner(create_app(node), access_log, shutdown_timeout=settings.node.shutdown_grace + 2.0)
         shared = self.reuse_port
-        sites: list[tuple[web.AppRunner, socket.socket, ssl.SSLContext | None, str, str]] = [
-            (runner, _listen(http.host, http.port, shared), None, "http", "http")]
+        sites: list[tuple[web.AppRunner, socket.socket, ssl.SSLContext | None, Listener]] = [
+            (runner, _listen(http.host, http.port, shared), None, Listener("http", "http", 0, "/", http.host))]
         if context is not None:
-            sites.append((runner, _listen(http.host, settings.tls.port, shared), context, "https", "https"))
+            sites.append((runner, _listen(http.host, settings.tls.port, shared), context,
+                          Listener("https", "https", 0, "/", http.host)))
         if http.rest_port:
             rest_runner = self._runner(create_rest_app(node), access_log)
-            sites.append((rest_runner, _listen(http.host, http.rest_port, shared), None, "rest", "http"))
+            sites.append((rest_runner, _listen(http.host, http.rest_port, shared), None,
+                          Listener("rest", "http", 0, "/rest-api/openapi.json", http.host)))
         if settings.metrics.port:
+            metrics_host = settings.metrics.host or http.host
             metrics_runner = self._runner(create_metrics_app(node), access_log, cancel_on_hang_up=False)
-            sites.append((metrics_runner, _listen(settings.metrics.host or http.host, settings.metrics.port),
-                          None, "metrics", "http"))
+            sites.append((metrics_runner, _listen(metrics_host, settings.metrics.port), None,
+                          Listener("metrics", "http", 0, "/metrics", metrics_host)))
         if cluster_sock is not None:
             # The public port's guard, with a cap per address that leaves room for every other node's pool.
             self.cluster_guard = ConnectionGuard(http.header_timeout, settings.cluster.max_connections_per_ip)
@@ -140,13 +166,15 @@ class Server:
             await cluster_runner.setup()
             self._runners.append(cluster_runner)
             self._servers.append(await serve_guarded(cluster_runner, cluster_sock, self.cluster_guard))
-            self.listeners.append(Listener("cluster", "http", cluster_sock.getsockname()[1]))
+            self.listeners.append(Listener("cluster", "http", cluster_sock.getsockname()[1], "/cluster/", cluster_host))
         for site_runner in dict.fromkeys(site[0] for site in sites):
             await site_runner.setup()
             self._runners.append(site_runner)
-        for site_runner, sock, site_context, role, scheme in sites:
+        for site_runner, sock, site_context, listener in sites:
             self._servers.append(await serve_guarded(site_runner, sock, self.guard, site_context))
-            self.listeners.append(Listener(role, scheme, sock.getsockname()[1]))
+            self.listeners.append(dataclasses.replace(listener, port=sock.getsockname()[1]))
+        if self.certificate is not None:
+            self._write_certificate(self.certificate)
         if settings.rtmp.port:
             self.rtmp = RtmpServer(node)
             try:
@@ -154,7 +182,17 @@ class Server:
             except OSError as exc:
                 raise ServerError(f"cannot listen on {settings.rtmp.host or http.host}:{settings.rtmp.port}: "
                                   f"{exc}") from None
-            self.listeners.append(Listener("rtmp", "rtmp", self.rtmp.port))
+            self.listeners.append(Listener("rtmp", "rtmp", self.rtmp.port, "/", settings.rtmp.host or http.host))
+
+    def _write_certificate(self, certificate: Certificate) -> None:
+        """Write the self-signed certificate where clients can trust it (named by the bound https port)."""
+        path = self_signed_path(self.settings.tls.self_signed_file, self.port("https"))
+        try:
+            write_certificate(certificate, path)
+        except OSError as exc:  # https works without it; only `--cacert` lacks its file
+            logger.warning("self-signed certificate not written to %s: %s", path, exc.strerror or exc)
+            return
+        self.certificate_file = path
 
     async def stop(self) -> None:
         """Stop listening, drain the node, close every connection, then close the node."""
@@ -174,6 +212,10 @@ class Server:
         if self.rtmp is not None:
             await self.rtmp.close()
             self.rtmp = None
+        if self.certificate is not None and self.certificate_file is not None:
+            # The next start makes another certificate: this one's file would only mislead `--cacert`.
+            forget_certificate(self.certificate, self.certificate_file)
+            self.certificate_file = None
 
     def _advertised(self, bound_host: str, port: int) -> str:
         """The URL other nodes reach the cluster listener at."""

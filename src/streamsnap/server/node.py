@@ -120,7 +120,7 @@ def start(built: Built) -> None:
         async def lost(record: StreamRecord) -> None:
             await node.publishing.terminate(record, StreamEnd.NAME_IN_USE)
 
-        work.append(built.redis.run(lost))
+        work.append(built.redis.run(lost, node.sources.figures))
         logger.info("node %s in the cluster at %s (records live %.1f s without a heartbeat)",
                     built.redis.node.id, built.redis.node.url, built.redis.ttl)
     built.tasks = [asyncio.ensure_future(coroutine) for coroutine in work]

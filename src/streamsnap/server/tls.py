@@ -1,8 +1,14 @@
 """TLS for https + wss (a context from the operator's files, or a throwaway self-signed certificate), and the
-client context of rtsps:// camera pulls."""
+client context of rtsps:// camera pulls.
+
+The operator's files are checked here before the ssl module reads them, so that a mistake is one line
+naming the file (the ssl module says "[SSL] PEM lib" whichever file it is). A self-signed
+certificate is written to a file for clients to trust (`--cacert`); its key never is.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -10,13 +16,18 @@ import socket
 import ssl
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 SELF_SIGNED_DAYS = 30
+MAX_PEM_BYTES = 1 << 20
+"The most of a certificate (chain) or key file read to check it (a chain of a few certificates is ~10 KiB)."
 
 
 @dataclass(frozen=True)
@@ -82,11 +93,84 @@ def camera_context(ca_file: str, verify: bool) -> ssl.SSLContext:
     return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
 
 
+def self_signed_path(configured: str, port: int) -> Path:
+    """Where the self-signed certificate is written: `configured`, else one file per port in the temp folder."""
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / f"streamsnap-self-signed-{port}.pem"
+
+
+def write_certificate(certificate: Certificate, path: Path) -> None:
+    """Write the certificate (never the key) to `path` for clients to trust; raises OSError.
+
+    Written beside it and renamed over it, so that a reader never sees half a file and a link planted
+    at `path` (in a shared temp folder) is replaced, not followed.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    handle, scratch = tempfile.mkstemp(prefix=".streamsnap-", suffix=".pem", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(certificate.cert_pem)
+        os.chmod(scratch, 0o644)  # a certificate is public: any client on the machine may read it
+        os.replace(scratch, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(scratch)
+        raise
+
+
+def forget_certificate(certificate: Certificate, path: Path) -> None:
+    """Remove the file `write_certificate` wrote, unless it holds another certificate by now (another server's)."""
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == certificate.cert_pem:
+            path.unlink()
+
+
+class TlsFilesError(ValueError):
+    """The certificate or key file cannot be used; the message names the file and says why, in one line."""
+
+
 def server_context_from_files(cert_file: str, key_file: str) -> ssl.SSLContext:
-    """A server TLS context from PEM files (raises OSError/ssl.SSLError when they are unusable)."""
+    """A server TLS context from PEM files; raises `TlsFilesError` naming the file that is wrong."""
+    certificate = _read(cert_file, "tls.cert")
+    key = _read(key_file, "tls.key")
+    try:
+        certificates = x509.load_pem_x509_certificates(certificate)
+    except ValueError:
+        certificates = []
+    if not certificates:
+        hint = " (it holds a private key: are tls.cert and tls.key swapped?)" if b"PRIVATE KEY-----" in certificate \
+            else ""
+        raise TlsFilesError(f"tls.cert {cert_file}: no PEM certificate in it{hint}")
+    try:
+        private_key = serialization.load_pem_private_key(key, password=None)
+    except TypeError:
+        raise TlsFilesError(f"tls.key {key_file}: the private key is encrypted (a key without a "
+                            "passphrase is needed)") from None
+    except (ValueError, UnsupportedAlgorithm):
+        hint = " (it holds a certificate: are tls.cert and tls.key swapped?)" if b"CERTIFICATE-----" in key else ""
+        raise TlsFilesError(f"tls.key {key_file}: no PEM private key in it{hint}") from None
+    if _public_bytes(private_key.public_key()) != _public_bytes(certificates[0].public_key()):
+        raise TlsFilesError(f"tls.key {key_file} is not the key of the certificate in tls.cert {cert_file}")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except ssl.SSLError as exc:  # checked above; what is left is the ssl module's to say
+        raise TlsFilesError(f"tls.cert {cert_file} / tls.key {key_file}: {exc.reason or exc}") from None
     return context
+
+
+def _read(path: str, setting: str) -> bytes:
+    try:
+        with open(path, "rb") as source:
+            return source.read(MAX_PEM_BYTES + 1)[:MAX_PEM_BYTES]
+    except OSError as exc:
+        raise TlsFilesError(f"{setting} {path}: {exc.strerror or exc}") from None
+
+
+def _public_bytes(key: Any) -> bytes:
+    data: bytes = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return data
 
 
 def server_context(certificate: Certificate) -> ssl.SSLContext:

@@ -6,11 +6,18 @@ lives here: the shutdown and in-flight limits (per server and per client address
 access check, the lookup of the stream and of the node that holds it, the size cap, reuse
 of a recent enough picture, and the stream's keyframe-request budget. Decoding, encoding
 and coalescing are the engine's (`media/snapshot.py`).
+
+Every answer is counted here, by result, in `answers` (what `/metrics` reports as
+`streamsnap_snapshots_total`): refusals before the engine (limits, access, an unknown stream,
+the size cap), the engine's own, pictures reused from the cache and pictures fetched from
+another node alike. The few refusals a transport makes before it can call the service (no
+valid token, bad query parameters) are counted through `refused_before`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections import OrderedDict
@@ -22,7 +29,7 @@ from streamsnap.access import AccessControl, AccessDenied, Grant, Right
 from streamsnap.addresses import client_key
 from streamsnap.config import SnapshotSettings
 from streamsnap.media.imaging import output_size
-from streamsnap.media.snapshot import KeyframeBudget, Snapshot, SnapshotEngine
+from streamsnap.media.snapshot import LATENCY_BOUNDS, KeyframeBudget, Snapshot, SnapshotEngine
 from streamsnap.media.source import LocalSources
 from streamsnap.picture import PNG, ImageSpec
 from streamsnap.reasons import SnapshotError, SnapshotFailure
@@ -32,6 +39,30 @@ from streamsnap.service.routing import Router
 from streamsnap.streams import RegistryUnavailable, StreamRecord, StreamRegistry
 
 logger = logging.getLogger(__name__)
+
+
+BAD_REQUEST = "bad_request"
+"The result of a picture request whose parameters (query, body) were refused before the service saw it."
+
+
+@dataclass
+class Answers:
+    """Picture requests answered, by result, and how long each answer took (what `/metrics` reports)."""
+
+    results: dict[str, int] = field(default_factory=dict)
+    "By result: 'ok', a `SnapshotFailure` value, or `BAD_REQUEST`."
+    latency_bounds: tuple[float, ...] = LATENCY_BOUNDS
+    "Upper bounds (seconds) of the latency histogram's buckets."
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    "Answers per bucket (not cumulative); the last one counts those above every bound."
+    latency_sum: float = 0.0
+    "Seconds spent answering, summed."
+
+    def count(self, result: str, seconds: float) -> None:
+        """Count one answer."""
+        self.results[result] = self.results.get(result, 0) + 1
+        self.latency_counts[bisect.bisect_left(self.latency_bounds, seconds)] += 1
+        self.latency_sum += seconds
 
 
 @dataclass(frozen=True)
@@ -144,7 +175,9 @@ class SnapshotService:
         self.in_flight = 0
         "Requests being served."
         self.refused: dict[str, int] = {}
-        "Requests refused before reaching the engine, by reason."
+        "Requests refused by the limits before any work (shutdown, in flight), by reason."
+        self.answers = Answers()
+        "Every request answered (taken, refused, failed), by result: the one count of pictures asked."
         self.pictures = PictureCache(limits.picture_cache_bytes)
         self.wall_clock: Callable[[], float] = time.time
         "Wall-clock time, to date frames whose arrival `clock` measured."
@@ -160,22 +193,36 @@ class SnapshotService:
         self._budgets: dict[str, KeyframeBudget] = {}
 
     async def take(self, name: str, requester: Requester, spec: ImageSpec = PNG, *,
-                   max_age_ms: float | None = None) -> Picture:
+                   max_age_ms: float | None = None, lease: str | None = None) -> Picture:
         """A picture of stream `name`; raises `SnapshotError`.
 
         `max_age_ms` (when given) bounds how old the depicted frame may be, and lets a picture
         made for an earlier caller be reused while it is that young; without it the engine's
-        freshness setting applies and nothing is reused.
+        freshness setting applies and nothing is reused. `lease` (a hop from another node) names the
+        claim the picture must be of: a stream published again under the same name since is not found.
+        Every outcome but the caller's leaving is counted in `answers`.
         """
-        client, subject = self._admit(client_key(requester.address), requester.grant.subject)
-        self.in_flight += 1
+        started = self.clock()
         try:
-            return await self._take(name, requester, spec, max_age_ms)
+            client, subject = self._admit(client_key(requester.address), requester.grant.subject)
         except SnapshotError as exc:
+            self.answers.count(exc.reason, self.clock() - started)
+            raise
+        self.in_flight += 1
+        result: str = SnapshotFailure.INTERNAL
+        try:
+            picture = await self._take(name, requester, spec, max_age_ms, lease)
+            result = "ok"
+            return picture
+        except SnapshotError as exc:
+            result = exc.reason
             if exc.reason is SnapshotFailure.OVERLOADED:  # counted in /metrics; a line each would add load
                 logger.debug("picture of %s refused: %s", name, exc, extra={"stream": name})
             elif exc.reason is not SnapshotFailure.INTERNAL:
                 logger.info("picture of %s refused: %s", name, exc, extra={"stream": name})
+            raise
+        except asyncio.CancelledError:  # the caller left: nobody was answered, nothing is counted
+            result = ""
             raise
         except Exception:  # a bug must cost one answer, never the caller's answer or its slot
             logger.exception("picture of %s: unexpected error", name, extra={"stream": name})
@@ -184,6 +231,13 @@ class SnapshotService:
             self.in_flight -= 1
             self._per_client.give_back(client)
             self._per_subject.give_back(subject)
+            if result:
+                self.answers.count(result, self.clock() - started)
+
+    def refused_before(self, result: str) -> None:
+        """Count a picture request a transport refused before it could ask (`SnapshotFailure.RESTRICTED` for
+        no valid token, `BAD_REQUEST` for bad parameters): every picture asked is counted in one place."""
+        self.answers.count(result, 0.0)
 
     def _admit(self, client: str | None, subject: str | None) -> tuple[str | None, str | None]:
         """Count the request for its client (the address key) and subject (the token's), or refuse at once
@@ -230,8 +284,11 @@ class SnapshotService:
             raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
         return record
 
-    async def _take(self, name: str, requester: Requester, spec: ImageSpec, max_age_ms: float | None) -> Picture:
-        record = await self._locate(name, requester, spec, pull=True)
+    async def _take(self, name: str, requester: Requester, spec: ImageSpec, max_age_ms: float | None,
+                    lease: str | None) -> Picture:
+        record = await self._locate(name, requester, spec, pull=lease is None)  # a hop never starts a pull
+        if lease is not None and record.lease != lease:
+            raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
         name = record.name
         if record.node != self.node.name:
             if requester.checked:  # routed here, but not held here (any more): no second hop
@@ -283,6 +340,15 @@ class SnapshotService:
         those the source tells at once (ended, no media yet, no video); no slot is held, nothing is
         decoded, no keyframe is asked. A stream of another node is answered from its record.
         """
+        try:
+            return await self._status(name, requester, spec)
+        except SnapshotError as exc:
+            # A refusal answers the request (an MJPEG watcher's admission, a HEAD); a status that passes has
+            # made no picture (an MJPEG feed's pictures are counted by `take` as they are made).
+            self.answers.count(exc.reason, 0.0)
+            raise
+
+    async def _status(self, name: str, requester: Requester, spec: ImageSpec) -> PictureStatus:
         if self.node.draining:
             raise SnapshotError(SnapshotFailure.SHUTTING_DOWN)
         record = await self._locate(name, requester, spec, pull=False)

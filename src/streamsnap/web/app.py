@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import WSCloseCode, web
@@ -49,12 +50,30 @@ async def landing(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(index)
 
 
+async def client_file(request: web.Request) -> web.StreamResponse:
+    """GET /client/{path}: a file for browsers (the JS client, the pages); anything else is a JSON 404.
+
+    aiohttp's static route answers a folder with a plain-text 403 and a missing file with an empty 404;
+    here both are "no such resource", like every other path that is not there.
+    """
+    root = STATIC_DIR.resolve()
+    try:
+        path = (root / request.match_info["path"]).resolve()
+        path.relative_to(root)  # nothing outside the folder, whatever `..` or links the path holds
+        is_file = path.is_file()
+    except (ValueError, OSError):
+        is_file = False
+    if not is_file:
+        return json_error(404, NOT_FOUND)
+    return web.FileResponse(path)
+
+
 async def signaling(request: web.Request) -> web.StreamResponse:
     """The WCS WebSocket, on any path (the official example appends a random one)."""
     node = request.app[NODE]
     ws = web.WebSocketResponse(max_msg_size=node.settings.signaling.max_message_bytes)
     if not ws.can_prepare(request).ok:
-        return json_error(404, "no such resource")  # the path is not echoed: it is the caller's input
+        return json_error(404, NOT_FOUND)  # the path is not echoed: it is the caller's input
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, node.access.allowed_origins):
         logger.info("connection from %s refused: origin %s not allowed", request.remote, origin)
@@ -89,11 +108,31 @@ def _connection_refusal(node: Node, remote: str) -> str | None:
     return None
 
 
+NOT_FOUND = "no such resource"
+
+
+@web.middleware
+async def json_http_errors(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """aiohttp's own refusals (the static files' 403 and 404, 405, 413) as the JSON bodies of every other error.
+
+    A folder under `/client/` (no listing) and a missing file are both "no such resource" (404): what is
+    there to fetch is the files, and a 403 would only tell that a folder exists.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPClientError as exc:
+        headers = {name: value for name, value in exc.headers.items() if name not in ("Content-Type", "Content-Length")}
+        if exc.status in (403, 404):
+            return json_error(404, NOT_FOUND, headers=headers)
+        return json_error(exc.status, exc.reason.lower(), headers=headers)
+
+
 def _application(node: Node) -> web.Application:
     """An application serving `node`, with the middlewares every one of its apps has."""
     http = node.settings.http
     app = web.Application(middlewares=[client_address_middleware(TrustedProxies(http.trusted_proxies)),
-                                       cors_middleware(http.cors_origins), error_answers])
+                                       cors_middleware(http.cors_origins), error_answers, json_http_errors])
     app[NODE] = node
     return app
 
@@ -112,7 +151,7 @@ def create_app(node: Node) -> web.Application:
     add_whip_routes(app)
     app.router.add_get("/", landing)
     if STATIC_DIR.is_dir():
-        app.router.add_static("/client/", STATIC_DIR, show_index=False)
+        app.router.add_get("/client/{path:.*}", client_file)
     app.router.add_get("/{tail:.*}", signaling)
     return app
 

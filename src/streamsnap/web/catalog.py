@@ -22,7 +22,8 @@ class StreamInfo(msgspec.Struct, frozen=True):
     "Picture width the newest keyframe declares (H.264 SPS, VP8 header); null before the first keyframe."
     height: int | None
     fps: float | None
-    "Average frames per second received so far; null before two frames."
+    """Frames per second received over the last 5 seconds; null while too few frames came to tell (fewer
+    than two, or less than half a second apart), 0 when none came for 5 seconds."""
     frames_received: int
     since: str
     "When the stream was published (ISO 8601, UTC)."
@@ -62,11 +63,21 @@ MEDIA_PROVIDERS = {SourceKind.WEBRTC: "WebRTC", SourceKind.RTSP: "RTSP", SourceK
 
 
 def describe(record: StreamRecord, stats: SourceStats | None) -> StreamInfo:
-    """A stream as `GET /streams` lists it: its record, with live statistics where this node holds its media."""
+    """A stream as `GET /streams` lists it: its record, with live statistics where this node holds its media.
+
+    In a cluster the record carries its holder's figures as of its last heartbeat, and those are listed
+    (on the holder too, and size and codec from the record), so that every node gives the same answer;
+    `stats`, this node's own reading, is listed only where there are none (a node alone, or a stream
+    claimed since the last heartbeat).
+    """
+    figures = record.figures
+    if figures is not None:
+        stats = None
     codec = stats.codec if stats is not None and stats.codec else record.codec
     width = stats.width if stats is not None and stats.width else record.width
     height = stats.height if stats is not None and stats.height else record.height
-    fps = stats.fps if stats is not None else None
+    fps = figures.fps if figures is not None else stats.fps if stats is not None else None
+    frames = figures.frames_received if figures is not None else stats.frames_received if stats is not None else 0
     return StreamInfo(
         name=record.name,
         kind=record.kind,
@@ -74,7 +85,7 @@ def describe(record: StreamRecord, stats: SourceStats | None) -> StreamInfo:
         width=width,
         height=height,
         fps=round(fps, 2) if fps is not None else None,
-        frames_received=stats.frames_received if stats is not None else 0,
+        frames_received=frames,
         since=datetime.fromtimestamp(record.started_at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         node=record.node,
         status=record.state.value,

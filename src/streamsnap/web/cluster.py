@@ -24,7 +24,6 @@ from streamsnap.cluster.wire import (
     read_picture_query,
     read_terminate_query,
 )
-from streamsnap.reasons import SnapshotError, SnapshotFailure
 from streamsnap.service.node import Node
 from streamsnap.service.snapshots import Requester
 from streamsnap.web.errors import error_answers, json_error
@@ -56,10 +55,7 @@ async def picture(request: web.Request) -> web.Response:
     node = request.app[NODE]
     name = request.match_info["name"]
     asked = read_picture_query(request.query, query_limits(node))
-    record = await node.registry.lookup(name)
-    if record is None or record.lease != asked.lease:
-        raise SnapshotError(SnapshotFailure.STREAM_NOT_FOUND)
-    taken = await node.snapshots.take(name, ROUTED, asked.spec, max_age_ms=asked.max_age_ms)
+    taken = await node.snapshots.take(name, ROUTED, asked.spec, max_age_ms=asked.max_age_ms, lease=asked.lease)
     snapshot = taken.snapshot
     return web.Response(body=snapshot.data, content_type=snapshot.format.content_type,
                         headers=picture_headers(snapshot.width, snapshot.height, taken.age_ms))

@@ -14,11 +14,11 @@ from email.utils import formatdate, parsedate_to_datetime
 import msgspec
 from aiohttp import web
 
-from streamsnap.access import Right
-from streamsnap.picture import EXTENSIONS, ImageFormat, PictureQuery, QueryLimits, parse_query
+from streamsnap.access import AccessDenied, Grant, Right
+from streamsnap.picture import EXTENSIONS, BadQuery, ImageFormat, PictureQuery, QueryLimits, parse_query
 from streamsnap.reasons import SnapshotError, SnapshotFailure
 from streamsnap.service.node import Node
-from streamsnap.service.snapshots import PictureStatus, Requester
+from streamsnap.service.snapshots import BAD_REQUEST, PictureStatus, Requester
 from streamsnap.web.catalog import describe
 from streamsnap.web.errors import json_error
 from streamsnap.web.guard import authorize, http_requester, request_grant
@@ -34,8 +34,23 @@ def query_limits(node: Node) -> QueryLimits:
 
 
 def picture_query(request: web.Request) -> PictureQuery:
-    """The request's picture parameters; raises `BadQuery` (answered 400 by the middleware)."""
-    return parse_query(request.query, query_limits(request.app[NODE]))
+    """The request's picture parameters; raises `BadQuery` (answered 400 by the middleware), counted as a
+    picture request answered `bad_request`."""
+    try:
+        return parse_query(request.query, query_limits(request.app[NODE]))
+    except BadQuery:
+        request.app[NODE].snapshots.refused_before(BAD_REQUEST)
+        raise
+
+
+def picture_grant(request: web.Request) -> Grant:
+    """The rights of a picture request's token; raises `NotAuthenticated` (401), counted as a picture
+    request answered `restricted`."""
+    try:
+        return request_grant(request)
+    except AccessDenied:
+        request.app[NODE].snapshots.refused_before(SnapshotFailure.RESTRICTED)
+        raise
 
 
 def http_date(timestamp: float) -> str:
@@ -71,7 +86,7 @@ def _image_request(request: web.Request) -> tuple[str, ImageFormat, Requester, P
     Raises `NotAuthenticated` before the query is read (both answered by the middleware).
     """
     image_format = EXTENSIONS[request.match_info["ext"]]
-    grant = request_grant(request)
+    grant = picture_grant(request)
     return request.match_info["name"], image_format, http_requester(request, grant), picture_query(request)
 
 
@@ -150,10 +165,21 @@ async def list_streams(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
+FORMATS_TAKEN = "the image url takes .png, .jpg, .jpeg or .webp"
+
+
+async def unknown_format(request: web.Request) -> web.Response:
+    """GET /streams/{name}/snapshot.gif (any other extension, or none): 404 naming the formats there are."""
+    request.app[NODE].snapshots.refused_before(BAD_REQUEST)
+    return json_error(404, FORMATS_TAKEN, reason="unsupported_format")
+
+
 def add_image_routes(app: web.Application) -> None:
     """Route the image url and the stream listing of `app`."""
     app.router.add_get("/streams", list_streams)
-    image_url = "/streams/{name}/snapshot.{ext:png|jpg|jpeg|webp}"
+    image_url = "/streams/{name}/snapshot.{ext:" + "|".join(EXTENSIONS) + "}"
     app.router.add_get(image_url, stream_image, allow_head=False)
     app.router.add_route("HEAD", image_url, stream_image_head)
+    # After it: any other extension is a picture asked in a format there is not (not "no such resource").
+    app.router.add_get("/streams/{name}/snapshot{ext:(\\.[^/]*)?}", unknown_format)
     app.router.add_get("/streams/{name}/thumbnail.jpg", stream_thumbnail)

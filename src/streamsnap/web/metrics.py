@@ -48,21 +48,25 @@ class ServerCollector(Collector):
             by_kind.add_metric([kind.value], sum(1 for record in self.streams if record.kind is kind))
         yield by_kind
 
-        snapshots = CounterMetricFamily("streamsnap_snapshots", "Snapshot requests answered, by result "
-                                        "('ok' or the failure's info string).", labels=["result"])
-        for result, count in sorted(stats.outcomes.items()):
+        # Counted by the snapshot service, the one place every transport asks (refusals before the engine,
+        # pictures reused or fetched from another node included), not by the engine.
+        answers = self.node.snapshots.answers
+        snapshots = CounterMetricFamily("streamsnap_snapshots", "Picture requests answered (WebSocket, REST, image "
+                                        "url, MJPEG, thumbnails, hops from other nodes), by result: 'ok', the "
+                                        "failure's reason, or 'bad_request' (parameters refused).", labels=["result"])
+        for result, count in sorted(answers.results.items()):
             snapshots.add_metric([result], count)
         yield snapshots
 
         buckets: list[tuple[str, float]] = []
         cumulative = 0
-        for bound, count in zip(stats.latency_bounds, stats.latency_counts, strict=False):
+        for bound, count in zip(answers.latency_bounds, answers.latency_counts, strict=False):
             cumulative += count
             buckets.append((repr(bound), cumulative))
-        buckets.append(("+Inf", sum(stats.latency_counts)))
+        buckets.append(("+Inf", sum(answers.latency_counts)))
         latency = HistogramMetricFamily("streamsnap_snapshot_latency_seconds",
-                                        "Time from a snapshot request to its answer.")
-        latency.add_metric([], buckets, sum_value=stats.latency_sum)
+                                        "Time from a picture request to its answer (every result).")
+        latency.add_metric([], buckets, sum_value=answers.latency_sum)
         yield latency
 
         yield CounterMetricFamily("streamsnap_decode_seconds", "Seconds spent decoding video.",
@@ -95,7 +99,8 @@ class ServerCollector(Collector):
 
         frames = CounterMetricFamily("streamsnap_stream_frames_received",
                                      "Encoded video frames received, per live stream.", labels=["stream"])
-        fps = GaugeMetricFamily("streamsnap_stream_fps", "Average frames per second, per live stream.",
+        fps = GaugeMetricFamily("streamsnap_stream_fps", "Frames per second over the last 5 s, per live stream "
+                                "(none while too few frames came to tell).",
                                 labels=["stream"])
         for record in self.streams[:self.node.settings.metrics.max_streams]:
             source_stats = self.node.sources.stats(record.name, record.lease)
@@ -179,7 +184,9 @@ def add_metrics_route(app: web.Application) -> None:
 
 def create_metrics_app(node: Node) -> web.Application:
     """`/metrics` alone, without a token, for the `metrics_port` listener."""
-    app = web.Application(middlewares=[error_answers])
+    from streamsnap.web.app import json_http_errors  # the app module imports this one
+
+    app = web.Application(middlewares=[error_answers, json_http_errors])
     app[NODE] = node
     app[OPEN_METRICS] = True
     add_metrics_route(app)

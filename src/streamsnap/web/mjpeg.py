@@ -21,8 +21,8 @@ from streamsnap.service.mjpeg import DEFAULT_FPS, TooManyWatchers
 from streamsnap.service.snapshots import Requester
 from streamsnap.web.cors import EXPOSED_HEADERS, allowed_origin
 from streamsnap.web.errors import RETRY_AFTER_SECONDS, json_error
-from streamsnap.web.guard import http_requester, request_grant
-from streamsnap.web.images import iso_time, picture_query
+from streamsnap.web.guard import http_requester
+from streamsnap.web.images import iso_time, picture_grant, picture_query
 from streamsnap.web.node import NODE
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def _mjpeg_request(request: web.Request) -> tuple[str, Requester, PictureQuery, 
 
     Raises `NotAuthenticated` before the query is read (both answered by the middleware).
     """
-    grant = request_grant(request)
+    grant = picture_grant(request)
     query = picture_query(request)
     return request.match_info["name"], http_requester(request, grant), query, query.spec(ImageFormat.JPEG)
 

@@ -179,6 +179,8 @@ def _rtsp_paths() -> dict[str, Any]:
         "/rest-api/rtsp/startup": {"post": _guarded({
             "operationId": "rtspStartup", "tags": ["wcs"],
             "summary": "Pull an RTSP camera as a stream (WCS); answers once it publishes",
+            "description": "The pull lives in the server's memory only: a restart forgets it. A camera that "
+                           "must come back after a restart goes in the config file (`[[cameras]]`).",
             "requestBody": _body("StartupBody"),
             "responses": {"200": _json(_ref("PullAnswer"), "The camera publishes."),
                           **_snapshot_failures(),
@@ -333,7 +335,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "/rest-api/stream/find_all": {
             method: _guarded({"operationId": f"findAll{method.capitalize()}", "summary": "Every live stream (WCS)",
                               "tags": ["wcs"], "responses": {"200": _json(stream_list, "The streams."),
-                                                             "404": _error("No stream is live.")}})
+                                                             "404": _error("No stream is live."),
+                                                             **({"400": _error("A body that is not `{}`."),
+                                                                 "415": _error("A body not sent as application/json.")}
+                                                                if method == "post" else {})}})
             for method in ("post", "get")
         },
         "/rest-api/stream/find": {"post": _guarded({

@@ -18,9 +18,11 @@ from typing import Annotated, TypeVar
 import msgspec
 from aiohttp import web
 
-from streamsnap.access import Grant, Right
+from streamsnap.access import AccessDenied, Grant, Right
 from streamsnap.protocol.constants import Info
+from streamsnap.reasons import SnapshotFailure
 from streamsnap.service.node import Node
+from streamsnap.service.snapshots import BAD_REQUEST
 from streamsnap.streams import StreamRecord
 from streamsnap.web.catalog import describe_wcs
 from streamsnap.web.errors import BadRequest, json_error
@@ -67,6 +69,13 @@ class StreamFilter(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_f
     def empty(self) -> bool:
         """Whether no field that selects streams is given (it would match every stream)."""
         return all(getattr(self, name) is None for name in self.__struct_fields__ if name != "display")
+
+
+class FindAllBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of `/rest-api/stream/find_all`: none, or `{}` (a filter belongs to `find`: refused here, not ignored)."""
+
+    display: list[str] | None = None
+    "Accepted for compatibility, as in `find`."
 
 
 class SnapshotAnswer(msgspec.Struct, frozen=True):
@@ -126,8 +135,14 @@ async def _found(request: web.Request, grant: Grant, wanted: StreamFilter) -> we
 
 
 async def find_all(request: web.Request) -> web.Response:
-    """POST (or GET) /rest-api/stream/find_all: every live stream; 404 when there is none, as WCS answers."""
-    return await _found(request, request_grant(request), StreamFilter())
+    """POST (or GET) /rest-api/stream/find_all: every live stream; 404 when there is none, as WCS answers.
+
+    A POST's body, when it has one, must be JSON like every method's (415 otherwise); a POST without one
+    is taken whatever its Content-Type (WCS clients send it so)."""
+    grant = request_grant(request)
+    if request.method == "POST" and request.body_exists:
+        await read_body(request, FindAllBody, empty_ok=True)
+    return await _found(request, grant, StreamFilter())
 
 
 async def find(request: web.Request) -> web.Response:
@@ -166,8 +181,15 @@ async def terminate(request: web.Request) -> web.Response:
 async def snapshot(request: web.Request) -> web.Response:
     """POST /rest-api/stream/snapshot {streamName}: 200 {data: base64 PNG}; else the status of the failure's reason."""
     node = request.app[NODE]
-    grant = request_grant(request)
-    body = await read_body(request, SnapshotBody, empty_ok=False)
+    try:  # refusals before the service are counted as its own are: every picture asked, one count
+        grant = request_grant(request)
+        body = await read_body(request, SnapshotBody, empty_ok=False)
+    except AccessDenied:
+        node.snapshots.refused_before(SnapshotFailure.RESTRICTED)
+        raise
+    except BadRequest:
+        node.snapshots.refused_before(BAD_REQUEST)
+        raise
     picture = await node.snapshots.take(body.stream_name, http_requester(request, grant))
     return _json(SnapshotAnswer(base64.b64encode(picture.snapshot.data).decode()))
 

@@ -26,7 +26,7 @@ from streamsnap.service.cameras import CameraPulls, PullInfo, picture_failure
 from streamsnap.web.errors import json_error
 from streamsnap.web.guard import authorize, request_grant
 from streamsnap.web.node import NODE
-from streamsnap.web.rest import read_body
+from streamsnap.web.rest import FindAllBody, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +93,12 @@ async def startup(request: web.Request) -> web.Response:
 
 
 async def find_all(request: web.Request) -> web.Response:
-    """POST (or GET) /rest-api/rtsp/find_all: every pull the caller may see; 404 when there is none."""
+    """POST (or GET) /rest-api/rtsp/find_all: every pull the caller may see; 404 when there is none.
+
+    A POST's body, when it has one, must be JSON (415 otherwise; a filter is 400), as `stream/find_all`'s."""
     grant = request_grant(request)
+    if request.method == "POST" and request.body_exists:
+        await read_body(request, FindAllBody, empty_ok=True)
     pulls = [describe(pull) for pull in _cameras(request).pulls() if grant.sees(pull.name)]
     if not pulls:
         return json_error(404, Info.STREAM_NOT_FOUND)

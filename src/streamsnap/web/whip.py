@@ -33,6 +33,12 @@ SDP = "application/sdp"
 ENDPOINT_METHODS = "POST, OPTIONS"
 SESSION_METHODS = "DELETE, OPTIONS"
 
+def looks_like_sdp(text: str) -> bool:
+    """Whether `text` has the shape of an SDP offer: `v=` first (RFC 8866 5.1), then a media description."""
+    lines = text.strip().splitlines()
+    return bool(lines) and lines[0].startswith("v=") and any(line.startswith("m=") for line in lines)
+
+
 class _WhipPublisher:
     """Hears the first outcome of the offer: the SDP answer, or why the publish was refused."""
 
@@ -58,7 +64,7 @@ async def publish(request: web.Request) -> web.Response:
         return json_error(415, f"the offer must be {SDP}", headers={"Accept-Post": SDP})
     grant = request_grant(request)
     offer = (await request.read()).decode("utf-8", "replace")
-    if not offer.strip():
+    if not looks_like_sdp(offer):  # else the WebRTC stack reads garbage as an offer of no media: "No common codecs"
         raise PublishError(StreamEnd.INVALID_SDP)
     node = request.app[NODE]
     # The resource's id is a secret of the publisher's alone (it ends the stream), and nothing listed:

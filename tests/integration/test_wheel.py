@@ -80,7 +80,8 @@ def test_the_wheel_installed_alone_serves_pages_and_pictures(tmp_path: Path) -> 
     run([sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, source], cwd=source)
     [sdist] = dist.glob("streamsnap-*.tar.gz")
     [wheel] = dist.glob("streamsnap-*.whl")
-    assert wheel.name == f"streamsnap-{VERSION}-py3-none-any.whl"
+    python = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert wheel.name.startswith(f"streamsnap-{VERSION}-{python}-{python}-"), wheel.name  # it carries C
     with tarfile.open(sdist) as archive:
         packed = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"LICENSE", "CHANGELOG.md", "packaging/streamsnap.service", "requirements/runtime.txt"} <= packed
@@ -88,6 +89,7 @@ def test_the_wheel_installed_alone_serves_pages_and_pictures(tmp_path: Path) -> 
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert set(STATIC) <= names
+    assert any(name.startswith("streamsnap/media/_fastrtp.") and name.endswith(".so") for name in names)
     assert f"streamsnap-{VERSION}.dist-info/licenses/LICENSE" in names
 
     env = clean_environment()
@@ -102,6 +104,7 @@ def test_the_wheel_installed_alone_serves_pages_and_pictures(tmp_path: Path) -> 
     installed = run([venv / "bin" / "python", "-c", "import streamsnap; print(streamsnap.__file__)"],
                     cwd=elsewhere, env=env).stdout.strip()
     assert installed.startswith(str(venv)), installed
+    run([venv / "bin" / "python", "-c", "import streamsnap.media._fastrtp"], cwd=elsewhere, env=env)  # the C part
     assert run([venv / "bin" / "streamsnap", "--version"], cwd=elsewhere, env=env).stdout.strip() == \
         f"streamsnap {VERSION}"
 

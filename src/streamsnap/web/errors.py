@@ -3,13 +3,16 @@
 Handlers raise; `error_answers`, the middleware every application of a node has, answers:
 `AccessDenied` with 401 or 403, `SnapshotError` and `PublishError` with the status of their
 reason (`STATUS`, the one reason→status table) and the WCS words, `BadRequest` (a bad body) and
-`BadQuery` (a bad query parameter) with their status and the field they name.
+`BadQuery` (a bad query parameter) with their status and the field they name. A refusal of a
+picture request (a handler marked `counted_as_picture`) made before the snapshot service was
+reached, no valid token or a bad query or body, is counted there as the service counts its own.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -17,6 +20,8 @@ from streamsnap.access import AccessDenied, NotAuthenticated
 from streamsnap.picture import BadQuery
 from streamsnap.protocol.constants import Info
 from streamsnap.reasons import PublishError, SnapshotError, SnapshotFailure, StreamEnd
+from streamsnap.service.snapshots import BAD_REQUEST
+from streamsnap.web.node import NODE
 from streamsnap.web.wcs import SNAPSHOT_INFO, STREAM_END_INFO
 
 logger = logging.getLogger(__name__)
@@ -110,6 +115,23 @@ def access_refusal(request: web.Request, exc: AccessDenied) -> web.Response:
     return json_error(403, Info.RESTRICTED_ACCESS)
 
 
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def counted_as_picture(handler: Handler) -> Handler:
+    """Mark `handler` as one that asks for pictures: its refusals before the snapshot service count as pictures
+    refused (`streamsnap_snapshots_total`), so that every picture asked is counted once, whatever answered it."""
+    handler.counted_as_picture = True  # type: ignore[attr-defined]
+    return handler
+
+
+def _count_picture_refusal(request: web.Request, result: str) -> None:
+    if getattr(request.match_info.handler, "counted_as_picture", False):
+        node = request.app.get(NODE)
+        if node is not None:
+            node.snapshots.refused_before(result)
+
+
 @web.middleware
 async def error_answers(request: web.Request,
                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
@@ -117,12 +139,15 @@ async def error_answers(request: web.Request,
     try:
         return await handler(request)
     except AccessDenied as exc:
+        _count_picture_refusal(request, SnapshotFailure.RESTRICTED)
         return access_refusal(request, exc)
     except SnapshotError as exc:
         return snapshot_error(exc)
     except PublishError as exc:
         return publish_refusal(exc.reason)
     except BadRequest as exc:
+        _count_picture_refusal(request, BAD_REQUEST)
         return json_error(exc.status, str(exc), field=exc.field)
     except BadQuery as exc:
+        _count_picture_refusal(request, BAD_REQUEST)
         return json_error(400, str(exc), field=exc.field)

@@ -14,13 +14,13 @@ from email.utils import formatdate, parsedate_to_datetime
 import msgspec
 from aiohttp import web
 
-from streamsnap.access import AccessDenied, Grant, Right
-from streamsnap.picture import EXTENSIONS, BadQuery, ImageFormat, PictureQuery, QueryLimits, parse_query
+from streamsnap.access import Right
+from streamsnap.picture import EXTENSIONS, ImageFormat, PictureQuery, QueryLimits, parse_query
 from streamsnap.reasons import SnapshotError, SnapshotFailure
 from streamsnap.service.node import Node
 from streamsnap.service.snapshots import BAD_REQUEST, PictureStatus, Requester
 from streamsnap.web.catalog import describe
-from streamsnap.web.errors import json_error
+from streamsnap.web.errors import counted_as_picture, json_error
 from streamsnap.web.guard import authorize, http_requester, request_grant
 from streamsnap.web.node import NODE
 
@@ -34,23 +34,9 @@ def query_limits(node: Node) -> QueryLimits:
 
 
 def picture_query(request: web.Request) -> PictureQuery:
-    """The request's picture parameters; raises `BadQuery` (answered 400 by the middleware), counted as a
-    picture request answered `bad_request`."""
-    try:
-        return parse_query(request.query, query_limits(request.app[NODE]))
-    except BadQuery:
-        request.app[NODE].snapshots.refused_before(BAD_REQUEST)
-        raise
-
-
-def picture_grant(request: web.Request) -> Grant:
-    """The rights of a picture request's token; raises `NotAuthenticated` (401), counted as a picture
-    request answered `restricted`."""
-    try:
-        return request_grant(request)
-    except AccessDenied:
-        request.app[NODE].snapshots.refused_before(SnapshotFailure.RESTRICTED)
-        raise
+    """The request's picture parameters; raises `BadQuery` (answered 400 by the middleware, and counted as a
+    picture request answered `bad_request` when the handler is `counted_as_picture`)."""
+    return parse_query(request.query, query_limits(request.app[NODE]))
 
 
 def http_date(timestamp: float) -> str:
@@ -86,10 +72,11 @@ def _image_request(request: web.Request) -> tuple[str, ImageFormat, Requester, P
     Raises `NotAuthenticated` before the query is read (both answered by the middleware).
     """
     image_format = EXTENSIONS[request.match_info["ext"]]
-    grant = picture_grant(request)
+    grant = request_grant(request)
     return request.match_info["name"], image_format, http_requester(request, grant), picture_query(request)
 
 
+@counted_as_picture
 async def stream_image(request: web.Request) -> web.Response:
     """GET /streams/{name}/snapshot.{png,jpg,jpeg,webp}: the stream's picture now, as that file."""
     node = request.app[NODE]
@@ -110,6 +97,7 @@ async def stream_image(request: web.Request) -> web.Response:
     )
 
 
+@counted_as_picture
 async def stream_image_head(request: web.Request) -> web.Response:
     """HEAD of the image url: the status and headers a GET would have, from the registry and the
     stream's newest frame; nothing is decoded or encoded, so it costs no more than a lookup."""

@@ -20,9 +20,9 @@ from streamsnap.picture import ImageFormat, ImageSpec, PictureQuery
 from streamsnap.service.mjpeg import DEFAULT_FPS, TooManyWatchers
 from streamsnap.service.snapshots import Requester
 from streamsnap.web.cors import EXPOSED_HEADERS, allowed_origin
-from streamsnap.web.errors import RETRY_AFTER_SECONDS, json_error
-from streamsnap.web.guard import http_requester
-from streamsnap.web.images import iso_time, picture_grant, picture_query
+from streamsnap.web.errors import RETRY_AFTER_SECONDS, counted_as_picture, json_error
+from streamsnap.web.guard import http_requester, request_grant
+from streamsnap.web.images import iso_time, picture_query
 from streamsnap.web.node import NODE
 
 logger = logging.getLogger(__name__)
@@ -50,11 +50,12 @@ def _mjpeg_request(request: web.Request) -> tuple[str, Requester, PictureQuery, 
 
     Raises `NotAuthenticated` before the query is read (both answered by the middleware).
     """
-    grant = picture_grant(request)
+    grant = request_grant(request)
     query = picture_query(request)
     return request.match_info["name"], http_requester(request, grant), query, query.spec(ImageFormat.JPEG)
 
 
+@counted_as_picture
 async def stream_mjpeg(request: web.Request) -> web.StreamResponse:
     """GET /streams/{name}/stream.mjpeg?fps=&width=&height=&fit=&quality=: the stream as MJPEG until it ends."""
     node = request.app[NODE]
@@ -110,6 +111,7 @@ async def stream_mjpeg(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@counted_as_picture
 async def stream_mjpeg_head(request: web.Request) -> web.Response:
     """HEAD of the MJPEG url: whether a GET would play, from the stream's record (no watcher, no picture)."""
     name, requester, _, spec = _mjpeg_request(request)

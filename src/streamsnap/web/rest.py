@@ -18,14 +18,12 @@ from typing import Annotated, TypeVar
 import msgspec
 from aiohttp import web
 
-from streamsnap.access import AccessDenied, Grant, Right
+from streamsnap.access import Grant, Right
 from streamsnap.protocol.constants import Info
-from streamsnap.reasons import SnapshotFailure
 from streamsnap.service.node import Node
-from streamsnap.service.snapshots import BAD_REQUEST
 from streamsnap.streams import StreamRecord
 from streamsnap.web.catalog import describe_wcs
-from streamsnap.web.errors import BadRequest, json_error
+from streamsnap.web.errors import BadRequest, counted_as_picture, json_error
 from streamsnap.web.guard import authorize, http_requester, request_grant
 from streamsnap.web.node import NODE
 
@@ -178,18 +176,13 @@ async def terminate(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+@counted_as_picture
 async def snapshot(request: web.Request) -> web.Response:
-    """POST /rest-api/stream/snapshot {streamName}: 200 {data: base64 PNG}; else the status of the failure's reason."""
+    """POST /rest-api/stream/snapshot {streamName}: 200 {data: base64 PNG}; else the status of the failure's reason.
+    Refusals before the service (no valid token, a bad body) are counted as its own are (`counted_as_picture`)."""
     node = request.app[NODE]
-    try:  # refusals before the service are counted as its own are: every picture asked, one count
-        grant = request_grant(request)
-        body = await read_body(request, SnapshotBody, empty_ok=False)
-    except AccessDenied:
-        node.snapshots.refused_before(SnapshotFailure.RESTRICTED)
-        raise
-    except BadRequest:
-        node.snapshots.refused_before(BAD_REQUEST)
-        raise
+    grant = request_grant(request)
+    body = await read_body(request, SnapshotBody, empty_ok=False)
     picture = await node.snapshots.take(body.stream_name, http_requester(request, grant))
     return _json(SnapshotAnswer(base64.b64encode(picture.snapshot.data).decode()))
 

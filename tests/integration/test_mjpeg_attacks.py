@@ -95,7 +95,7 @@ async def test_mjpeg_yields_to_pictures_somebody_waits_for(start_server: Callabl
     # Issue 22: 20 MJPEG watchers of distinct sizes starved other streams' pictures (38/38 served -> 23/35
     # refused). MJPEG frames are the server's own steady work: made only while the workers have room.
     server: RunningServer = await start_server(snapshot_workers=1, snapshot_deadline_ms=300.0,
-                                               mjpeg_max_fps=30, mjpeg_max_sizes_per_stream=4)
+                                               mjpeg_max_fps=30, mjpeg_max_sizes_per_stream=8)
     async with contextlib.AsyncExitStack() as stack:
         for name in ("w1", "w2", "w3"):
             await stack.enter_async_context(publishing(server, name, 1280, 720))
@@ -103,11 +103,11 @@ async def test_mjpeg_yields_to_pictures_somebody_waits_for(start_server: Callabl
         http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)))
         feeds = [await http.get(f"{server.http_url}/streams/{name}/stream.mjpeg",
                                 params={"fps": 30, "width": width, "quality": 95})
-                 for name in ("w1", "w2", "w3") for width in (1280, 960, 800, 640)]
+                 for name in ("w1", "w2", "w3") for width in (1280, 1200, 1120, 1040, 960, 880, 800, 640)]
         for feed in feeds:
             stack.callback(feed.close)
             assert feed.status == 200
-        await asyncio.sleep(1)  # twelve feeds at 30 pictures a second: far more than one worker makes
+        await asyncio.sleep(1)  # 24 feeds of 720p streams at 30 pictures a second: far more than one worker makes
         statuses = []
         started = time.monotonic()
         while time.monotonic() - started < 6:

@@ -154,6 +154,10 @@ def test_admission_follows_the_measured_capacity() -> None:
             engine._admit(joining=False)
         assert refused.value.reason is SnapshotFailure.OVERLOADED
         engine._admit(joining=True)  # joining a picture under way adds no decode
+        with pytest.raises(SnapshotError):  # but the server's own work is held to half the deadline even so
+            engine._admit(joining=True, background=True)
+        engine._picture_jobs = 4
+        engine._admit(joining=True, background=True)  # 50 ms: within its half
         engine._decode_wall, engine._encode_wall = 0.0025, 0.0075  # measured faster: room again
         engine._admit(joining=False)
         engine._picture_jobs = 0
@@ -162,7 +166,7 @@ def test_admission_follows_the_measured_capacity() -> None:
         engine._picture_jobs = 1
         with pytest.raises(SnapshotError):
             engine._admit(joining=False)  # but not a second one
-        assert engine.stats.overloaded == 2
+        assert engine.stats.overloaded == 3
     finally:
         engine.close()
 

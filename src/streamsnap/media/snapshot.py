@@ -266,13 +266,14 @@ class SnapshotEngine:
         """Refuse at once a request the server cannot serve in time: media first, then the pool's capacity.
 
         `joining`: the request shares a picture under way (which adds no decode); `background`: the server's
-        own steady work, which may use only half the deadline's worth of the pool.
+        own steady work, which may use only half the deadline's worth of the pool, joining or not (a joiner still
+        adds an encode of its own spec: MJPEG feeds of many sizes of one stream).
         """
         lag = self.loop_lag.recent_mean
         reason = ""
         if lag > self.settings.max_event_loop_lag_ms / 1000:
             reason = f"the media loop runs {lag * 1000:.0f} ms late on average"
-        elif not joining:
+        elif not joining or background:
             # An idle pool takes any picture, even one slower than the deadline: refusing it would serve nobody.
             backlog = self.backlog
             wait = backlog + 1 / self.capacity

@@ -76,11 +76,24 @@ def save_results(report: Any, prefix: str = "") -> None:
     print(f"\n(written to {out.relative_to(ROOT)})")
 
 
+BEFORE_SRC: list[str] = []
+"The src/ directory of the 'before' server (`--before`), when a benchmark compares with an earlier commit."
+
+
 def receiver_command(kind: str, port: int) -> list[str]:
-    """The receiver under test on 127.0.0.1:`port`: streamsnap, or a plain-aiortc reference (bench/receivers.py)."""
-    if kind == "streamsnap":
+    """The receiver under test on 127.0.0.1:`port`: streamsnap, 'before' (streamsnap from `BEFORE_SRC`, see
+    `receiver_env`), or a plain-aiortc reference (bench/receivers.py)."""
+    if kind in ("streamsnap", "before"):
         return serve_command(port, "--ice-address", "127.0.0.1", "--log-level", "warning")
     return [sys.executable, str(ROOT / "bench" / "receivers.py"), "--mode", kind, "--port", str(port)]
+
+
+def receiver_env(kind: str) -> dict[str, str]:
+    """What the receiver `kind` needs in its environment: 'before' imports streamsnap from `BEFORE_SRC`."""
+    if kind == "before":
+        assert BEFORE_SRC, "--before SRC was not given"
+        return {"PYTHONPATH": BEFORE_SRC[0]}
+    return {}
 
 
 @contextmanager

@@ -17,6 +17,7 @@ pictures' age shows how far its decoder falls behind).
 Prints markdown tables and writes bench/results/<time>.json.
 
     python bench/run.py --only capacity --server-cpus 0,1 --decode-all
+    python bench/run.py --quick --before /tmp/base/src   # beside an earlier commit's server (a git worktree)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.harness import free_port, wait_listening
 
 from bench.common import (
+    BEFORE_SRC,
     PUBLISHER_CPU,
     RECEIVER_CPU,
     cpu_seconds,
@@ -46,6 +48,7 @@ from bench.common import (
     percentile,
     publishers,
     receiver_command,
+    receiver_env,
     rss_mb,
     running,
     save_results,
@@ -84,7 +87,7 @@ async def snapshot_loop(url: str, names: list[str], stop: float, rate: float) ->
 def measure_cpu(row: CpuRow, seconds: float, warmup: float) -> CpuRow:
     port = free_port()
     url = f"ws://127.0.0.1:{port}/bench"
-    with running(receiver_command(row.receiver, port), RECEIVER_CPU) as receiver:
+    with running(receiver_command(row.receiver, port), RECEIVER_CPU, receiver_env(row.receiver)) as receiver:
         wait_listening(port)
         time.sleep(1)
         rss_empty = rss_mb(receiver.pid)
@@ -106,6 +109,8 @@ def measure_cpu(row: CpuRow, seconds: float, warmup: float) -> CpuRow:
 
 @dataclass
 class LatencyRow:
+    server: str
+    "streamsnap, or 'before' (`--before`)."
     scenario: str
     codec: str
     size: str
@@ -150,13 +155,13 @@ async def latency_rounds(url: str, row: LatencyRow, rounds: int, pause: float) -
 
 
 def measure_latency(rows: list[LatencyRow], rounds: int, warmup: float) -> None:
-    by_setup: dict[tuple[str, str, int], list[LatencyRow]] = {}
+    by_setup: dict[tuple[str, str, str, int], list[LatencyRow]] = {}
     for row in rows:
-        by_setup.setdefault((row.codec, row.size, row.streams), []).append(row)
-    for (codec, size, streams), group in by_setup.items():
+        by_setup.setdefault((row.server, row.codec, row.size, row.streams), []).append(row)
+    for (server, codec, size, streams), group in by_setup.items():
         port = free_port()
         url = f"ws://127.0.0.1:{port}/bench"
-        with running(receiver_command("streamsnap", port), RECEIVER_CPU):
+        with running(receiver_command(server, port), RECEIVER_CPU, receiver_env(server)):
             wait_listening(port)
             with publishers(url, streams, codec, size):
                 time.sleep(warmup)
@@ -323,12 +328,13 @@ def measure_step(row: CapacityRow, seconds: float, warmup: float, server_cpus: s
     """One step: a fresh server and `row.streams` publishers, then the open loop for `seconds`."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with running(receiver_command(row.receiver, port), server_cpus, LOAD_LIMITS) as receiver:
+    with running(receiver_command(row.receiver, port), server_cpus, LOAD_LIMITS | receiver_env(row.receiver)) \
+            as receiver:
         wait_listening(port)
         with publishers(f"ws://127.0.0.1:{port}/bench", row.streams, "VP8", row.size) as load:
             upstream = PublisherStats(load)
             time.sleep(warmup)
-            streamsnap = row.receiver == "streamsnap"
+            streamsnap = row.receiver in ("streamsnap", "before")
             before = asyncio.run(scrape(base)) if streamsnap else {}
             server_start, load_start = cpu_seconds(receiver.pid), cpu_seconds(load.pid)
             client_start, wall_start = time.process_time(), time.monotonic()
@@ -441,6 +447,13 @@ def run_capacity(args: argparse.Namespace, seconds: float, warmup: float, report
         if args.reference_capacity:
             goals.append((f"640x480 capacity >= 2x the previous figure ({args.reference_capacity})",
                           capacity >= 2 * args.reference_capacity, f"{capacity} streams"))
+    if args.before and capacities.get("640x480"):
+        steps = [int(s) for s in args.capacity_steps.split(",")]
+        earlier, found = find_capacity("before", "640x480", steps, seconds, warmup, server_cpus)
+        rows += found
+        goals.append((f"640x480 capacity >= 2x the 'before' server's of the same run ({earlier})",
+                      capacities["640x480"] >= 2 * earlier, f"{capacities['640x480']} vs {earlier} streams: "
+                      + (f"{capacities['640x480'] / earlier:.1f}x" if earlier else "before sustained no step")))
     if args.decode_all:
         reference, found = find_capacity("decode-all", "640x480", [int(s) for s in args.decode_all_steps.split(",")],
                                          seconds, warmup, server_cpus)
@@ -482,7 +495,13 @@ def main() -> None:
     parser.add_argument("--decode-all-steps", default="10,20,30,40,50,60,80")
     parser.add_argument("--reference-capacity", type=int, default=0,
                         help="the 640x480 capacity to double (a previous run's figure)")
+    parser.add_argument("--before", metavar="SRC",
+                        help="also measure streamsnap from this src/ directory (an earlier commit's, e.g. a git "
+                             "worktree's), as 'before', beside this checkout's, in every part")
     args = parser.parse_args()
+    if args.before:
+        BEFORE_SRC.append(str(Path(args.before).resolve()))
+    servers = ["streamsnap", "before"] if args.before else ["streamsnap"]
     seconds, warmup, rounds = (15, 4, 8) if args.quick else (60, 5, 20)
     os.sched_setaffinity(0, {PUBLISHER_CPU})
     report: dict[str, Any] = {"quick": args.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -491,7 +510,8 @@ def main() -> None:
         plan = [("VP8", "640x480", 10), ("VP8", "1280x720", 6), ("H264", "640x480", 10)]
         cpu_rows = []
         for codec, size, streams in plan:
-            for receiver, rate in (("floor", 0.0), ("streamsnap", 0.0), ("streamsnap", 1.0), ("decode-all", 0.0)):
+            for receiver, rate in (("floor", 0.0), *((server, rate) for server in servers for rate in (0.0, 1.0)),
+                                   ("decode-all", 0.0)):
                 row = measure_cpu(CpuRow(receiver, codec, size, streams, rate), seconds, warmup)
                 print(f"  {row}", file=sys.stderr, flush=True)
                 cpu_rows.append(row)
@@ -507,16 +527,19 @@ def main() -> None:
                    for r in cpu_rows if (r.codec, r.size) == (codec, size)}
             idle, floor, full = got[("streamsnap", 0.0)], got[("floor", 0.0)], got[("decode-all", 0.0)]
             print(f"- {codec} {size}: streamsnap idle / floor = {idle / floor:.2f}; "
-                  f"decode-all / streamsnap idle = {full / idle:.2f}")
+                  f"decode-all / streamsnap idle = {full / idle:.2f}"
+                  + (f"; streamsnap / before, idle = {idle / got[('before', 0.0)]:.2f}, at 1 picture/s = "
+                     f"{got[('streamsnap', 1.0)] / got[('before', 1.0)]:.2f}" if args.before else ""))
         report["cpu"] = [asdict(r) for r in cpu_rows]
 
     if args.only in (None, "latency"):
-        latency_rows = [LatencyRow("idle", "VP8", "1280x720", 1, 1)] + [
-            LatencyRow("busy", codec, "1280x720", 20, n) for codec in ("VP8",) for n in (1, 10, 100)
-        ] + [LatencyRow("busy", "VP8", "640x480", 20, n) for n in (1, 10, 100)]
+        latency_rows = [row for server in servers for row in (
+            [LatencyRow(server, "idle", "VP8", size, 1, 1) for size in ("640x480", "1280x720")]
+            + [LatencyRow(server, "busy", "VP8", "1280x720", 20, n) for n in (1, 10, 100)]
+            + [LatencyRow(server, "busy", "VP8", "640x480", 20, n) for n in (1, 10, 100)])]
         measure_latency(latency_rows, rounds, warmup)
         print("\n### Snapshot latency (request sent to PNG received, client side)\n")
-        print(table(latency_rows, [("scenario", "streams"), ("codec", "codec"), ("size", "size"),
+        print(table(latency_rows, [("server", "server"), ("scenario", "streams"), ("codec", "codec"), ("size", "size"),
                                    ("streams", "live streams"), ("concurrent", "concurrent requests"),
                                    ("requests", "requests"), ("errors", "errors"), ("p50_ms", "p50 ms"),
                                    ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"),

@@ -110,6 +110,23 @@ LATENCY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 @dataclass
+class LatencyHistogram:
+    """How long answers took, in the buckets `/metrics` reports."""
+
+    bounds: tuple[float, ...] = LATENCY_BOUNDS
+    "Upper bounds (seconds) of the buckets."
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    "Answers per bucket (not cumulative); the last one counts those above every bound."
+    total: float = 0.0
+    "Seconds spent answering, summed."
+
+    def observe(self, seconds: float) -> None:
+        """Count one answer that took `seconds`."""
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+
+@dataclass
 class EngineStats:
     """Counters the engine keeps (exposed as metrics, read by tests)."""
 
@@ -135,12 +152,8 @@ class EngineStats:
     "Finished requests by outcome: 'ok', or the failure's reason."
     keyframe_requests_withheld: int = 0
     "Keyframe requests not sent because the stream's budget was spent."
-    latency_bounds: tuple[float, ...] = LATENCY_BOUNDS
-    "Upper bounds (seconds) of the request latency histogram's buckets."
-    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
-    "Requests per bucket (not cumulative); the last one counts those above every bound."
-    latency_sum: float = 0.0
-    "Seconds spent answering requests, summed."
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    "How long finished requests took."
     keyframe_only: int = 0
     "Pictures decoded from the cached keyframe alone (younger than the caller's max age), without its deltas."
     overloaded: int = 0
@@ -155,8 +168,7 @@ class EngineStats:
     def finished(self, outcome: str, seconds: float) -> None:
         """Count one answered request."""
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        self.latency_counts[bisect.bisect_left(self.latency_bounds, seconds)] += 1
-        self.latency_sum += seconds
+        self.latency.observe(seconds)
 
 
 class _Shared:

@@ -17,7 +17,6 @@ valid token, bad query parameters) are counted through `refused_before`.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import time
 from collections import OrderedDict
@@ -29,7 +28,7 @@ from streamsnap.access import AccessControl, AccessDenied, Grant, Right
 from streamsnap.addresses import client_key
 from streamsnap.config import SnapshotSettings
 from streamsnap.media.imaging import output_size
-from streamsnap.media.snapshot import LATENCY_BOUNDS, KeyframeBudget, Snapshot, SnapshotEngine
+from streamsnap.media.snapshot import KeyframeBudget, LatencyHistogram, Snapshot, SnapshotEngine
 from streamsnap.media.source import LocalSources
 from streamsnap.picture import PNG, ImageSpec
 from streamsnap.reasons import SnapshotError, SnapshotFailure
@@ -51,18 +50,13 @@ class Answers:
 
     results: dict[str, int] = field(default_factory=dict)
     "By result: 'ok', a `SnapshotFailure` value, or `BAD_REQUEST`."
-    latency_bounds: tuple[float, ...] = LATENCY_BOUNDS
-    "Upper bounds (seconds) of the latency histogram's buckets."
-    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
-    "Answers per bucket (not cumulative); the last one counts those above every bound."
-    latency_sum: float = 0.0
-    "Seconds spent answering, summed."
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    "How long the answers took."
 
     def count(self, result: str, seconds: float) -> None:
         """Count one answer."""
         self.results[result] = self.results.get(result, 0) + 1
-        self.latency_counts[bisect.bisect_left(self.latency_bounds, seconds)] += 1
-        self.latency_sum += seconds
+        self.latency.observe(seconds)
 
 
 @dataclass(frozen=True)

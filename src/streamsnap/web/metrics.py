@@ -60,13 +60,13 @@ class ServerCollector(Collector):
 
         buckets: list[tuple[str, float]] = []
         cumulative = 0
-        for bound, count in zip(answers.latency_bounds, answers.latency_counts, strict=False):
+        for bound, count in zip(answers.latency.bounds, answers.latency.counts, strict=False):
             cumulative += count
             buckets.append((repr(bound), cumulative))
-        buckets.append(("+Inf", sum(answers.latency_counts)))
+        buckets.append(("+Inf", sum(answers.latency.counts)))
         latency = HistogramMetricFamily("streamsnap_snapshot_latency_seconds",
                                         "Time from a picture request to its answer (every result).")
-        latency.add_metric([], buckets, sum_value=answers.latency_sum)
+        latency.add_metric([], buckets, sum_value=answers.latency.total)
         yield latency
 
         yield CounterMetricFamily("streamsnap_decode_seconds", "Seconds spent decoding video.",

@@ -30,7 +30,7 @@ import redis
 from tests import harness
 
 import streamsnap
-from bench.common import publishers, save_results
+from bench.common import ONE_ADDRESS_FOR_MANY, publishers, save_results
 
 SECRET = "bench-cluster-secret-0123456789abcdef"
 LOGS = Path(tempfile.mkdtemp(prefix="streamsnap-bench-cluster-"))
@@ -89,9 +89,8 @@ def start_node(name: str, redis_url: str, *, ttl: float = 5.0, workers: int = 1,
         node = harness.start_node(
             "--ice-address", "127.0.0.1", "--log-level", "warning", "--redis", redis_url, "--node-id", name,
             *(["--workers", str(workers)] if workers > 1 else []), name=name, port=port, output=log,
-            env={"STREAMSNAP_CLUSTER_SECRET": SECRET, "STREAMSNAP_CLUSTER_TTL": str(ttl),
-                 # The load comes from one address standing for many clients: no per-address limit for it.
-                 "STREAMSNAP_MAX_SNAPSHOTS_PER_CLIENT": "100000", **(env or {})})
+            env={"STREAMSNAP_CLUSTER_SECRET": SECRET, "STREAMSNAP_CLUSTER_TTL": str(ttl), **ONE_ADDRESS_FOR_MANY,
+                 **(env or {})})
     STARTED.append(node.proc)
     if workers > 1:
         time.sleep(2)  # the other workers come up a little later on the shared port

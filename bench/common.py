@@ -15,6 +15,7 @@ import os
 import select
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -96,20 +97,37 @@ def receiver_env(kind: str) -> dict[str, str]:
     return {}
 
 
+ONE_ADDRESS_FOR_MANY = {
+    "STREAMSNAP_MAX_SNAPSHOTS_PER_CLIENT": "100000",
+    "STREAMSNAP_MAX_STREAMS_PER_ADDRESS": "0",
+}
+"""Settings of every benchmark's server: the load comes from one address standing for many clients and
+publishers, so the per-address quotas would be what a benchmark measures (a benchmark may set them again)."""
+
+
 @contextmanager
 def running(command: list[str], cpu: int | set[int] | None, env: dict[str, str] | None = None,
             ) -> Iterator[subprocess.Popen[str]]:
     """`command` pinned to `cpu` (None: any CPU), stdout piped, killed on leaving."""
-    # The load comes from one address standing for many clients: no per-address limit for it.
-    env = {**os.environ, "STREAMSNAP_MAX_SNAPSHOTS_PER_CLIENT": "100000", **(env or {})}
+    env = {**os.environ, **ONE_ADDRESS_FOR_MANY, **(env or {})}
     cpus = {cpu} if isinstance(cpu, int) else cpu
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus is not None else None)
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
+    # stderr into a file (a pipe nobody reads would fill and block the process), its end told on failure.
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env,
+                                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus is not None else None)
+        try:
+            yield proc
+        except BaseException:
+            errors.seek(0)
+            said = errors.read()
+            if said:
+                told = said if len(said) < 4000 else f"{said[:3000]}\n[...]\n{said[-1000:]}"
+                print(f"{Path(command[1]).name if len(command) > 1 else command[0]}'s stderr:\n{told}",
+                      file=sys.stderr)
+            raise
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 @contextmanager

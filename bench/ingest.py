@@ -35,6 +35,7 @@ from tests.harness import wait_listening as wait_port  # noqa: E402
 
 from bench.clips import load_clip  # noqa: E402
 from bench.common import (  # noqa: E402
+    ONE_ADDRESS_FOR_MANY,
     PUBLISHER_CPU,
     RECEIVER_CPU,
     RESULTS,
@@ -139,7 +140,7 @@ def measure(kind: str, streams: int, warmup: float, seconds: float, rounds: int)
     port, rtmp_port = free_port(), free_port()
     command = [sys.executable, "-m", "streamsnap", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--ice-address", "127.0.0.1", "--log-level", "warning"]
-    env = {"STREAMSNAP_RTMP_PORT": str(rtmp_port), "STREAMSNAP_MAX_SNAPSHOTS_PER_CLIENT": "100000"}
+    env = {"STREAMSNAP_RTMP_PORT": str(rtmp_port), **ONE_ADDRESS_FOR_MANY}
     base = f"http://127.0.0.1:{port}"
     with process(command, RECEIVER_CPU, env) as server:
         wait_port(port)

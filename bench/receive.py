@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.harness import free_port, wait_listening  # noqa: E402
 
-from bench.common import PUBLISHER_CPU, RECEIVER_CPU, RESULTS, cpu_seconds  # noqa: E402
+from bench.common import ONE_ADDRESS_FOR_MANY, PUBLISHER_CPU, RECEIVER_CPU, RESULTS, cpu_seconds  # noqa: E402
 
 CODEC, WIDTH, HEIGHT = "VP8", 640, 480
 RECEIVERS = ("streamsnap", "streamsnap-python", "uvloop+unprotect", "blocking+unprotect", "aiortc floor")
@@ -154,7 +154,8 @@ class Publishers:
 def receiver_process(receiver: str, port: int) -> Iterator[subprocess.Popen[str]]:
     command, env = receiver_command(receiver, port)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, **env}, preexec_fn=lambda: os.sched_setaffinity(0, {RECEIVER_CPU}))
+                            env={**os.environ, **ONE_ADDRESS_FOR_MANY, **env},
+                            preexec_fn=lambda: os.sched_setaffinity(0, {RECEIVER_CPU}))
     try:
         wait_listening(port, proc)
         yield proc

@@ -111,7 +111,7 @@ def running(command: list[str], cpu: int | set[int] | None, env: dict[str, str] 
     """`command` pinned to `cpu` (None: any CPU), stdout piped, killed on leaving."""
     env = {**os.environ, **ONE_ADDRESS_FOR_MANY, **(env or {})}
     cpus = {cpu} if isinstance(cpu, int) else cpu
-    # stderr into a file (a pipe nobody reads would fill and block the process), its end told on failure.
+    # stderr into a file (a pipe nobody reads would fill and block the process), shown if the block fails.
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env,
                                 preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus is not None else None)

@@ -80,10 +80,18 @@ async def test_spaces_around_a_name_are_left_out(server: RunningServer, tmp_path
         await proc.communicate()
 
 
+def _as_a_shell_starts_it() -> None:
+    """In the child before exec: Ctrl-C's signal at its default and not blocked, as a shell starts a command
+    (both are inherited, and would otherwise be whatever this test process's other tests left them)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 async def interrupted(args: list[str], after: float | None, *, until: bytes | None = None) -> tuple[int, str, str]:
     """Start the command, send it SIGINT `after` seconds later (or once `until` is on its stdout); its status,
     stdout and stderr."""
-    proc = await asyncio.create_subprocess_exec(STREAMSNAP, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(STREAMSNAP, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                preexec_fn=_as_a_shell_starts_it)
     assert proc.stdout is not None
     seen = b""
     if until is not None:
@@ -93,7 +101,13 @@ async def interrupted(args: list[str], after: float | None, *, until: bytes | No
         await asyncio.sleep(after)
     with contextlib.suppress(ProcessLookupError):  # it may have finished already
         proc.send_signal(signal.SIGINT)
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    try:
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    except TimeoutError:
+        proc.kill()
+        stdout, stderr = await proc.communicate()
+        pytest.fail(f"`streamsnap {args[0]}` still running 30 s after Ctrl-C at {after} s; it said: "
+                    f"{(seen + stdout).decode()[-500:]!r} {stderr.decode()[-1500:]!r}")
     assert proc.returncode is not None
     return proc.returncode, (seen + stdout).decode(), stderr.decode()
 

@@ -34,6 +34,7 @@ from tests.conftest import MAX_LAG_FRAMES, RunningServer, png_image
 pytestmark = pytest.mark.integration
 
 STREAMS = 6
+OVERLOADED_DEADLINE_MS = 10
 BIG = {"width": "1920", "max_age_ms": "0"}
 "A large picture (a 320x240 stream scaled up: costly to encode) of a fresh frame (a PLI each)."
 
@@ -118,8 +119,10 @@ Loaded = tuple[RunningServer, WcsClient, list[PatternTrack]]
 
 @pytest.fixture
 async def overloaded(start_server: Callable[..., Any]) -> AsyncIterator[Loaded]:
-    """A server with one worker and a 50 ms deadline, and `STREAMS` live 320x240 pattern streams."""
-    async with publishing(await start_server(snapshot_workers=1, snapshot_deadline_ms=50,
+    """A server with one worker and a 10 ms deadline (the least allowed: a burst of one picture per stream is
+    then several deadlines' worth of work on any machine, however cheap pictures get), and `STREAMS` live 320x240
+    pattern streams."""
+    async with publishing(await start_server(snapshot_workers=1, snapshot_deadline_ms=OVERLOADED_DEADLINE_MS,
                                              max_keyframe_requests_per_second=50)) as loaded:
         yield loaded
 
@@ -160,9 +163,11 @@ async def test_a_burst_past_capacity_is_refused_fast_and_what_is_served_is_right
     light = frames_per_picture(stats, before)
     capacity = engine.capacity
     assert capacity > 0
+    # The premise: one picture of every stream is at least twice the deadline's worth of the worker's time.
+    assert STREAMS / capacity > 2 * OVERLOADED_DEADLINE_MS / 1000, capacity
 
     # Bursts: every stream asked at once, four times each (they share one picture per stream),
-    # three times over: far more work than one worker does in 50 ms.
+    # three times over: far more work than one worker does in the deadline.
     before = (stats.decodes, stats.frames_decoded)
     answers: list[Answer] = []
     for _ in range(3):

@@ -41,7 +41,7 @@ from aiortc.rtp import RtpPacket
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.harness import free_port, serve_command, wait_listening  # noqa: E402
+from tests.harness import closed_by_peer, free_port, serve_command, wait_listening  # noqa: E402
 from tests.harness.hostile_rtsp import (  # noqa: E402
     DrippingCamera,
     FragmentFloodCamera,
@@ -587,17 +587,9 @@ async def attack_cluster_idle_connections(bench: Bench, deadline: float) -> str:
         with contextlib.suppress(OSError):
             held.append(await asyncio.open_connection(HOST, port))
 
-    async def closed(reader: asyncio.StreamReader, wait: float) -> bool:
-        try:
-            return await asyncio.wait_for(reader.read(1), wait) == b""
-        except TimeoutError:
-            return False
-        except ConnectionError:
-            return True
-
-    at_once = sum(await asyncio.gather(*(closed(reader, 0.5) for reader, _ in held)))
+    at_once = sum(await asyncio.gather(*(closed_by_peer(reader, 0.5) for reader, _ in held)))
     # A connection closed on arrival reads b"" again: by the end `closed_in_all` counts both kinds.
-    closed_in_all = sum(await asyncio.gather(*(closed(reader, max(0.5, deadline - time.monotonic()))
+    closed_in_all = sum(await asyncio.gather(*(closed_by_peer(reader, max(0.5, deadline - time.monotonic()))
                                                for reader, _ in held)))
     for _, writer in held:
         writer.close()
@@ -1078,23 +1070,30 @@ async def attack_camera_tracks(bench: Bench, deadline: float) -> str:
     return "HTTP " + words(seen) + f" (500 tracks, TCP and UDP; SETUPs the camera got: {camera.setups})"
 
 
+async def pulled_and_pictured(bench: Bench, deadline: float, startup: dict[str, str]) -> Counter[str]:
+    """Start the camera pull `startup` through REST, picture its stream every 250 ms until `deadline`, then
+    terminate it; the answers seen."""
+    seen: Counter[str] = Counter()
+    name = startup["toStream"]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{bench.base}/rest-api/rtsp/startup", headers=camera_puller(bench),
+                             json=startup) as response:
+            seen[f"startup {response.status}"] += 1
+        while time.monotonic() < deadline:
+            async with http.get(f"{bench.base}/streams/{name}/snapshot.jpg", headers=camera_puller(bench)) as response:
+                await response.read()
+                seen[f"picture {response.status}"] += 1
+            await asyncio.sleep(0.25)
+        async with http.post(f"{bench.base}/rest-api/rtsp/terminate", headers=camera_puller(bench),
+                             json={"toStream": name}):
+            pass
+    return seen
+
+
 async def attack_camera_tiny_frames(bench: Bench, deadline: float) -> str:
     camera = await TinyFrameCamera(good_seconds=0.5).start()
-    seen: Counter[str] = Counter()
     try:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{bench.base}/rest-api/rtsp/startup", headers=camera_puller(bench),
-                                 json={"uri": camera.url(), "toStream": "tiny-frames"}) as response:
-                seen[f"startup {response.status}"] += 1
-            while time.monotonic() < deadline:
-                async with http.get(f"{bench.base}/streams/tiny-frames/snapshot.jpg",
-                                    headers=camera_puller(bench)) as response:
-                    await response.read()
-                    seen[f"picture {response.status}"] += 1
-                await asyncio.sleep(0.25)
-            async with http.post(f"{bench.base}/rest-api/rtsp/terminate", headers=camera_puller(bench),
-                                 json={"toStream": "tiny-frames"}):
-                pass
+        seen = await pulled_and_pictured(bench, deadline, {"uri": camera.url(), "toStream": "tiny-frames"})
     finally:
         await camera.close()
     return words(seen) + f" (2-byte frames as fast as taken: {camera.bytes_sent / 2**20:.0f} MiB written by the camera)"
@@ -1103,21 +1102,9 @@ async def attack_camera_tiny_frames(bench: Bench, deadline: float) -> str:
 async def attack_camera_udp_source(bench: Bench, deadline: float) -> str:
     trap = await TrapListener("127.0.0.2").start()
     camera = await SourceAddressCamera("127.0.0.2", trap.udp_ports).start()
-    seen: Counter[str] = Counter()
     try:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{bench.base}/rest-api/rtsp/startup", headers=camera_puller(bench),
-                                 json={"uri": camera.url(), "toStream": "udp-source", "transport": "udp"}) as response:
-                seen[f"startup {response.status}"] += 1
-            while time.monotonic() < deadline:
-                async with http.get(f"{bench.base}/streams/udp-source/snapshot.jpg",
-                                    headers=camera_puller(bench)) as response:
-                    await response.read()
-                    seen[f"picture {response.status}"] += 1
-                await asyncio.sleep(0.25)
-            async with http.post(f"{bench.base}/rest-api/rtsp/terminate", headers=camera_puller(bench),
-                                 json={"toStream": "udp-source"}):
-                pass
+        seen = await pulled_and_pictured(bench, deadline,
+                                         {"uri": camera.url(), "toStream": "udp-source", "transport": "udp"})
     finally:
         await camera.close()
         trap.close()

@@ -20,6 +20,7 @@ from streamsnap.server.listeners import Server, cluster_bind_host
 from streamsnap.wcsclient import WcsClient
 from tests.cluster.conftest import CLUSTER_SECRET, TTL
 from tests.conftest import png_image
+from tests.harness import closed_by_peer
 from tests.harness.redis import Redis
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
@@ -48,21 +49,13 @@ async def test_idle_connections_to_the_cluster_port_are_capped_and_timed_out(
     # The attack: many idle connections that send nothing (1100 of them exhausted the node's descriptors).
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(300)]
 
-    async def closed(reader: asyncio.StreamReader, wait: float) -> bool:
-        try:
-            return await asyncio.wait_for(reader.read(1), wait) == b""
-        except TimeoutError:
-            return False
-        except ConnectionError:
-            return True
-
-    over_cap = await asyncio.gather(*(closed(reader, 0.5) for reader, _ in held))
+    over_cap = await asyncio.gather(*(closed_by_peer(reader, 0.5) for reader, _ in held))
     assert sum(over_cap) == 300 - 40  # over the cap: closed on arrival
     assert server.cluster_guard is not None and server.cluster_guard.refused == 260
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{server.port('http')}/healthz") as health:
         assert health.status == 200  # the public port is not starved meanwhile
     let_in = [reader for (reader, _), refused in zip(held, over_cap, strict=True) if not refused]
-    assert all(await asyncio.gather(*(closed(reader, 3.0) for reader in let_in)))  # the header deadline
+    assert all(await asyncio.gather(*(closed_by_peer(reader, 3.0) for reader in let_in)))  # the header deadline
     assert server.cluster_guard.timed_out == 40
     assert server.cluster_guard.open == {}
     for _, writer in held:

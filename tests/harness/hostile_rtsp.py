@@ -97,6 +97,33 @@ class Session:
         self.writer.write(data)
 
 
+async def bind_udp_pair(host: str, received: list[tuple[bytes, tuple[str, int]]],
+                        ) -> tuple[list[asyncio.DatagramTransport], tuple[int, int]]:
+    """Two UDP sockets on `host`, an even port and the next (RTP and RTCP), appending what arrives to
+    `received`; their transports and ports."""
+    loop = asyncio.get_running_loop()
+
+    class Receiver(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            received.append((data, addr))
+
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1] & ~1
+        try:
+            first, _ = await loop.create_datagram_endpoint(Receiver, local_addr=(host, port))
+        except OSError:
+            continue
+        try:
+            second, _ = await loop.create_datagram_endpoint(Receiver, local_addr=(host, port + 1))
+        except OSError:
+            first.close()
+            continue
+        return [first, second], (port, port + 1)
+    raise RuntimeError("no UDP port pair")
+
+
 class HostileCamera:
     """A camera on 127.0.0.1 (or `host`) that behaves until a subclass says otherwise."""
 
@@ -143,29 +170,9 @@ class HostileCamera:
             transport.close()
 
     async def _bind_udp_pair(self) -> tuple[int, int]:
-        loop = asyncio.get_running_loop()
-        camera = self
-
-        class Receiver(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                camera.udp_received.append((data, addr))
-
-        for _ in range(50):
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                probe.bind((self.host, 0))
-                port = probe.getsockname()[1] & ~1
-            try:
-                first, _ = await loop.create_datagram_endpoint(Receiver, local_addr=(self.host, port))
-            except OSError:
-                continue
-            try:
-                second, _ = await loop.create_datagram_endpoint(Receiver, local_addr=(self.host, port + 1))
-            except OSError:
-                first.close()
-                continue
-            self._udp += [first, second]
-            return port, port + 1
-        raise RuntimeError("no UDP port pair")
+        transports, ports = await bind_udp_pair(self.host, self.udp_received)
+        self._udp += transports
+        return ports
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -484,29 +491,7 @@ class TrapListener:
 
         self._server = await asyncio.start_server(count, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
-        trap = self
-
-        class Receiver(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                trap.datagrams.append((data, addr))
-
-        loop = asyncio.get_running_loop()
-        for _ in range(50):
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                probe.bind((self.host, 0))
-                port = probe.getsockname()[1] & ~1
-            try:
-                first, _ = await loop.create_datagram_endpoint(Receiver, local_addr=(self.host, port))
-            except OSError:
-                continue
-            try:
-                second, _ = await loop.create_datagram_endpoint(Receiver, local_addr=(self.host, port + 1))
-            except OSError:
-                first.close()
-                continue
-            self._udp = [first, second]
-            self.udp_ports = (port, port + 1)
-            break
+        self._udp, self.udp_ports = await bind_udp_pair(self.host, self.datagrams)
         return self
 
     def close(self) -> None:

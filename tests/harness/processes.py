@@ -5,6 +5,7 @@ Everything listens on 127.0.0.1 only: neither tests nor benchmarks send traffic 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import selectors
 import signal
@@ -28,6 +29,16 @@ def free_port() -> int:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def closed_by_peer(reader: asyncio.StreamReader, wait: float) -> bool:
+    """Whether the other side closes (or resets) the connection within `wait` seconds, sending nothing."""
+    try:
+        return await asyncio.wait_for(reader.read(1), wait) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
 
 
 def wait_listening(port: int, proc: subprocess.Popen[Any] | None = None, timeout: float = LISTEN_TIMEOUT) -> None:

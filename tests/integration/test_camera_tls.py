@@ -4,7 +4,7 @@ another name), and pulled anyway when the camera opts out; never downgraded to p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,18 @@ from streamsnap.server.node import ServerError
 from streamsnap.server.tls import self_signed_certificate
 from streamsnap.wcsclient import SnapshotFailed, WcsClient
 from tests.conftest import RunningServer, png_image
-from tests.harness import RtspCamera, free_port
-from tests.integration.test_rtsp import BLUE, GREEN, RED, assert_colour, eventually, image_url, post, rest_picture
+from tests.harness import RtspCamera
+from tests.integration.test_rtsp import (  # noqa: F401 -- cameras: the fixture
+    BLUE,
+    GREEN,
+    RED,
+    assert_colour,
+    cameras,
+    eventually,
+    image_url,
+    post,
+    rest_picture,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -34,19 +44,13 @@ def certificate(directory: Path, label: str, names: list[str], addresses: list[s
 
 
 @pytest.fixture
-async def tls_cameras(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RtspCamera]]]:
-    """Start rtsps:// cameras with a certificate of their own (killed at teardown)."""
-    started: list[RtspCamera] = []
+async def tls_cameras(cameras: Callable[..., Awaitable[RtspCamera]]) -> Callable[..., Awaitable[RtspCamera]]:  # noqa: F811
+    """Start rtsps:// cameras: `cameras` (killed at teardown) with a certificate and key of their own."""
 
     async def start(colour: int, tls: tuple[Path, Path], **options: Any) -> RtspCamera:
-        camera = RtspCamera(free_port(), colour, tls=tls, **options)
-        started.append(camera)
-        await camera.start()
-        return camera
+        return await cameras(colour, tls=tls, **options)
 
-    yield start
-    for camera in started:
-        camera.kill()
+    return start
 
 
 async def test_a_camera_whose_authority_is_configured_is_pictured_every_way(
